@@ -1,0 +1,53 @@
+# The two commands a new clone needs: `make run` and `make test`. Everything else is optional.
+# uv is used when installed; otherwise it is bootstrapped into .tools/ with the system Python.
+
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := .tools/bin/uv
+endif
+RUN := $(UV) run --frozen
+
+.PHONY: install run test lint typecheck check schema bench-api bench-sync bench-summary bench-generate stop clean
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+install: $(UV)
+	$(UV) sync --frozen --quiet
+
+run: install
+	$(RUN) billing run
+
+test: install
+	$(RUN) pytest -q
+
+lint: install
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+typecheck: install
+	$(RUN) mypy gql models sync devstack demo cli.py settings.py migrations_runner.py
+
+check: lint typecheck test
+
+schema: install
+	$(RUN) python -m gql.export_schema > schema.graphql
+
+bench-generate: install
+	$(RUN) python bench/generate.py
+
+bench-api: install
+	$(RUN) python bench/api.py
+
+bench-sync: install
+	$(RUN) python bench/sync.py
+
+bench-summary: install
+	$(RUN) python bench/summary.py
+
+stop: install
+	$(RUN) billing stop
+
+clean:
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache test-output

@@ -1,0 +1,251 @@
+"""`billing`: the composition root. The only module that imports gql, sync and models together.
+
+It resolves where PostgreSQL and Redis are (the environment, or embedded servers started on
+demand), exports them to child processes, and wires the API to the sync through a plain
+`enqueue_sync(invoice_id)` callable, so that `gql` never imports Celery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import settings as settings_mod
+
+
+def _environment() -> settings_mod.Settings:
+    """Settings with DATABASE_URL and REDIS_URL filled in (embedded servers when unset), exported
+    so that every process started from here talks to the same servers."""
+    from devstack.services import resolve_urls
+
+    base = settings_mod.load()
+    db_url, redis_url = resolve_urls(base.database_url, base.redis_url, base.local_dir)
+    os.environ["DATABASE_URL"] = db_url
+    os.environ["REDIS_URL"] = redis_url
+    return settings_mod.load()
+
+
+def _database_url(cfg: settings_mod.Settings) -> str:
+    assert cfg.database_url is not None
+    return cfg.database_url
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from migrations_runner import upgrade
+
+    cfg = _environment()
+    upgrade(_database_url(cfg), args.revision)
+    print(f"migrated to {args.revision}")
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    cfg = _environment()
+    print(f"export DATABASE_URL='{cfg.database_url}'")
+    print(f"export REDIS_URL='{cfg.redis_url}'")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from devstack.services import stop_embedded
+
+    stop_embedded(settings_mod.load().local_dir)
+    print("embedded servers stopped")
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from demo import seed
+    from models.db import make_engine, session_factory
+
+    cfg = _environment()
+    factory = session_factory(make_engine(_database_url(cfg), pool_size=2))
+    seed.run(factory, now=datetime.now(UTC), shards=cfg.rollup_platform_shards, out=sys.stdout)
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from models import organizations
+    from models.db import make_engine, session_factory, transaction
+    from models.errors import DomainError
+    from models.tables import TokenScope
+
+    cfg = _environment()
+    factory = session_factory(make_engine(_database_url(cfg), pool_size=1))
+    try:
+        with transaction(factory) as s:
+            org = organizations.by_slug(s, args.org) if args.org else None
+            scope = TokenScope.ADMIN if args.admin else TokenScope.MEMBER
+            plaintext, _ = organizations.create_token(
+                s, scope=scope, organization=org, name=args.name or f"cli {scope.value}"
+            )
+    except DomainError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return 2
+    print(plaintext)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from demo import generate
+
+    cfg = _environment()
+    generate.run(
+        _database_url(cfg),
+        orgs=args.orgs,
+        months=args.months,
+        items=args.items,
+        per_month=args.per_month,
+        seed=args.seed,
+        shards=cfg.rollup_platform_shards,
+        out=sys.stdout,
+    )
+    return 0
+
+
+def cmd_rollup(args: argparse.Namespace) -> int:
+    from models import rollup
+    from models.db import make_engine, session_factory, transaction
+
+    cfg = _environment()
+    factory = session_factory(make_engine(_database_url(cfg), pool_size=1))
+    if args.action == "rebuild":
+        with transaction(factory) as s:
+            rows = rollup.rebuild(s, shards=cfg.rollup_platform_shards)
+        print(f"rebuilt {rows} rollup rows")
+        return 0
+    with transaction(factory) as s:
+        diffs = rollup.verify(s)
+    for d in diffs:
+        scope = "platform" if d.scope_id == rollup.PLATFORM_SCOPE else f"org {d.scope_id}"
+        print(
+            f"{scope} {d.month:%Y-%m} {d.currency}: expected (count, subtotal, total) "
+            f"{d.expected}, stored {d.stored}"
+        )
+    print(f"{len(diffs)} differing rows" if diffs else "rollup matches the invoices exactly")
+    return 1 if diffs else 0
+
+
+def _enqueue_sync_factory() -> Callable[[int], None]:
+    from sync.celery_app import enqueue_sync
+
+    return enqueue_sync
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gql.server import serve
+
+    cfg = _environment()
+    serve(cfg, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from sync.celery_app import run_worker
+
+    _environment()
+    run_worker(concurrency=args.concurrency, hostname=args.hostname)
+    return 0
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    from sync.celery_app import run_beat
+
+    _environment()
+    run_beat()
+    return 0
+
+
+def cmd_mock_stripe(args: argparse.Namespace) -> int:
+    import json
+
+    from sync.mock_stripe import serve
+
+    rules = json.loads(args.faults) if args.faults else None
+    serve(args.host, args.port, rules=rules, idempotency_ttl_seconds=args.idempotency_ttl)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from devstack.supervisor import run_stack
+
+    cfg = _environment()
+    return run_stack(cfg, host=args.host, port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="billing", description="Billing backend: API, sync, data.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("run", help="migrate, seed if empty, and run the whole stack")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("migrate", help="apply the database migrations")
+    s.add_argument("revision", nargs="?", default="head")
+    s.set_defaults(func=cmd_migrate)
+
+    s = sub.add_parser("seed", help="load demo organizations, invoices and tokens (once)")
+    s.set_defaults(func=cmd_seed)
+
+    s = sub.add_parser("token", help="API tokens")
+    tsub = s.add_subparsers(dest="token_command", required=True)
+    t = tsub.add_parser("create", help="print a new token alone on stdout")
+    t.add_argument("--org", help="organization slug (member token)")
+    t.add_argument("--admin", action="store_true", help="a platform admin token")
+    t.add_argument("--name", help="a label for the token")
+    t.set_defaults(func=cmd_token_create)
+
+    s = sub.add_parser("generate", help="bulk-load synthetic finalized invoices with COPY")
+    s.add_argument("--orgs", type=int, default=1000)
+    s.add_argument("--months", type=int, default=36)
+    s.add_argument("--items", type=int, default=0, help="line items per invoice")
+    s.add_argument("--per-month", type=int, default=50_000, help="invoices per month")
+    s.add_argument("--seed", type=int, default=1)
+    s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("rollup", help="check or repair the monthly rollup")
+    s.add_argument("action", choices=["verify", "rebuild"])
+    s.set_defaults(func=cmd_rollup)
+
+    s = sub.add_parser("serve", help="the GraphQL API (uvicorn)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--workers", type=int, default=1)
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("worker", help="a Celery worker for the Stripe sync")
+    s.add_argument("--concurrency", type=int, default=4)
+    s.add_argument("--hostname", default=None)
+    s.set_defaults(func=cmd_worker)
+
+    s = sub.add_parser("beat", help="Celery beat: the sync sweeper and reconciler schedule")
+    s.set_defaults(func=cmd_beat)
+
+    s = sub.add_parser("mock-stripe", help="the mock Stripe HTTP server")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=12111)
+    s.add_argument("--faults", help='JSON list of fault rules, as POST /_mock/faults "rules"')
+    s.add_argument("--idempotency-ttl", type=float, default=86400.0)
+    s.set_defaults(func=cmd_mock_stripe)
+
+    s = sub.add_parser("env", help="print DATABASE_URL and REDIS_URL (starting embedded servers)")
+    s.set_defaults(func=cmd_env)
+
+    s = sub.add_parser("stop", help="stop the embedded PostgreSQL and Redis")
+    s.set_defaults(func=cmd_stop)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    return func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

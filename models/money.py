@@ -1,0 +1,142 @@
+"""Money arithmetic: integer minor units, exact decimals, one rounding rule.
+
+Rounding rule (one, everywhere): a line's amount is `quantity * unit_price` in minor units,
+rounded to a whole minor unit with ROUND_HALF_EVEN (banker's rounding). Half-even is unbiased:
+over the thousands of sub-cent usage lines of a busy month, half-up would drift upwards by up to
+half a cent per tie, always against the customer. The amount is computed once, when the line is
+added, and stored; totals are sums of stored amounts, never re-multiplied.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+from models.errors import InvalidValue, TooManyDecimals, UnknownCurrency, ValueOutOfRange
+
+# ISO 4217 codes we accept, with their minor-unit exponent as Stripe uses it.
+# Zero-decimal currencies have no minor unit: the amount is in whole units (JPY 500 is 500).
+CURRENCY_EXPONENTS: dict[str, int] = {
+    **{
+        c: 2
+        for c in (
+            "USD",
+            "EUR",
+            "GBP",
+            "CAD",
+            "AUD",
+            "NZD",
+            "CHF",
+            "SEK",
+            "NOK",
+            "DKK",
+            "PLN",
+            "CZK",
+            "HUF",
+            "RON",
+            "BGN",
+            "BRL",
+            "MXN",
+            "SGD",
+            "HKD",
+            "INR",
+            "ZAR",
+            "ILS",
+            "TRY",
+            "AED",
+            "SAR",
+            "THB",
+            "MYR",
+            "PHP",
+            "IDR",
+            "TWD",
+            "CNY",
+            "COP",
+            "ARS",
+            "PEN",
+            "EGP",
+            "NGN",
+            "KES",
+        )
+    },
+    **{c: 0 for c in ("JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF", "PYG")},
+    **{c: 3 for c in ("BHD", "KWD", "OMR", "JOD", "TND")},
+}
+
+CURRENCY_SYMBOLS: dict[str, str] = {
+    "USD": "$",
+    "EUR": "€",
+    "GBP": "£",
+    "JPY": "¥",
+    "CAD": "CA$",
+    "AUD": "A$",
+    "INR": "₹",
+    "BRL": "R$",
+    "KRW": "₩",
+    "CNY": "CN¥",
+    "MXN": "MX$",
+    "NZD": "NZ$",
+    "HKD": "HK$",
+}
+
+QUANTITY_PLACES = 9  # NUMERIC(20, 9)
+QUANTITY_MAX = Decimal("99999999999.999999999")
+UNIT_PRICE_PLACES = 12  # NUMERIC(24, 12), like Stripe's unit_amount_decimal
+UNIT_PRICE_MAX = Decimal("999999999999.999999999999")
+# Largest line amount we accept: far above any real line, far below bigint overflow when summed.
+AMOUNT_MAX_CENTS = 10**15
+
+
+def normalize_currency(code: str) -> str:
+    """Upper-cased ISO 4217 code, or UnknownCurrency."""
+    upper = code.strip().upper()
+    if upper not in CURRENCY_EXPONENTS:
+        raise UnknownCurrency(
+            f"{code!r} is not a supported ISO 4217 currency code", field=("currency",)
+        )
+    return upper
+
+
+def decimal_places(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
+def parse_decimal(
+    raw: Decimal | str | int, *, field: str, places: int, maximum: Decimal
+) -> Decimal:
+    """An exact decimal with at most `places` decimal places and |value| <= maximum."""
+    try:
+        value = raw if isinstance(raw, Decimal) else Decimal(str(raw).strip())
+    except InvalidOperation:
+        raise InvalidValue(f"{raw!r} is not a decimal number", field=(field,)) from None
+    if not value.is_finite():
+        raise InvalidValue(f"{field} must be a finite number", field=(field,))
+    if decimal_places(value) > places:
+        raise TooManyDecimals(
+            f"{field} has more than {places} decimal places: {value}", field=(field,)
+        )
+    if abs(value) > maximum:
+        raise ValueOutOfRange(f"{field} must be at most {maximum} in magnitude", field=(field,))
+    return value
+
+
+def line_amount_cents(quantity: Decimal, unit_price: Decimal) -> int:
+    """quantity x unit price (in minor units), rounded half-even to a whole minor unit."""
+    exact = quantity * unit_price
+    amount = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    if abs(amount) > AMOUNT_MAX_CENTS:
+        raise ValueOutOfRange(
+            f"line amount {amount} exceeds the per-line limit of {AMOUNT_MAX_CENTS}",
+            field=("unitPrice",),
+        )
+    return amount
+
+
+def format_money(cents: int, currency: str) -> str:
+    """Human format, such as `$1,234.56`, `-€0.05`, `¥500` or `1,234.567 KWD`."""
+    exponent = CURRENCY_EXPONENTS.get(currency, 2)
+    sign = "-" if cents < 0 else ""
+    whole, minor = divmod(abs(cents), 10**exponent)
+    number = f"{whole:,}" + (f".{minor:0{exponent}d}" if exponent else "")
+    symbol = CURRENCY_SYMBOLS.get(currency)
+    return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {currency}"

@@ -1,0 +1,243 @@
+"""Monthly rollup: additive counters kept in the same transaction as every status change.
+
+Counted: finalized invoices (open, paid, uncollectible) in the UTC calendar month of their
+billing period's start. A finalize adds (1, subtotal, total); a void subtracts the same; paying
+or marking uncollectible changes nothing; drafts never count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from models import tables
+
+PLATFORM_SCOPE = 0  # organization ids start at 1, so 0 can name the platform
+COUNTED_STATUSES = ("open", "paid", "uncollectible")
+
+
+def month_of(day: date) -> date:
+    return day.replace(day=1)
+
+
+@dataclass(frozen=True)
+class RollupKey:
+    scope_id: int
+    month: date
+    currency: str
+    shard: int
+
+
+def keys_for(invoice: tables.Invoice, *, shards: int) -> list[RollupKey]:
+    """The rows one invoice contributes to, in primary-key order."""
+    assert invoice.id is not None
+    month = month_of(invoice.period_start)
+    return sorted(
+        [
+            RollupKey(PLATFORM_SCOPE, month, invoice.currency, invoice.id % shards),
+            RollupKey(invoice.organization_id, month, invoice.currency, 0),
+        ],
+        key=lambda k: (k.scope_id, k.month, k.currency, k.shard),
+    )
+
+
+_UPSERT = sa.text(
+    """
+    INSERT INTO invoice_monthly_rollups AS r
+        (scope_id, month, currency, shard, invoice_count, subtotal_cents, total_cents)
+    VALUES (:scope_id, :month, :currency, :shard, :n, :subtotal, :total)
+    ON CONFLICT (scope_id, month, currency, shard) DO UPDATE SET
+        invoice_count = r.invoice_count + EXCLUDED.invoice_count,
+        subtotal_cents = r.subtotal_cents + EXCLUDED.subtotal_cents,
+        total_cents = r.total_cents + EXCLUDED.total_cents
+    """
+)
+
+
+def apply_delta(session: Session, invoice: tables.Invoice, sign: int, *, shards: int) -> None:
+    """Add (sign=+1) or remove (sign=-1) one invoice's contribution. Caller commits.
+
+    Rows are touched in primary-key order, so two transactions can never wait on each other's
+    rows in opposite orders (no deadlock). The platform row is sharded by invoice id: one hot
+    row per month would serialise every month-end finalizer behind a single row lock.
+    """
+    assert sign in (1, -1)
+    for key in keys_for(invoice, shards=shards):
+        session.execute(
+            _UPSERT,
+            {
+                "scope_id": key.scope_id,
+                "month": key.month,
+                "currency": key.currency,
+                "shard": key.shard,
+                "n": sign,
+                "subtotal": sign * invoice.subtotal_cents,
+                "total": sign * invoice.total_cents,
+            },
+        )
+
+
+@dataclass(frozen=True)
+class MonthTotals:
+    year: int
+    month: int
+    currency: str
+    invoice_count: int
+    subtotal_cents: int
+    total_cents: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+
+_READ = sa.text(
+    """
+    SELECT month, currency,
+           sum(invoice_count)::bigint AS n,
+           sum(subtotal_cents)::bigint AS subtotal,
+           sum(total_cents)::bigint AS total
+    FROM invoice_monthly_rollups
+    WHERE scope_id = :scope_id AND month >= :first AND month < :last
+      AND (CAST(:currency AS text) IS NULL OR currency = :currency)
+    GROUP BY month, currency
+    """
+)
+
+
+def monthly_summary(
+    session: Session,
+    *,
+    scope_id: int,
+    years: list[int],
+    currency: str | None = None,
+    default_currency: str = "USD",
+) -> list[MonthTotals]:
+    """Every month of every requested year, per currency, zeros included.
+
+    Reads at most 12 x years x shards rows through the rollup's primary key; cost does not grow
+    with the number of invoices. A currency seen in any requested year gets all its months; with
+    no data at all, the requested (or default) currency is returned with zeros.
+    """
+    wanted = sorted(set(years))
+    found: dict[tuple[date, str], tuple[int, int, int]] = {}
+    for ys, ye in _year_runs(wanted):
+        rows = session.execute(
+            _READ,
+            {
+                "scope_id": scope_id,
+                "first": date(ys, 1, 1),
+                "last": date(ye + 1, 1, 1),
+                "currency": currency,
+            },
+        )
+        for month, cur, n, subtotal, total in rows:
+            found[(month, cur.strip())] = (int(n), int(subtotal), int(total))
+    currencies = sorted({cur for (_, cur) in found}) or [currency or default_currency]
+    out: list[MonthTotals] = []
+    for year in wanted:
+        for m in range(1, 13):
+            for cur in currencies:
+                n, subtotal, total = found.get((date(year, m, 1), cur), (0, 0, 0))
+                out.append(MonthTotals(year, m, cur, n, subtotal, total))
+    return out
+
+
+def _year_runs(years: list[int]) -> list[tuple[int, int]]:
+    """Consecutive years as (first, last) runs, so [2024, 2025, 2026] is one range scan."""
+    runs: list[tuple[int, int]] = []
+    for y in years:
+        if runs and runs[-1][1] == y - 1:
+            runs[-1] = (runs[-1][0], y)
+        else:
+            runs.append((y, y))
+    return runs
+
+
+# The truth the rollup must equal, recomputed from invoices (uses no rollup row).
+_RECOMPUTE = """
+    SELECT 0::bigint AS scope_id, date_trunc('month', period_start)::date AS month, currency,
+           count(*)::bigint AS n, sum(subtotal_cents)::bigint AS subtotal,
+           sum(total_cents)::bigint AS total
+    FROM invoices WHERE status IN ('open', 'paid', 'uncollectible')
+    GROUP BY 2, 3
+    UNION ALL
+    SELECT organization_id, date_trunc('month', period_start)::date, currency,
+           count(*), sum(subtotal_cents), sum(total_cents)
+    FROM invoices WHERE status IN ('open', 'paid', 'uncollectible')
+    GROUP BY 1, 2, 3
+"""
+
+_DIFF = sa.text(
+    f"""
+    WITH truth AS ({_RECOMPUTE}),
+    stored AS (
+        SELECT scope_id, month, currency, sum(invoice_count)::bigint AS n,
+               sum(subtotal_cents)::bigint AS subtotal, sum(total_cents)::bigint AS total
+        FROM invoice_monthly_rollups GROUP BY 1, 2, 3
+    )
+    SELECT scope_id, month, currency,
+           coalesce(t.n, 0), coalesce(s.n, 0),
+           coalesce(t.subtotal, 0), coalesce(s.subtotal, 0),
+           coalesce(t.total, 0), coalesce(s.total, 0)
+    FROM truth t FULL JOIN stored s USING (scope_id, month, currency)
+    WHERE coalesce(t.n, 0) <> coalesce(s.n, 0)
+       OR coalesce(t.subtotal, 0) <> coalesce(s.subtotal, 0)
+       OR coalesce(t.total, 0) <> coalesce(s.total, 0)
+    ORDER BY scope_id, month, currency
+    """
+)
+
+
+@dataclass(frozen=True)
+class RollupDifference:
+    scope_id: int
+    month: date
+    currency: str
+    expected: tuple[int, int, int]  # invoice count, subtotal, total
+    stored: tuple[int, int, int]
+
+
+def verify(session: Session) -> list[RollupDifference]:
+    """Every (scope, month, currency) whose stored counters differ from a recomputation."""
+    return [
+        RollupDifference(
+            int(r[0]),
+            r[1],
+            r[2].strip(),
+            (int(r[3]), int(r[5]), int(r[7])),
+            (int(r[4]), int(r[6]), int(r[8])),
+        )
+        for r in session.execute(_DIFF)
+    ]
+
+
+def rebuild(session: Session, *, shards: int) -> int:
+    """Replace all rollup rows with a recomputation. Caller commits; returns rows written.
+
+    Safe while writers run: the EXCLUSIVE table lock waits for every transaction that already
+    wrote a delta to commit, and holds new deltas back until this one commits. The recomputation
+    runs after the lock is taken, so it sees every committed status change exactly once.
+    """
+    session.execute(sa.text("LOCK TABLE invoice_monthly_rollups IN EXCLUSIVE MODE"))
+    session.execute(sa.text("DELETE FROM invoice_monthly_rollups"))
+    result: sa.CursorResult[tuple[()]] = session.execute(  # type: ignore[assignment]
+        sa.text(
+            """
+            INSERT INTO invoice_monthly_rollups
+                (scope_id, month, currency, shard, invoice_count, subtotal_cents, total_cents)
+            SELECT CASE WHEN o.scope = 0 THEN 0 ELSE i.organization_id END,
+                   date_trunc('month', i.period_start)::date, i.currency,
+                   CASE WHEN o.scope = 0 THEN (i.id % :shards)::smallint ELSE 0 END,
+                   count(*), sum(i.subtotal_cents), sum(i.total_cents)
+            FROM invoices i CROSS JOIN (VALUES (0), (1)) AS o(scope)
+            WHERE i.status IN ('open', 'paid', 'uncollectible')
+            GROUP BY 1, 2, 3, 4
+            """
+        ),
+        {"shards": shards},
+    )
+    return int(result.rowcount)

@@ -1,0 +1,273 @@
+"""The database tables, as SQLModel classes. The migrations in `migrations/` are the source of truth
+for constraints and triggers; `tests/test_migrations.py` checks that these classes match them.
+
+Money is `bigint` minor units (`*_cents`), quantities and unit prices are NUMERIC, calendar
+things are `date`, instants are `timestamptz` (UTC).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class InvoiceStatus(StrEnum):
+    DRAFT = "draft"
+    OPEN = "open"
+    PAID = "paid"
+    VOID = "void"
+    UNCOLLECTIBLE = "uncollectible"
+
+
+class LineItemKind(StrEnum):
+    USAGE = "usage"
+    SUBSCRIPTION = "subscription"
+    ONE_OFF = "one_off"
+    CREDIT = "credit"
+    ADJUSTMENT = "adjustment"
+
+
+class TokenScope(StrEnum):
+    MEMBER = "member"
+    ADMIN = "admin"
+
+
+class SyncStatus(StrEnum):
+    """Where an invoice stands with Stripe. Drafts have no sync row: NOT_REQUIRED."""
+
+    NOT_REQUIRED = "not_required"
+    PENDING = "pending"
+    SYNCING = "syncing"
+    SYNCED = "synced"
+    RETRYING = "retrying"
+    FAILED = "failed"
+
+
+def _ts(*, nullable: bool = True, server_default: bool = False) -> Any:
+    return sa.Column(
+        sa.DateTime(timezone=True),
+        nullable=nullable,
+        server_default=sa.func.now() if server_default else None,
+    )
+
+
+def _bigint(*, default: int | None = None) -> Any:
+    return sa.Column(
+        sa.BigInteger, nullable=False, server_default=None if default is None else str(default)
+    )
+
+
+class Organization(SQLModel, table=True):
+    __tablename__ = "organizations"
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
+    )
+    public_id: str = Field(sa_column=sa.Column(sa.Text, nullable=False, unique=True))
+    slug: str = Field(sa_column=sa.Column(sa.Text, nullable=False, unique=True))
+    name: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    billing_email: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    invoice_prefix: str = Field(sa_column=sa.Column(sa.Text, nullable=False, unique=True))
+    default_currency: str = Field(sa_column=sa.Column(sa.CHAR(3), nullable=False))
+    stripe_customer_id: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    created_at: datetime | None = Field(
+        default=None, sa_column=_ts(nullable=False, server_default=True)
+    )
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
+    )
+    token_sha256: str = Field(sa_column=sa.Column(sa.CHAR(64), nullable=False, unique=True))
+    scope: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    organization_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("organizations.id", ondelete="CASCADE")),
+    )
+    name: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    created_at: datetime | None = Field(
+        default=None, sa_column=_ts(nullable=False, server_default=True)
+    )
+    revoked_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class InvoiceNumberSequence(SQLModel, table=True):
+    """One counter row per organization: its row lock serialises numbering, and a rolled-back
+    finalize rolls the counter back with it, so numbers have no gaps."""
+
+    __tablename__ = "invoice_number_sequences"
+
+    organization_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger, sa.ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    last_number: int = Field(default=0, sa_column=_bigint(default=0))
+
+
+class Invoice(SQLModel, table=True):
+    __tablename__ = "invoices"
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
+    )
+    public_id: str = Field(sa_column=sa.Column(sa.Text, nullable=False, unique=True))
+    organization_id: int = Field(
+        sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("organizations.id"), nullable=False)
+    )
+    number: str | None = Field(default=None, sa_column=sa.Column(sa.Text, unique=True))
+    status: str = Field(default=InvoiceStatus.DRAFT, sa_column=sa.Column(sa.Text, nullable=False))
+    currency: str = Field(sa_column=sa.Column(sa.CHAR(3), nullable=False))
+    period_start: date = Field(sa_column=sa.Column(sa.Date, nullable=False))
+    period_end: date = Field(sa_column=sa.Column(sa.Date, nullable=False))
+    due_date: date | None = Field(default=None, sa_column=sa.Column(sa.Date))
+    finalized_at: datetime | None = Field(default=None, sa_column=_ts())
+    paid_at: datetime | None = Field(default=None, sa_column=_ts())
+    voided_at: datetime | None = Field(default=None, sa_column=_ts())
+    marked_uncollectible_at: datetime | None = Field(default=None, sa_column=_ts())
+    subtotal_cents: int = Field(default=0, sa_column=_bigint(default=0))
+    total_cents: int = Field(default=0, sa_column=_bigint(default=0))
+    line_item_count: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+    stripe_invoice_id: str | None = Field(default=None, sa_column=sa.Column(sa.Text, unique=True))
+    created_at: datetime | None = Field(
+        default=None, sa_column=_ts(nullable=False, server_default=True)
+    )
+    updated_at: datetime | None = Field(
+        default=None, sa_column=_ts(nullable=False, server_default=True)
+    )
+
+
+class InvoiceItem(SQLModel, table=True):
+    __tablename__ = "invoice_items"
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
+    )
+    public_id: str = Field(sa_column=sa.Column(sa.Text, nullable=False, unique=True))
+    invoice_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger, sa.ForeignKey("invoices.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    kind: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    description: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    product: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    app: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    region: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    unit: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    quantity: Decimal = Field(sa_column=sa.Column(sa.Numeric(20, 9), nullable=False))
+    unit_price: Decimal = Field(sa_column=sa.Column(sa.Numeric(24, 12), nullable=False))
+    amount_cents: int = Field(sa_column=_bigint())
+    period_start: date | None = Field(default=None, sa_column=sa.Column(sa.Date))
+    period_end: date | None = Field(default=None, sa_column=sa.Column(sa.Date))
+    metadata_: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=sa.Column(
+            "metadata", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")
+        ),
+    )
+    stripe_line_id: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    created_at: datetime | None = Field(
+        default=None, sa_column=_ts(nullable=False, server_default=True)
+    )
+
+
+class InvoiceSync(SQLModel, table=True):
+    """The outbox row: one per finalized invoice, written in the finalize transaction."""
+
+    __tablename__ = "invoice_sync"
+
+    invoice_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger, sa.ForeignKey("invoices.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    state: str = Field(default=SyncStatus.PENDING, sa_column=sa.Column(sa.Text, nullable=False))
+    attempts: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+    next_attempt_at: datetime | None = Field(default=None, sa_column=_ts())
+    locked_until: datetime | None = Field(default=None, sa_column=_ts())
+    lease_owner: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    last_attempt_at: datetime | None = Field(default=None, sa_column=_ts())
+    synced_at: datetime | None = Field(default=None, sa_column=_ts())
+    # Bumped by every request that changes what the sync must do (void, resync); a worker that
+    # finishes on an older revision leaves the row due instead of SYNCED.
+    revision: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+    verify_requested: bool = Field(
+        default=False, sa_column=sa.Column(sa.Boolean, nullable=False, server_default=sa.false())
+    )
+    last_error_class: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    last_error_code: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    last_error_message: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    last_error_http_status: int | None = Field(default=None, sa_column=sa.Column(sa.Integer))
+    last_error_request_id: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    created_at: datetime | None = Field(
+        default=None, sa_column=_ts(nullable=False, server_default=True)
+    )
+    updated_at: datetime | None = Field(
+        default=None, sa_column=_ts(nullable=False, server_default=True)
+    )
+
+
+class SyncAttempt(SQLModel, table=True):
+    __tablename__ = "sync_attempts"
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
+    )
+    invoice_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger, sa.ForeignKey("invoices.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    attempt: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    step: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    outcome: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    started_at: datetime = Field(sa_column=_ts(nullable=False))
+    duration_ms: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    error_class: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    error_code: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    error_message: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    http_status: int | None = Field(default=None, sa_column=sa.Column(sa.Integer))
+    request_id: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    calls: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+
+
+class InvoiceMonthlyRollup(SQLModel, table=True):
+    """Additive monthly counters. scope_id 0 is the platform (sharded); any other value is an
+    organization id (shard 0 only: an organization's finalizes already queue on its numbering
+    lock, so sharding its row would buy nothing)."""
+
+    __tablename__ = "invoice_monthly_rollups"
+
+    scope_id: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True))
+    month: date = Field(sa_column=sa.Column(sa.Date, primary_key=True))
+    currency: str = Field(sa_column=sa.Column(sa.CHAR(3), primary_key=True))
+    shard: int = Field(sa_column=sa.Column(sa.SmallInteger, primary_key=True))
+    invoice_count: int = Field(default=0, sa_column=_bigint(default=0))
+    subtotal_cents: int = Field(default=0, sa_column=_bigint(default=0))
+    total_cents: int = Field(default=0, sa_column=_bigint(default=0))
