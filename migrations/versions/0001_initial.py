@@ -1,7 +1,12 @@
 """Initial schema: organizations, tokens, invoices, line items, sync outbox, attempts, rollups.
 
 Written by hand: the CHECK constraints and the immutability triggers are the point of this
-migration, and autogenerate sees neither.
+migration, and autogenerate sees neither. CHECK names are short: Alembic applies the models'
+naming convention (`ck_<table>_<name>`) to them.
+
+The rollup has no `invoice_count >= 0` CHECK on purpose: PostgreSQL checks constraints on the
+proposed row of an INSERT ... ON CONFLICT before it looks for the conflict, so a void's negative
+delta would be refused. `billing rollup verify` is the guard instead.
 
 Revision ID: 0001
 Revises:
@@ -121,15 +126,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("public_id", name="uq_organizations_public_id"),
         sa.UniqueConstraint("slug", name="uq_organizations_slug"),
         sa.UniqueConstraint("invoice_prefix", name="uq_organizations_invoice_prefix"),
-        sa.CheckConstraint(
-            "slug ~ '^[a-z0-9][a-z0-9-]{1,62}$'", name="ck_organizations_slug_format"
-        ),
-        sa.CheckConstraint(
-            "invoice_prefix ~ '^[A-Z0-9]{2,12}$'", name="ck_organizations_prefix_format"
-        ),
-        sa.CheckConstraint(
-            CURRENCY_CHECK.format(col="default_currency"), name="ck_organizations_currency_iso"
-        ),
+        sa.CheckConstraint("slug ~ '^[a-z0-9][a-z0-9-]{1,62}$'", name="slug_format"),
+        sa.CheckConstraint("invoice_prefix ~ '^[A-Z0-9]{2,12}$'", name="prefix_format"),
+        sa.CheckConstraint(CURRENCY_CHECK.format(col="default_currency"), name="currency_iso"),
     )
     op.create_table(
         "api_tokens",
@@ -148,10 +147,8 @@ def upgrade() -> None:
             name="fk_api_tokens_organization_id_organizations",
             ondelete="CASCADE",
         ),
-        sa.CheckConstraint("scope IN ('member', 'admin')", name="ck_api_tokens_scope_known"),
-        sa.CheckConstraint(
-            "scope = 'admin' OR organization_id IS NOT NULL", name="ck_api_tokens_member_has_org"
-        ),
+        sa.CheckConstraint("scope IN ('member', 'admin')", name="scope_known"),
+        sa.CheckConstraint("scope = 'admin' OR organization_id IS NOT NULL", name="member_has_org"),
     )
     op.create_table(
         "invoice_number_sequences",
@@ -197,22 +194,18 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint(
             "status IN ('draft', 'open', 'paid', 'void', 'uncollectible')",
-            name="ck_invoices_status_known",
+            name="status_known",
         ),
-        sa.CheckConstraint(CURRENCY_CHECK.format(col="currency"), name="ck_invoices_currency_iso"),
-        sa.CheckConstraint("period_start < period_end", name="ck_invoices_period_order"),
+        sa.CheckConstraint(CURRENCY_CHECK.format(col="currency"), name="currency_iso"),
+        sa.CheckConstraint("period_start < period_end", name="period_order"),
         sa.CheckConstraint(
             "status = 'draft' OR (number IS NOT NULL AND finalized_at IS NOT NULL)",
-            name="ck_invoices_finalized_has_number",
+            name="finalized_has_number",
         ),
-        sa.CheckConstraint(
-            "status <> 'paid' OR paid_at IS NOT NULL", name="ck_invoices_paid_has_time"
-        ),
-        sa.CheckConstraint(
-            "status <> 'void' OR voided_at IS NOT NULL", name="ck_invoices_void_has_time"
-        ),
-        sa.CheckConstraint("total_cents = subtotal_cents", name="ck_invoices_total_is_subtotal"),
-        sa.CheckConstraint("line_item_count >= 0", name="ck_invoices_line_count_non_negative"),
+        sa.CheckConstraint("status <> 'paid' OR paid_at IS NOT NULL", name="paid_has_time"),
+        sa.CheckConstraint("status <> 'void' OR voided_at IS NOT NULL", name="void_has_time"),
+        sa.CheckConstraint("total_cents = subtotal_cents", name="total_is_subtotal"),
+        sa.CheckConstraint("line_item_count >= 0", name="line_count_non_negative"),
     )
     # Lists: an organization's invoices newest first, keyset on (period_start, id).
     op.create_index(
@@ -256,23 +249,19 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint(
             "kind IN ('usage', 'subscription', 'one_off', 'credit', 'adjustment')",
-            name="ck_invoice_items_kind_known",
+            name="kind_known",
         ),
-        sa.CheckConstraint("quantity >= 0", name="ck_invoice_items_quantity_non_negative"),
+        sa.CheckConstraint("quantity >= 0", name="quantity_non_negative"),
         sa.CheckConstraint(
             "kind IN ('credit', 'adjustment') OR unit_price >= 0",
-            name="ck_invoice_items_charges_non_negative",
+            name="charges_non_negative",
         ),
-        sa.CheckConstraint(
-            "kind <> 'credit' OR unit_price <= 0", name="ck_invoice_items_credit_non_positive"
-        ),
+        sa.CheckConstraint("kind <> 'credit' OR unit_price <= 0", name="credit_non_positive"),
         sa.CheckConstraint(
             "period_start IS NULL OR period_end IS NULL OR period_start < period_end",
-            name="ck_invoice_items_period_order",
+            name="period_order",
         ),
-        sa.CheckConstraint(
-            "jsonb_typeof(metadata) = 'object'", name="ck_invoice_items_metadata_object"
-        ),
+        sa.CheckConstraint("jsonb_typeof(metadata) = 'object'", name="metadata_object"),
     )
     # Line items of an invoice in insertion order (the id is monotonic), for pages and loaders.
     op.create_index("ix_invoice_items_invoice_id_id", "invoice_items", ["invoice_id", "id"])
@@ -305,11 +294,11 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint(
             "state IN ('pending', 'syncing', 'synced', 'retrying', 'failed')",
-            name="ck_invoice_sync_state_known",
+            name="state_known",
         ),
         sa.CheckConstraint(
             "state NOT IN ('pending', 'retrying') OR next_attempt_at IS NOT NULL",
-            name="ck_invoice_sync_due_has_time",
+            name="due_has_time",
         ),
     )
     # The sweeper: due rows by state and time. Partial, so synced rows (nearly all) cost nothing.
@@ -365,15 +354,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint(
             "scope_id", "month", "currency", "shard", name="pk_invoice_monthly_rollups"
         ),
-        sa.CheckConstraint(
-            "scope_id >= 0 AND shard >= 0", name="ck_invoice_monthly_rollups_key_range"
-        ),
+        sa.CheckConstraint("scope_id >= 0 AND shard >= 0", name="key_range"),
         sa.CheckConstraint(
             "month = date_trunc('month', month)::date",
-            name="ck_invoice_monthly_rollups_first_of_month",
-        ),
-        sa.CheckConstraint(
-            "invoice_count >= 0", name="ck_invoice_monthly_rollups_count_non_negative"
+            name="first_of_month",
         ),
     )
     op.execute(IMMUTABILITY_SQL)
