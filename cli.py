@@ -172,8 +172,10 @@ def cmd_mock_stripe(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from devstack.supervisor import run_stack
 
+    given = settings_mod.load()
     cfg = _environment()
-    return run_stack(cfg, host=args.host, port=args.port)
+    embedded = not (given.database_url and given.redis_url)
+    return run_stack(cfg, host=args.host, port=args.port, embedded=embedded)
 
 
 def build_parser() -> argparse.ArgumentParser:
