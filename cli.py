@@ -160,12 +160,11 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
 
 def cmd_mock_stripe(args: argparse.Namespace) -> int:
-    import json
+    from sync.mock_stripe import serve, settings_from_json
 
-    from sync.mock_stripe import serve
-
-    rules = json.loads(args.faults) if args.faults else None
-    serve(args.host, args.port, rules=rules, idempotency_ttl_seconds=args.idempotency_ttl)
+    options = settings_from_json(args.faults) if args.faults else {}
+    options.setdefault("idempotency_ttl_seconds", args.idempotency_ttl)
+    serve(args.host, args.port, **options)
     return 0
 
 
@@ -231,7 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("mock-stripe", help="the mock Stripe HTTP server")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=12111)
-    s.add_argument("--faults", help='JSON list of fault rules, as POST /_mock/faults "rules"')
+    s.add_argument(
+        "--faults",
+        help='start-up faults as the JSON body of POST /_mock/faults, e.g. \'{"rules": [...], "seed": 1}\'',
+    )
     s.add_argument("--idempotency-ttl", type=float, default=86400.0)
     s.set_defaults(func=cmd_mock_stripe)
 

@@ -1,0 +1,23 @@
+"""A mock of the Stripe API subset the billing sync uses, with fault injection.
+
+See DESIGN.md §3 "The mock Stripe". `billing mock-stripe --port N` runs `serve`.
+"""
+
+from __future__ import annotations
+
+from .app import MockStripe, create_app
+from .errors import LINE_LIMIT_CODE, MAX_INVOICE_LINES
+from .handlers import ENDPOINTS
+from .server import serve
+from .settings import SettingsError, settings_from_json
+
+__all__ = [
+    "ENDPOINTS",
+    "LINE_LIMIT_CODE",
+    "MAX_INVOICE_LINES",
+    "MockStripe",
+    "SettingsError",
+    "create_app",
+    "serve",
+    "settings_from_json",
+]

@@ -1,0 +1,86 @@
+"""The Starlette app: API routes from `handlers`, admin routes, Stripe-shaped 404s."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Message, Receive, Scope, Send
+
+from . import errors
+from .admin import admin_routes
+from .drop import SERVER_RECEIVE, SERVER_SEND
+from .endpoint import REQUEST_ID, ApiEndpoint, encode
+from .faults import parse_rules
+from .handlers import ENDPOINTS, OPERATIONS
+from .ids import new_request_id
+from .state import Defaults, MockState
+from .stats import UNMATCHED
+
+
+class MockStripe(Starlette):
+    """Starlette, plus a `Request-Id` on every response and the server's own channels.
+
+    Starlette's middleware wraps `send`; `drop.drop_connection` needs the server's, so it
+    is kept in the scope before any wrapping happens.
+    """
+
+    mock: MockState
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await super().__call__(scope, receive, send)
+        request_id = new_request_id()
+        scope[REQUEST_ID] = request_id
+        scope[SERVER_SEND] = send
+        scope[SERVER_RECEIVE] = receive
+
+        async def send_with_request_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("Request-Id", request_id)
+            await send(message)
+
+        await super().__call__(scope, receive, send_with_request_id)
+
+
+def create_app(
+    *,
+    rules: list[dict[str, Any]] | None = None,
+    idempotency_ttl_seconds: float = 86400,
+    seed: int | None = None,
+    search_lag_seconds: float = 0.0,
+) -> Starlette:
+    """Build a mock Stripe; `rules` use the `POST /_mock/faults` format and raise ValueError.
+
+    `search_lag_seconds` hides new objects from `/search` for that long, as Stripe's search
+    index lags behind writes (retrieve and list see them at once).
+    """
+    state = MockState.create(
+        Defaults(
+            idempotency_ttl_seconds=idempotency_ttl_seconds,
+            seed=seed,
+            search_lag_seconds=search_lag_seconds,
+        ),
+        parse_rules(rules or [], ENDPOINTS),
+    )
+    routes: list[BaseRoute] = [
+        Route(op.path, ApiEndpoint(op, state), methods=[op.method]) for op in OPERATIONS
+    ]
+    routes += admin_routes(state, ENDPOINTS)
+
+    async def unrecognized(request: Request, exc: Exception) -> Response:
+        # Starlette answers unknown paths (404) and unsupported methods (405) here.
+        if not request.url.path.startswith("/_mock/"):
+            state.stats.record(UNMATCHED, 404)
+        error = errors.unrecognized_url(request.method, request.url.path)
+        return Response(encode(error.body()), 404, media_type="application/json")
+
+    app = MockStripe(routes=routes, exception_handlers={HTTPException: unrecognized})
+    app.mock = state
+    return app

@@ -1,0 +1,163 @@
+"""`/v1/invoices`: create, retrieve, list, search, add_lines, lines, finalize, void."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from .. import shapes
+from ..errors import ParamError
+from ..operations import JSON, Operation
+from ..pagination import PAGINATION_PARAMS, cursor_page, search_page
+from ..params import Reader
+from ..search import parse_query
+from ..store import Invoice, Store
+from .lines import read_line
+
+_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
+_COLLECTION_METHODS = ("charge_automatically", "send_invoice")
+_SEARCH_FIELDS = frozenset({"customer", "status", "currency", "number", "total"})
+_DAY = 86400
+
+
+def _shape(store: Store, invoice: Invoice) -> JSON:
+    return shapes.invoice(invoice, store.customers.get(invoice.customer))
+
+
+def create_invoice(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
+    p.only(
+        "customer",
+        "currency",
+        "auto_advance",
+        "collection_method",
+        "days_until_due",
+        "due_date",
+        "description",
+        "footer",
+        "statement_descriptor",
+        "metadata",
+        "pending_invoice_items_behavior",
+        "expand",
+    )
+    collection_method = p.choice_or_none("collection_method", _COLLECTION_METHODS)
+    behavior = p.choice_or_none("pending_invoice_items_behavior", ("exclude", "include"))
+    invoice = store.create_invoice(
+        customer_id=p.required_str("customer"),
+        currency=p.currency_or_none("currency"),
+        # Stripe leaves API-created drafts alone unless asked to advance them.
+        auto_advance=p.bool_or_none("auto_advance") is True,
+        collection_method=collection_method or "charge_automatically",
+        due_date=_due_date(p, collection_method or "charge_automatically"),
+        description=p.str_or_none("description"),
+        footer=p.str_or_none("footer"),
+        statement_descriptor=p.str_or_none("statement_descriptor"),
+        metadata=p.metadata_or_none() or {},
+        include_pending=behavior == "include",
+    )
+    return _shape(store, invoice)
+
+
+def _due_date(p: Reader, collection_method: str) -> int | None:
+    days = p.int_or_none("days_until_due", minimum=0)
+    due = p.int_or_none("due_date", minimum=0)
+    if collection_method == "charge_automatically":
+        for name, value in (("days_until_due", days), ("due_date", due)):
+            if value is not None:
+                raise ParamError(
+                    f"{name} can only be set when collection_method is send_invoice.", param=name
+                )
+        return None
+    if days is not None and due is not None:
+        raise ParamError("Give days_until_due or due_date, not both.", param="due_date")
+    if days is None and due is None:
+        raise ParamError(
+            "Invoices sent with collection_method=send_invoice need days_until_due or due_date.",
+            param="days_until_due",
+            code="parameter_missing",
+        )
+    return due if due is not None else int(time.time()) + _DAY * (days or 0)
+
+
+def retrieve_invoice(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
+    p.only("expand")
+    return _shape(store, store.invoice(path["id"]))
+
+
+def list_invoices(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
+    p.only("customer", "status", "collection_method", "expand", *PAGINATION_PARAMS)
+    invoices = store.list_invoices(
+        customer=p.str_or_none("customer"),
+        status=p.choice_or_none("status", _STATUSES),
+        collection_method=p.choice_or_none("collection_method", _COLLECTION_METHODS),
+    )
+    page, has_more = cursor_page(invoices, lambda i: i.id, p, kind="invoice")
+    return shapes.list_object(
+        "/v1/invoices", [_shape(store, inv) for inv in page], has_more=has_more
+    )
+
+
+def search_invoices(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
+    p.only("query", "limit", "page", "expand")
+    query = parse_query(p.required_str("query"), fields=_SEARCH_FIELDS)
+    hits = [
+        inv
+        for inv in store.searchable_invoices()
+        if query.matches(
+            {
+                "customer": inv.customer,
+                "status": inv.status,
+                "currency": inv.currency,
+                "number": inv.number,
+                "total": str(inv.total),
+            },
+            inv.metadata,
+        )
+    ]
+    page, next_page = search_page(hits, p)
+    return shapes.search_result(
+        "/v1/invoices/search", [_shape(store, inv) for inv in page], next_page=next_page
+    )
+
+
+def add_lines(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
+    p.only("lines", "invoice_metadata", "expand")
+    readers = p.children("lines")
+    if not readers:
+        raise ParamError("Missing required param: lines.", param="lines", code="parameter_missing")
+    lines = []
+    for reader in readers:
+        reader.only("amount", "description", "period", "metadata", "discountable")
+        lines.append(read_line(reader))
+    invoice = store.add_lines(path["id"], lines, p.metadata_or_none("invoice_metadata"))
+    return _shape(store, invoice)
+
+
+def list_lines(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
+    p.only("expand", *PAGINATION_PARAMS)
+    invoice = store.invoice(path["id"])
+    page, has_more = cursor_page(invoice.items, lambda i: i.line_id, p, kind="line item")
+    return shapes.list_object(
+        f"/v1/invoices/{invoice.id}/lines", [shapes.line(i) for i in page], has_more=has_more
+    )
+
+
+def finalize_invoice(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
+    p.only("auto_advance", "expand")
+    return _shape(store, store.finalize(path["id"], auto_advance=p.bool_or_none("auto_advance")))
+
+
+def void_invoice(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
+    p.only("expand")
+    return _shape(store, store.void(path["id"]))
+
+
+OPERATIONS = (
+    Operation("POST", "/v1/invoices", create_invoice),
+    Operation("GET", "/v1/invoices", list_invoices),
+    Operation("GET", "/v1/invoices/search", search_invoices),
+    Operation("GET", "/v1/invoices/{id}", retrieve_invoice),
+    Operation("POST", "/v1/invoices/{id}/add_lines", add_lines),
+    Operation("GET", "/v1/invoices/{id}/lines", list_lines),
+    Operation("POST", "/v1/invoices/{id}/finalize", finalize_invoice),
+    Operation("POST", "/v1/invoices/{id}/void", void_invoice),
+)

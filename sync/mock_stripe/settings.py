@@ -1,0 +1,73 @@
+"""The JSON settings object shared by `POST /_mock/faults` and start-up configuration.
+
+`{"rules": [...], "idempotency_ttl_seconds": 5, "seed": 42, "search_lag_seconds": 0}`;
+every key is optional, and an absent key leaves that setting as it is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .faults import Rule, RuleError, parse_rules
+from .handlers import ENDPOINTS
+
+_KEYS = frozenset({"rules", "idempotency_ttl_seconds", "seed", "search_lag_seconds"})
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    rules: list[Rule] | None
+    idempotency_ttl_seconds: float | None
+    search_lag_seconds: float | None
+    reseed: bool
+    seed: int | None
+
+
+def parse_settings(payload: object, endpoints: Iterable[str]) -> Settings:
+    if not isinstance(payload, dict):
+        raise SettingsError("settings must be a JSON object")
+    if unknown := set(payload) - _KEYS:
+        raise SettingsError(f"unknown keys {sorted(unknown)}; allowed: {sorted(_KEYS)}")
+    try:
+        rules = parse_rules(payload["rules"], endpoints) if "rules" in payload else None
+    except RuleError as e:
+        raise SettingsError(str(e)) from None
+    seed = payload.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise SettingsError("seed must be an integer or null")
+    return Settings(
+        rules=rules,
+        idempotency_ttl_seconds=_seconds(payload, "idempotency_ttl_seconds"),
+        search_lag_seconds=_seconds(payload, "search_lag_seconds"),
+        reseed="seed" in payload,
+        seed=seed,
+    )
+
+
+def _seconds(payload: dict[str, Any], key: str) -> float | None:
+    value = payload.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        raise SettingsError(f"{key} must be a non-negative number of seconds")
+    return float(value)
+
+
+def settings_from_json(text: str) -> dict[str, Any]:
+    """Keyword arguments for `create_app` / `serve` from a settings JSON document.
+
+    Raises SettingsError (a ValueError) on anything `POST /_mock/faults` would refuse.
+    """
+    try:
+        payload = json.loads(text)
+    except ValueError as e:
+        raise SettingsError(f"settings are not valid JSON: {e}") from None
+    parse_settings(payload, ENDPOINTS)
+    return dict(payload)

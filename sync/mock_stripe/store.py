@@ -1,0 +1,336 @@
+"""The mock's objects in memory and the state changes Stripe allows on them.
+
+Callers hold `Store.lock` around every call and never across an `await`, so each request's
+reads and writes are atomic with respect to the others.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from . import errors
+from .ids import new_id, new_invoice_prefix
+
+
+@dataclass
+class Customer:
+    id: str
+    created: int
+    visible_at: float
+    email: str | None
+    name: str | None
+    description: str | None
+    phone: str | None
+    metadata: dict[str, str]
+    invoice_prefix: str
+    next_invoice_sequence: int = 1
+
+
+@dataclass
+class InvoiceItem:
+    """A one-off amount; on an invoice it shows as the line `line_id`."""
+
+    id: str
+    line_id: str
+    created: int
+    customer: str
+    invoice: str | None
+    amount: int
+    currency: str
+    description: str | None
+    period_start: int
+    period_end: int
+    metadata: dict[str, str]
+    discountable: bool
+
+
+@dataclass
+class Invoice:
+    id: str
+    created: int
+    visible_at: float
+    customer: str
+    currency: str
+    auto_advance: bool
+    collection_method: str
+    due_date: int | None
+    description: str | None
+    footer: str | None
+    statement_descriptor: str | None
+    metadata: dict[str, str]
+    status: str = "draft"
+    number: str | None = None
+    items: list[InvoiceItem] = field(default_factory=list)
+    finalized_at: int | None = None
+    paid_at: int | None = None
+    voided_at: int | None = None
+
+    @property
+    def total(self) -> int:
+        # Integers only: Stripe amounts are in the currency's smallest unit.
+        return sum(item.amount for item in self.items)
+
+
+@dataclass(frozen=True)
+class NewLine:
+    amount: int
+    description: str | None = None
+    period: tuple[int, int] | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    discountable: bool = True
+
+
+def merge_metadata(current: dict[str, str], update: dict[str, str]) -> dict[str, str]:
+    """Stripe merges metadata on update; an empty value removes the key."""
+    merged = dict(current)
+    for key, value in update.items():
+        if value == "":
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+class Store:
+    def __init__(self, *, search_lag_seconds: float = 0.0) -> None:
+        self.lock = threading.RLock()
+        self.search_lag_seconds = search_lag_seconds
+        # Dicts keep insertion order, which is creation order: lists are served newest first.
+        self.customers: dict[str, Customer] = {}
+        self.invoices: dict[str, Invoice] = {}
+        self.invoice_items: dict[str, InvoiceItem] = {}
+
+    def _visible_at(self) -> float:
+        return time.monotonic() + self.search_lag_seconds
+
+    # Customers
+
+    def create_customer(
+        self,
+        *,
+        email: str | None,
+        name: str | None,
+        description: str | None,
+        phone: str | None,
+        metadata: dict[str, str],
+        invoice_prefix: str | None,
+    ) -> Customer:
+        customer = Customer(
+            id=new_id("cus_", 14),
+            created=int(time.time()),
+            visible_at=self._visible_at(),
+            email=email,
+            name=name,
+            description=description,
+            phone=phone,
+            metadata=merge_metadata({}, metadata),
+            invoice_prefix=invoice_prefix or new_invoice_prefix(),
+        )
+        self.customers[customer.id] = customer
+        return customer
+
+    def customer(self, customer_id: str, *, param: str | None = None) -> Customer:
+        found = self.customers.get(customer_id)
+        if found is None:
+            raise errors.missing("customer", customer_id, param=param)
+        return found
+
+    def searchable_customers(self) -> list[Customer]:
+        now = time.monotonic()
+        return [c for c in reversed(self.customers.values()) if c.visible_at <= now]
+
+    # Invoices
+
+    def create_invoice(
+        self,
+        *,
+        customer_id: str,
+        currency: str | None,
+        auto_advance: bool,
+        collection_method: str,
+        due_date: int | None,
+        description: str | None,
+        footer: str | None,
+        statement_descriptor: str | None,
+        metadata: dict[str, str],
+        include_pending: bool,
+    ) -> Invoice:
+        customer = self.customer(customer_id, param="customer")
+        pending = [
+            item
+            for item in self.invoice_items.values()
+            if include_pending and item.customer == customer.id and item.invoice is None
+        ]
+        currency = currency or (pending[0].currency if pending else "usd")
+        pending = [item for item in pending if item.currency == currency]
+        if len(pending) > errors.MAX_INVOICE_LINES:
+            raise errors.line_limit("(new invoice)", 0, len(pending))
+        invoice = Invoice(
+            id=new_id("in_"),
+            created=int(time.time()),
+            visible_at=self._visible_at(),
+            customer=customer.id,
+            currency=currency,
+            auto_advance=auto_advance,
+            collection_method=collection_method,
+            due_date=due_date,
+            description=description,
+            footer=footer,
+            statement_descriptor=statement_descriptor,
+            metadata=merge_metadata({}, metadata),
+        )
+        for item in pending:
+            item.invoice = invoice.id
+            invoice.items.append(item)
+        self.invoices[invoice.id] = invoice
+        return invoice
+
+    def invoice(self, invoice_id: str, *, param: str | None = None) -> Invoice:
+        found = self.invoices.get(invoice_id)
+        if found is None:
+            raise errors.missing("invoice", invoice_id, param=param)
+        return found
+
+    def list_invoices(
+        self,
+        *,
+        customer: str | None = None,
+        status: str | None = None,
+        collection_method: str | None = None,
+    ) -> list[Invoice]:
+        return [
+            inv
+            for inv in reversed(self.invoices.values())
+            if (customer is None or inv.customer == customer)
+            and (status is None or inv.status == status)
+            and (collection_method is None or inv.collection_method == collection_method)
+        ]
+
+    def searchable_invoices(self) -> list[Invoice]:
+        now = time.monotonic()
+        return [inv for inv in reversed(self.invoices.values()) if inv.visible_at <= now]
+
+    def add_lines(
+        self, invoice_id: str, lines: list[NewLine], invoice_metadata: dict[str, str] | None
+    ) -> Invoice:
+        """Draft only, all or nothing: a request that would pass the cap adds no line."""
+        invoice = self.invoice(invoice_id)
+        self._check_editable(invoice, adding=len(lines))
+        for line in lines:
+            self._attach(invoice, self._new_item(invoice.customer, invoice.currency, line))
+        if invoice_metadata is not None:
+            invoice.metadata = merge_metadata(invoice.metadata, invoice_metadata)
+        return invoice
+
+    def finalize(self, invoice_id: str, *, auto_advance: bool | None) -> Invoice:
+        invoice = self.invoice(invoice_id)
+        if invoice.status != "draft":
+            raise errors.unexpected_state(
+                f"Invoice {invoice.id} is already {invoice.status}; only a draft can be finalized."
+            )
+        customer = self.customer(invoice.customer)
+        now = int(time.time())
+        invoice.number = f"{customer.invoice_prefix}-{customer.next_invoice_sequence:04d}"
+        customer.next_invoice_sequence += 1
+        invoice.finalized_at = now
+        if auto_advance is not None:
+            invoice.auto_advance = auto_advance
+        # Stripe marks an invoice with nothing to collect as paid when it is finalized, so a
+        # zero-total invoice can never be voided afterwards.
+        if invoice.total == 0:
+            invoice.status = "paid"
+            invoice.paid_at = now
+        else:
+            invoice.status = "open"
+        return invoice
+
+    def void(self, invoice_id: str) -> Invoice:
+        invoice = self.invoice(invoice_id)
+        if invoice.status not in ("open", "uncollectible"):
+            raise errors.unexpected_state(
+                f"Invoice {invoice.id} is {invoice.status}; only open or uncollectible invoices "
+                "can be voided."
+            )
+        invoice.status = "void"
+        invoice.voided_at = int(time.time())
+        return invoice
+
+    # Invoice items
+
+    def create_invoice_item(
+        self, *, customer_id: str, invoice_id: str | None, currency: str | None, line: NewLine
+    ) -> InvoiceItem:
+        customer = self.customer(customer_id, param="customer")
+        if invoice_id is None:
+            item = self._new_item(customer.id, currency or "usd", line)
+            self.invoice_items[item.id] = item
+            return item
+        invoice = self.invoice(invoice_id, param="invoice")
+        if invoice.customer != customer.id:
+            raise errors.ParamError(
+                f"Invoice {invoice.id} belongs to another customer than {customer.id}.",
+                param="invoice",
+            )
+        if currency is not None and currency != invoice.currency:
+            raise errors.ParamError(
+                f"Currency {currency} does not match invoice {invoice.id}'s {invoice.currency}.",
+                param="currency",
+            )
+        self._check_editable(invoice, adding=1)
+        item = self._new_item(customer.id, invoice.currency, line)
+        self._attach(invoice, item)
+        return item
+
+    def list_invoice_items(
+        self,
+        *,
+        invoice: str | None = None,
+        customer: str | None = None,
+        pending: bool | None = None,
+    ) -> list[InvoiceItem]:
+        return [
+            item
+            for item in reversed(self.invoice_items.values())
+            if (invoice is None or item.invoice == invoice)
+            and (customer is None or item.customer == customer)
+            and (pending is None or (item.invoice is None) == pending)
+        ]
+
+    def _check_editable(self, invoice: Invoice, *, adding: int) -> None:
+        if invoice.status != "draft":
+            raise errors.not_editable(invoice.id, invoice.status)
+        if len(invoice.items) + adding > errors.MAX_INVOICE_LINES:
+            raise errors.line_limit(invoice.id, len(invoice.items), adding)
+
+    def _new_item(self, customer_id: str, currency: str, line: NewLine) -> InvoiceItem:
+        now = int(time.time())
+        # Stripe stamps a one-off item without a period with its creation time.
+        start, end = line.period or (now, now)
+        return InvoiceItem(
+            id=new_id("ii_"),
+            line_id=new_id("il_"),
+            created=now,
+            customer=customer_id,
+            invoice=None,
+            amount=line.amount,
+            currency=currency,
+            description=line.description,
+            period_start=start,
+            period_end=end,
+            metadata=merge_metadata({}, line.metadata),
+            discountable=line.discountable,
+        )
+
+    def _attach(self, invoice: Invoice, item: InvoiceItem) -> None:
+        item.invoice = invoice.id
+        invoice.items.append(item)
+        self.invoice_items[item.id] = item
+
+    def all_customers(self) -> Iterable[Customer]:
+        return list(self.customers.values())
+
+    def all_invoices(self) -> Iterable[Invoice]:
+        return list(self.invoices.values())
