@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import settings as settings_mod
 
@@ -135,11 +136,35 @@ def _enqueue_sync_factory() -> Callable[[int], None]:
     return enqueue_sync
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from gql.server import serve
+def asgi_app() -> Any:
+    """uvicorn factory (`cli:asgi_app`): each worker process builds its own app, engine and pool."""
+    from gql import logs
+    from gql.app import create_app
+    from sync import health
 
-    cfg = _environment()
-    serve(cfg, host=args.host, port=args.port, workers=args.workers)
+    logs.configure()
+    cfg = settings_mod.load()
+    return create_app(
+        cfg,
+        enqueue_sync=_enqueue_sync_factory(),
+        readiness=[health.readiness_check(cfg)],
+        metrics_collectors=[health.collector(cfg)],
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    _environment()
+    uvicorn.run(
+        "cli:asgi_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+        access_log=False,
+    )
     return 0
 
 

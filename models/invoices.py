@@ -157,7 +157,9 @@ def _validated(line: LineInput) -> dict[str, Any]:
         )
     if line.period_start and line.period_end and line.period_start >= line.period_end:
         raise InvalidPeriod("periodEnd must be after periodStart", field=("periodEnd",))
-    metadata = dict(line.metadata or {})
+    if not isinstance(line.metadata, Mapping):
+        raise InvalidValue("metadata must be a JSON object", field=("metadata",))
+    metadata = dict(line.metadata)
     if len(metadata) > MAX_METADATA_KEYS or not all(isinstance(k, str) for k in metadata):
         raise InvalidValue(
             f"metadata must be an object with at most {MAX_METADATA_KEYS} string keys",

@@ -25,6 +25,8 @@ from migrations_runner import upgrade
 from models.db import make_engine
 from settings import PROJECT_ROOT
 
+pytest_plugins = ["tests.api_helpers"]
+
 TEST_DATABASE = f"billing_test_{os.getpid()}"
 ALL_TABLES = (
     "sync_attempts, invoice_sync, invoice_monthly_rollups, invoice_items, invoices, "

@@ -1,0 +1,268 @@
+// The reference dashboard: spend by month, the invoice list with status and sync badges, an
+// invoice's lines grouped by app and by region, and, for operators, failed syncs with a Resync
+// button. Everything goes through the public GraphQL API with the user's own token.
+import { ApiError, gql, takeTokenFromFragment, token } from "./api.js";
+import { renderCharts } from "./chart.js";
+import { escapeHtml, formatCents, shortDate, sumCents, when } from "./format.js";
+
+const PAGE_SIZE = 10;
+const main = document.getElementById("main");
+const state = { viewer: null, years: defaultYears(), scope: "", cursors: [null], failedCursor: null };
+
+function defaultYears() {
+  const y = new Date().getUTCFullYear();
+  return [y - 1, y];
+}
+
+const MONEY = "cents currency formatted";
+const SYNC = `status attempts lastAttemptAt nextAttemptAt syncedAt
+  lastError { code message httpStatus requestId }`;
+
+const Q_VIEWER = `{ viewer { isAdmin organizations { slug name } } }`;
+const Q_SUMMARY = `query($years: [Int!]!, $org: String) {
+  monthlySummary(years: $years, organizationSlug: $org) { month currency invoiceCount total { ${MONEY} } } }`;
+const Q_INVOICES = `query($first: Int!, $after: String, $filter: InvoiceFilter) {
+  invoices(first: $first, after: $after, filter: $filter) {
+    totalCount pageInfo { hasNextPage endCursor }
+    nodes { id number status periodStart periodEnd total { ${MONEY} } organization { slug }
+      syncState { ${SYNC} } } } }`;
+const Q_INVOICE = `query($id: ID!, $after: String) { invoice(id: $id) {
+  id number status currency periodStart periodEnd finalizedAt dueDate paidAt voidedAt
+  subtotal { ${MONEY} } total { ${MONEY} } lineItemCount stripeInvoiceId organization { slug name }
+  syncState { ${SYNC} history(last: 5) { startedAt step outcome errorCode errorMessage httpStatus } }
+  lineItems(first: 100, after: $after) { pageInfo { hasNextPage endCursor }
+    nodes { id kind description product app region unit quantity unitPrice amount { ${MONEY} } } } } }`;
+const M_RESYNC = `mutation($id: ID!) { resyncInvoice(input: { invoiceId: $id }) {
+  invoice { id syncState { ${SYNC} } } userErrors { field code message } } }`;
+
+function badge(kind, value) {
+  const text = String(value ?? "").toLowerCase().replace(/_/g, " ");
+  return `<span class="badge ${kind}-${escapeHtml(String(value).toLowerCase())}" data-${kind}="${escapeHtml(value)}">${escapeHtml(text)}</span>`;
+}
+
+function syncBadge(sync) {
+  const title = sync.lastError ? `${sync.lastError.code ?? ""} ${sync.lastError.message ?? ""}` : "";
+  return `<span title="${escapeHtml(title)}">${badge("sync", sync.status)}</span>`;
+}
+
+function showError(error) {
+  if (error instanceof ApiError && error.code === "UNAUTHENTICATED") {
+    token.clear();
+    return renderSignIn("That token was not accepted.");
+  }
+  main.innerHTML = `<div class="card error">Something went wrong: ${escapeHtml(error.message)}</div>`;
+}
+
+function renderSignIn(message) {
+  document.getElementById("who").textContent = "";
+  document.getElementById("signout").hidden = true;
+  main.replaceChildren(document.getElementById("signin").content.cloneNode(true));
+  if (message) {
+    const p = document.getElementById("signin-error");
+    p.textContent = message;
+    p.hidden = false;
+  }
+  document.getElementById("signin-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    token.set(document.getElementById("token").value.trim());
+    start();
+  });
+}
+
+async function start() {
+  if (!token.get()) return renderSignIn();
+  try {
+    state.viewer = (await gql(Q_VIEWER)).viewer;
+  } catch (error) {
+    return showError(error);
+  }
+  const orgs = state.viewer.organizations.map((o) => o.slug).join(", ");
+  document.getElementById("who").textContent = state.viewer.isAdmin ? "operator (all organizations)" : orgs;
+  document.getElementById("signout").hidden = false;
+  route();
+}
+
+function route() {
+  const match = location.hash.match(/^#\/invoices\/([^/]+)$/);
+  (match ? renderInvoice(decodeURIComponent(match[1])) : renderHome()).catch(showError);
+}
+
+async function renderHome() {
+  const years = [...new Set(state.years)].sort();
+  const thisYear = new Date().getUTCFullYear();
+  const yearBoxes = [thisYear - 2, thisYear - 1, thisYear].map((y) =>
+    `<label><input type="checkbox" name="year" value="${y}" ${years.includes(y) ? "checked" : ""}> ${y}</label>`).join(" ");
+  const scopeSelect = state.viewer.isAdmin
+    ? `<label>Scope <select id="scope"><option value="">Whole platform</option>${state.viewer.organizations
+        .map((o) => `<option value="${escapeHtml(o.slug)}" ${state.scope === o.slug ? "selected" : ""}>${escapeHtml(o.name)}</option>`).join("")}</select></label>`
+    : "";
+  main.innerHTML = `
+    <section class="card controls">${yearBoxes} ${scopeSelect}</section>
+    <section id="charts"><p class="muted">Loading spend…</p></section>
+    ${state.viewer.isAdmin ? `<section class="card" id="failed"><h2>Failed syncs</h2><p class="muted">Loading…</p></section>` : ""}
+    <section class="card" id="list"><h2>Invoices</h2><p class="muted">Loading…</p></section>`;
+  main.querySelectorAll("input[name=year]").forEach((box) => box.addEventListener("change", () => {
+    state.years = [...main.querySelectorAll("input[name=year]:checked")].map((b) => Number(b.value));
+    renderHome().catch(showError);
+  }));
+  main.querySelector("#scope")?.addEventListener("change", (event) => {
+    state.scope = event.target.value;
+    state.cursors = [null];
+    renderHome().catch(showError);
+  });
+  await Promise.all([loadCharts(years), loadList(), state.viewer.isAdmin ? loadFailed() : null]);
+}
+
+async function loadCharts(years) {
+  const target = document.getElementById("charts");
+  if (years.length === 0) {
+    target.innerHTML = `<p class="muted">Pick at least one year.</p>`;
+    return;
+  }
+  const org = state.viewer.isAdmin ? state.scope || null : state.viewer.organizations[0]?.slug ?? null;
+  const data = await gql(Q_SUMMARY, { years, org });
+  target.innerHTML = `<h2>Monthly spend ${years.join(", ")}</h2>` + renderCharts(data.monthlySummary);
+}
+
+function invoiceRows(nodes, { resync = false } = {}) {
+  return nodes.map((inv) => `
+    <tr data-invoice="${escapeHtml(inv.id)}">
+      <td><a href="#/invoices/${encodeURIComponent(inv.id)}">${escapeHtml(inv.number ?? "draft")}</a></td>
+      ${state.viewer.isAdmin ? `<td>${escapeHtml(inv.organization.slug)}</td>` : ""}
+      <td>${shortDate(inv.periodStart)} → ${shortDate(inv.periodEnd)}</td>
+      <td>${badge("status", inv.status)}</td>
+      <td class="sync-cell">${syncBadge(inv.syncState)}${resync ? errorDetail(inv.syncState) : ""}</td>
+      <td class="num">${escapeHtml(inv.total.formatted)}</td>
+      ${resync ? `<td><button class="resync" data-id="${escapeHtml(inv.id)}">Resync</button></td>` : ""}
+    </tr>`).join("");
+}
+
+function errorDetail(sync) {
+  if (!sync.lastError) return "";
+  const e = sync.lastError;
+  return `<div class="err-detail"><code>${escapeHtml(e.code ?? "")}</code> ${escapeHtml(e.message ?? "")}
+    ${e.requestId ? `<span class="muted">request ${escapeHtml(e.requestId)}</span>` : ""}</div>`;
+}
+
+function listFilter() {
+  return state.viewer.isAdmin && state.scope ? { organizationSlug: state.scope } : null;
+}
+
+async function loadList() {
+  const target = document.getElementById("list");
+  const after = state.cursors[state.cursors.length - 1];
+  const data = await gql(Q_INVOICES, { first: PAGE_SIZE, after, filter: listFilter() });
+  const conn = data.invoices;
+  const page = state.cursors.length;
+  target.innerHTML = `<h2>Invoices <span class="muted">(${conn.totalCount})</span></h2>
+    <table class="invoices"><thead><tr><th>Number</th>${state.viewer.isAdmin ? "<th>Org</th>" : ""}<th>Period</th><th>Status</th><th>Stripe</th><th class="num">Total</th></tr></thead>
+    <tbody>${invoiceRows(conn.nodes)}</tbody></table>
+    <nav class="pager"><button id="prev" ${page === 1 ? "disabled" : ""}>← Newer</button>
+      <span class="muted" id="page">page ${page}</span>
+      <button id="next" ${conn.pageInfo.hasNextPage ? "" : "disabled"}>Older →</button></nav>`;
+  target.querySelector("#next").addEventListener("click", () => {
+    state.cursors.push(conn.pageInfo.endCursor);
+    loadList().catch(showError);
+  });
+  target.querySelector("#prev").addEventListener("click", () => {
+    state.cursors.pop();
+    loadList().catch(showError);
+  });
+}
+
+async function loadFailed() {
+  const target = document.getElementById("failed");
+  const filter = { syncStatus: "FAILED", ...(listFilter() ?? {}) };
+  const data = await gql(Q_INVOICES, { first: 50, after: null, filter });
+  const nodes = data.invoices.nodes;
+  target.innerHTML = `<h2>Failed syncs <span class="muted">(${data.invoices.totalCount})</span></h2>` + (nodes.length
+    ? `<table class="failed"><thead><tr><th>Number</th><th>Org</th><th>Period</th><th>Status</th><th>Stripe</th><th class="num">Total</th><th></th></tr></thead>
+       <tbody>${invoiceRows(nodes, { resync: true })}</tbody></table>`
+    : `<p class="muted">Nothing has failed. Every finalized invoice is synced or on its way.</p>`);
+  target.querySelectorAll("button.resync").forEach((button) => button.addEventListener("click", () => resync(button)));
+}
+
+async function resync(button) {
+  button.disabled = true;
+  button.textContent = "Resyncing…";
+  const row = button.closest("tr");
+  try {
+    const result = (await gql(M_RESYNC, { id: button.dataset.id })).resyncInvoice;
+    if (result.userErrors.length) {
+      button.textContent = result.userErrors[0].message;
+      return;
+    }
+    row.querySelector(".sync-cell").innerHTML = syncBadge(result.invoice.syncState);
+    button.textContent = "Queued";
+  } catch (error) {
+    button.textContent = `Failed: ${error.message}`;
+  }
+}
+
+function groupBy(lines, key, currency) {
+  const groups = new Map();
+  for (const line of lines) {
+    const name = line[key] ?? "(none)";
+    groups.set(name, [...(groups.get(name) ?? []), line]);
+  }
+  const rows = [...groups.entries()]
+    .map(([name, items]) => ({ name, count: items.length, cents: sumCents(items.map((l) => l.amount.cents)) }))
+    .sort((a, b) => (b.cents > a.cents ? 1 : b.cents < a.cents ? -1 : 0));
+  return `<table class="group" data-group="${key}"><thead><tr><th>${key === "app" ? "App" : "Region"}</th><th class="num">Lines</th><th class="num">Subtotal</th></tr></thead>
+    <tbody>${rows.map((r) => `<tr data-name="${escapeHtml(r.name)}" data-cents="${r.cents}"><td>${escapeHtml(r.name)}</td><td class="num">${r.count}</td><td class="num">${escapeHtml(formatCents(r.cents, currency))}</td></tr>`).join("")}</tbody>
+    <tfoot><tr><th>Total</th><th></th><th class="num" data-cents="${sumCents(rows.map((r) => r.cents))}">${escapeHtml(formatCents(sumCents(rows.map((r) => r.cents)), currency))}</th></tr></tfoot></table>`;
+}
+
+async function renderInvoice(id) {
+  main.innerHTML = `<p class="muted">Loading invoice…</p>`;
+  let data = await gql(Q_INVOICE, { id, after: null });
+  const inv = data.invoice;
+  if (!inv) {
+    main.innerHTML = `<div class="card">No such invoice. <a href="#/">Back</a></div>`;
+    return;
+  }
+  // "Where did the money go" needs every line, so page through all of them (100 at a time).
+  const lines = [...inv.lineItems.nodes];
+  let pageInfo = inv.lineItems.pageInfo;
+  while (pageInfo.hasNextPage) {
+    data = await gql(Q_INVOICE, { id, after: pageInfo.endCursor });
+    lines.push(...data.invoice.lineItems.nodes);
+    pageInfo = data.invoice.lineItems.pageInfo;
+  }
+  const sync = inv.syncState;
+  main.innerHTML = `
+    <p><a href="#/">← All invoices</a></p>
+    <section class="card invoice-head">
+      <h1>${escapeHtml(inv.number ?? "Draft invoice")} ${badge("status", inv.status)} ${syncBadge(sync)}</h1>
+      <dl>
+        <dt>Organization</dt><dd>${escapeHtml(inv.organization.name)}</dd>
+        <dt>Period</dt><dd>${shortDate(inv.periodStart)} → ${shortDate(inv.periodEnd)} (end exclusive)</dd>
+        <dt>Finalized</dt><dd>${when(inv.finalizedAt) || "not yet"}</dd>
+        <dt>Due</dt><dd>${shortDate(inv.dueDate) || "—"}</dd>
+        ${inv.paidAt ? `<dt>Paid</dt><dd>${when(inv.paidAt)}</dd>` : ""}
+        ${inv.voidedAt ? `<dt>Voided</dt><dd>${when(inv.voidedAt)}</dd>` : ""}
+        <dt>Total</dt><dd class="total" data-cents="${escapeHtml(inv.total.cents)}">${escapeHtml(inv.total.formatted)}</dd>
+        <dt>Stripe</dt><dd>${escapeHtml(inv.stripeInvoiceId ?? "not on Stripe yet")} · ${sync.attempts} attempts
+          ${sync.nextAttemptAt ? `· next try ${when(sync.nextAttemptAt)}` : ""}${errorDetail(sync)}</dd>
+      </dl>
+    </section>
+    <section class="grid2">
+      <div class="card"><h2>By app</h2>${groupBy(lines, "app", inv.currency)}</div>
+      <div class="card"><h2>By region</h2>${groupBy(lines, "region", inv.currency)}</div>
+    </section>
+    <section class="card"><h2>Line items <span class="muted">(${inv.lineItemCount})</span></h2>
+      <table class="lines"><thead><tr><th>Description</th><th>App</th><th>Region</th><th class="num">Quantity</th><th>Unit</th><th class="num">Unit price</th><th class="num">Amount</th></tr></thead>
+      <tbody>${lines.map((l) => `<tr class="kind-${escapeHtml(l.kind.toLowerCase())}"><td>${escapeHtml(l.description)}</td><td>${escapeHtml(l.app ?? "")}</td><td>${escapeHtml(l.region ?? "")}</td>
+        <td class="num">${escapeHtml(l.quantity)}</td><td>${escapeHtml(l.unit)}</td><td class="num">${escapeHtml(l.unitPrice)}¢</td><td class="num">${escapeHtml(l.amount.formatted)}</td></tr>`).join("")}</tbody></table>
+    </section>
+    ${sync.history?.length ? `<section class="card"><h2>Sync history</h2><table><thead><tr><th>When</th><th>Step</th><th>Outcome</th><th>Error</th></tr></thead><tbody>
+      ${sync.history.map((h) => `<tr><td>${when(h.startedAt)}</td><td>${escapeHtml(h.step)}</td><td>${escapeHtml(h.outcome)}</td><td>${escapeHtml(h.errorCode ?? "")} ${escapeHtml(h.errorMessage ?? "")}</td></tr>`).join("")}</tbody></table></section>` : ""}`;
+}
+
+document.getElementById("signout").addEventListener("click", () => {
+  token.clear();
+  renderSignIn();
+});
+window.addEventListener("hashchange", () => state.viewer && route());
+takeTokenFromFragment();
+start();

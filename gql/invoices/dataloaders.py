@@ -1,0 +1,121 @@
+"""Per-request DataLoaders: whatever the page size, each kind of child row costs one query.
+
+Created fresh for every request (in the context), never at module level: a loader caches, and a
+cache shared across requests would serve one viewer's rows to another and go stale.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+from strawberry.dataloader import DataLoader
+
+from models import tables
+
+# Key of a page of children: (parent id, rows wanted + 1 to learn hasNextPage, after this id).
+PageKey = tuple[int, int, int | None]
+
+
+def _line_items_pages(session: Session, keys: Sequence[PageKey]) -> list[list[tables.InvoiceItem]]:
+    """First N line items after a cursor for many invoices in one query per (N, cursor) shape.
+
+    A window function numbers each invoice's lines in id order and keeps the first N; the scan
+    uses ix_invoice_items_invoice_id_id. Pages of one request nearly always share a shape, so
+    this is one query.
+    """
+    by_shape: dict[tuple[int, int | None], list[int]] = defaultdict(list)
+    for invoice_id, limit, after in keys:
+        by_shape[(limit, after)].append(invoice_id)
+    found: dict[PageKey, list[tables.InvoiceItem]] = defaultdict(list)
+    for (limit, after), invoice_ids in by_shape.items():
+        item = tables.InvoiceItem
+        ranked = (
+            select(
+                item,
+                sa.func.row_number()
+                .over(partition_by=col(item.invoice_id), order_by=col(item.id))
+                .label("rn"),
+            )
+            .where(col(item.invoice_id).in_(invoice_ids))
+            .where(col(item.id) > (after if after is not None else 0))
+            .subquery()
+        )
+        aliased = sa.orm.aliased(item, ranked)
+        rows = session.exec(
+            select(aliased).where(ranked.c.rn <= limit).order_by(ranked.c.invoice_id, ranked.c.id)
+        ).all()
+        for row in rows:
+            found[(row.invoice_id, limit, after)].append(row)
+    return [found.get(k, []) for k in keys]
+
+
+def _history(session: Session, keys: Sequence[tuple[int, int]]) -> list[list[tables.SyncAttempt]]:
+    """The last N sync attempts of many invoices, newest first, in one query."""
+    limit = max(n for _, n in keys)
+    attempt = tables.SyncAttempt
+    ranked = (
+        select(
+            attempt,
+            sa.func.row_number()
+            .over(partition_by=col(attempt.invoice_id), order_by=col(attempt.id).desc())
+            .label("rn"),
+        )
+        .where(col(attempt.invoice_id).in_({k for k, _ in keys}))
+        .subquery()
+    )
+    aliased = sa.orm.aliased(attempt, ranked)
+    rows = session.exec(
+        select(aliased)
+        .where(ranked.c.rn <= limit)
+        .order_by(ranked.c.invoice_id, ranked.c.id.desc())
+    ).all()
+    grouped: dict[int, list[tables.SyncAttempt]] = defaultdict(list)
+    for row in rows:
+        grouped[row.invoice_id].append(row)
+    return [grouped[i][:n] for i, n in keys]
+
+
+@dataclass
+class Loaders:
+    line_items: DataLoader[PageKey, list[tables.InvoiceItem]]
+    sync_state: DataLoader[int, tables.InvoiceSync | None]
+    organization: DataLoader[int, tables.Organization | None]
+    history: DataLoader[tuple[int, int], list[tables.SyncAttempt]]
+
+    def clear(self) -> None:
+        """Forget cached rows (after a write in this request)."""
+        for loader in (self.line_items, self.sync_state, self.organization, self.history):
+            loader.clear_all()
+
+
+def make_loaders(session: Session) -> Loaders:
+    async def load_line_items(keys: list[PageKey]) -> list[list[tables.InvoiceItem]]:
+        return _line_items_pages(session, keys)
+
+    async def load_sync_states(ids: list[int]) -> list[tables.InvoiceSync | None]:
+        rows = session.exec(
+            select(tables.InvoiceSync).where(col(tables.InvoiceSync.invoice_id).in_(ids))
+        ).all()
+        by_id = {r.invoice_id: r for r in rows}
+        return [by_id.get(i) for i in ids]
+
+    async def load_organizations(ids: list[int]) -> list[tables.Organization | None]:
+        rows = session.exec(
+            select(tables.Organization).where(col(tables.Organization.id).in_(ids))
+        ).all()
+        by_id = {r.id: r for r in rows}
+        return [by_id.get(i) for i in ids]
+
+    async def load_history(keys: list[tuple[int, int]]) -> list[list[tables.SyncAttempt]]:
+        return _history(session, keys)
+
+    return Loaders(
+        line_items=DataLoader(load_fn=load_line_items),
+        sync_state=DataLoader(load_fn=load_sync_states),
+        organization=DataLoader(load_fn=load_organizations),
+        history=DataLoader(load_fn=load_history),
+    )

@@ -1,0 +1,179 @@
+"""Mutations: each one transaction around one domain call, then (after commit) the sync enqueue.
+
+Writes to invoices are the platform's (admin tokens: the metering pipeline, support); members
+read their bills. resyncInvoice is open to members for their own invoices: it is idempotent and
+can never create a second Stripe invoice, so a developer may nudge a stuck sync themselves.
+"""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.permission import BasePermission
+
+from gql.core.context import Info
+from gql.core.errors import UserError, returns_user_errors
+from gql.invoices.inputs import (
+    AddLineItemsInput,
+    CreateInvoiceInput,
+    InvoiceIdInput,
+    ResyncInvoiceInput,
+    RetryFailedSyncsInput,
+)
+from gql.invoices.types import Invoice
+from models import invoices, outbox
+
+
+class IsAdmin(BasePermission):
+    message = "this mutation needs a platform admin token"
+    error_extensions = {"code": "FORBIDDEN"}
+
+    def has_permission(self, source: object, info: Info, **kwargs: object) -> bool:  # type: ignore[override]
+        return info.context.viewer.is_admin
+
+
+@strawberry.type(description="Result of an invoice mutation: the invoice, or why nothing changed.")
+class InvoicePayload:
+    invoice: Invoice | None = strawberry.field(
+        default=None, description="The invoice after the change."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Empty on success; otherwise nothing was written."
+    )
+
+
+@strawberry.type(description="Result of retryFailedSyncs.")
+class RetryFailedSyncsPayload:
+    count: int = strawberry.field(default=0, description="FAILED invoices put back to PENDING.")
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why nothing changed."
+    )
+
+
+def _ok(invoice: object) -> InvoicePayload:
+    return InvoicePayload(invoice=Invoice(row=invoice))  # type: ignore[arg-type]
+
+
+@strawberry.type
+class InvoiceMutations:
+    @strawberry.mutation(
+        description="Create a DRAFT invoice (admin).", permission_classes=[IsAdmin]
+    )
+    @returns_user_errors(InvoicePayload)
+    def create_invoice(self, info: Info, input: CreateInvoiceInput) -> InvoicePayload:
+        ctx = info.context
+        with ctx.transaction() as s:
+            org = ctx.organization_for_viewer(input.organization_slug)
+            inv = invoices.create_draft(
+                s,
+                org,
+                currency=input.currency,
+                period_start=input.period_start,
+                period_end=input.period_end,
+                due_date=input.due_date,
+                now=ctx.now(),
+            )
+        return _ok(inv)
+
+    @strawberry.mutation(
+        description="Append lines to a DRAFT invoice, all or none (admin; at most 1,000 per call).",
+        permission_classes=[IsAdmin],
+    )
+    @returns_user_errors(InvoicePayload)
+    def add_line_items(self, info: Info, input: AddLineItemsInput) -> InvoicePayload:
+        ctx = info.context
+        with ctx.transaction() as s:
+            inv = ctx.invoice_for_viewer(str(input.invoice_id))
+            invoices.add_lines(s, inv, [i.to_domain() for i in input.items], now=ctx.now())
+            inv = invoices.get_for_update(s, inv.id or 0)
+        return _ok(inv)
+
+    @strawberry.mutation(
+        description="DRAFT -> OPEN: number it, freeze it, count it, and queue the Stripe sync (admin).",
+        permission_classes=[IsAdmin],
+    )
+    @returns_user_errors(InvoicePayload)
+    def finalize_invoice(self, info: Info, input: InvoiceIdInput) -> InvoicePayload:
+        ctx = info.context
+        with ctx.transaction() as s:
+            inv = invoices.finalize(
+                s,
+                ctx.invoice_for_viewer(str(input.invoice_id)),
+                now=ctx.now(),
+                rollup_shards=ctx.rollup_shards,
+            )
+        ctx.enqueue_sync(inv.id or 0)  # after commit; the sweeper covers a lost enqueue
+        return _ok(inv)
+
+    @strawberry.mutation(
+        description="OPEN or UNCOLLECTIBLE -> PAID (admin).", permission_classes=[IsAdmin]
+    )
+    @returns_user_errors(InvoicePayload)
+    def mark_invoice_paid(self, info: Info, input: InvoiceIdInput) -> InvoicePayload:
+        ctx = info.context
+        with ctx.transaction() as s:
+            inv = invoices.mark_paid(
+                s, ctx.invoice_for_viewer(str(input.invoice_id)), now=ctx.now()
+            )
+        return _ok(inv)
+
+    @strawberry.mutation(description="OPEN -> UNCOLLECTIBLE (admin).", permission_classes=[IsAdmin])
+    @returns_user_errors(InvoicePayload)
+    def mark_invoice_uncollectible(self, info: Info, input: InvoiceIdInput) -> InvoicePayload:
+        ctx = info.context
+        with ctx.transaction() as s:
+            inv = invoices.mark_uncollectible(
+                s, ctx.invoice_for_viewer(str(input.invoice_id)), now=ctx.now()
+            )
+        return _ok(inv)
+
+    @strawberry.mutation(
+        description="OPEN or UNCOLLECTIBLE -> VOID: out of the monthly totals, and voided on Stripe (admin).",
+        permission_classes=[IsAdmin],
+    )
+    @returns_user_errors(InvoicePayload)
+    def void_invoice(self, info: Info, input: InvoiceIdInput) -> InvoicePayload:
+        ctx = info.context
+        with ctx.transaction() as s:
+            inv = invoices.void(
+                s,
+                ctx.invoice_for_viewer(str(input.invoice_id)),
+                now=ctx.now(),
+                rollup_shards=ctx.rollup_shards,
+            )
+        ctx.enqueue_sync(inv.id or 0)
+        return _ok(inv)
+
+    @strawberry.mutation(
+        description=(
+            "Force a resync: FAILED goes back to PENDING with attempts reset; SYNCED is re-verified "
+            "against Stripe and repaired. Never creates a second Stripe invoice."
+        )
+    )
+    @returns_user_errors(InvoicePayload)
+    def resync_invoice(self, info: Info, input: ResyncInvoiceInput) -> InvoicePayload:
+        ctx = info.context
+        with ctx.transaction() as s:
+            inv = ctx.invoice_for_viewer(str(input.invoice_id))
+            outbox.request_resync(s, inv, now=ctx.now())
+        ctx.enqueue_sync(inv.id or 0)
+        return _ok(inv)
+
+    @strawberry.mutation(
+        description="Re-queue every FAILED sync of one organization or of the platform (admin).",
+        permission_classes=[IsAdmin],
+    )
+    @returns_user_errors(RetryFailedSyncsPayload)
+    def retry_failed_syncs(
+        self, info: Info, input: RetryFailedSyncsInput
+    ) -> RetryFailedSyncsPayload:
+        ctx = info.context
+        with ctx.transaction() as s:
+            org_id = (
+                ctx.organization_for_viewer(input.organization_slug).id
+                if input.organization_slug
+                else None
+            )
+            count = outbox.retry_failed(s, organization_id=org_id, now=ctx.now())
+        # No enqueue per invoice: the rows are due now, and the sweeper picks them up within
+        # seconds in bounded batches, which is kinder to Stripe's rate limit than a burst.
+        return RetryFailedSyncsPayload(count=count)

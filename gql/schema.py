@@ -1,0 +1,112 @@
+"""The schema, with every extension listed in one place."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import strawberry
+from strawberry.schema.config import StrawberryConfig
+from graphql import ExecutionResult, GraphQLError
+from graphql.language import FieldNode, OperationDefinitionNode
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+
+from gql.core.errors import MaskInternalErrors, unauthenticated
+from gql.core.scalars import SCALARS
+from gql.invoices.mutations import InvoiceMutations
+from gql.invoices.queries import InvoiceQueries
+from gql.metrics import ERRORS, REQUEST_SECONDS
+from gql.summary.queries import SummaryQueries
+
+# Limits, with the reasons: the deepest useful query (organization > invoices > edges > node >
+# lineItems > edges > node > amount > formatted) is 9 levels; 12 leaves room without allowing
+# cyclic organization > invoices > organization > ... explosions. 2,000 tokens fit every
+# dashboard query five times over. 20 aliases stop one request from fanning out into hundreds.
+MAX_DEPTH = 12
+MAX_TOKENS = 2_000
+MAX_ALIASES = 20
+
+
+def _is_introspection_only(operation: OperationDefinitionNode | None) -> bool:
+    if operation is None:
+        return False
+    return all(
+        isinstance(sel, FieldNode) and sel.name.value.startswith("__")
+        for sel in operation.selection_set.selections
+    )
+
+
+class RequireToken(SchemaExtension):
+    """No token: one UNAUTHENTICATED error and `data: null`, before any resolver runs.
+    Introspection alone is allowed, so GraphiQL can load the schema before a token is set."""
+
+    def on_execute(self) -> Iterator[None]:
+        ec = self.execution_context
+        doc = ec.graphql_document
+        operation = next(
+            (d for d in (doc.definitions if doc else []) if isinstance(d, OperationDefinitionNode)),
+            None,
+        )
+        if ec.context.viewer_or_none is None and not _is_introspection_only(operation):
+            ec.result = ExecutionResult(data=None, errors=[unauthenticated()])
+        yield
+
+
+class Metrics(SchemaExtension):
+    """Latency by operation name, and errors by code (top-level and userErrors)."""
+
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        ec = self.execution_context
+        REQUEST_SECONDS.labels(ec.operation_name or "anonymous").observe(
+            time.perf_counter() - started
+        )
+        result = ec.result
+        for error in getattr(result, "errors", None) or []:
+            code = (
+                (error.extensions or {}).get("code", "GRAPHQL")
+                if isinstance(error, GraphQLError)
+                else "GRAPHQL"
+            )
+            ERRORS.labels(str(code)).inc()
+        data = getattr(result, "data", None)
+        if isinstance(data, dict):
+            for payload in data.values():
+                if isinstance(payload, dict):
+                    for ue in payload.get("userErrors") or []:
+                        ERRORS.labels(str(ue.get("code"))).inc()
+
+
+@strawberry.type
+class Query(InvoiceQueries, SummaryQueries):
+    pass
+
+
+@strawberry.type
+class Mutation(InvoiceMutations):
+    pass
+
+
+def build_schema() -> strawberry.Schema:
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        extensions=[
+            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+            RequireToken,
+            MaskInternalErrors,
+            Metrics,
+        ],
+        config=StrawberryConfig(scalar_map=SCALARS),
+    )
+
+
+schema = build_schema()

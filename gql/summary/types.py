@@ -1,0 +1,24 @@
+"""The monthly summary a dashboard charts."""
+
+from __future__ import annotations
+
+import strawberry
+
+from gql.invoices.types import Money
+
+
+@strawberry.type(
+    description="One month and one currency: finalized invoices counted by billing period start (UTC)."
+)
+class MonthlySummary:
+    month: str = strawberry.field(description='Year and month, "2026-03".')
+    year: int = strawberry.field(description="Calendar year.")
+    month_of_year: int = strawberry.field(description="1 to 12.")
+    currency: str = strawberry.field(
+        description="ISO 4217 code; amounts are never mixed across currencies."
+    )
+    invoice_count: int = strawberry.field(
+        description="Finalized invoices (open, paid, uncollectible); voids and drafts do not count."
+    )
+    subtotal: Money = strawberry.field(description="Sum of their subtotals.")
+    total: Money = strawberry.field(description="Sum of their totals.")

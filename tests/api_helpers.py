@@ -1,0 +1,66 @@
+"""Talking to the API over HTTP in tests: a real Starlette app behind httpx's ASGI transport."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from gql.app import create_app
+from settings import Settings
+
+
+@dataclass
+class Api:
+    client: TestClient
+    enqueued: list[int] = field(default_factory=list)
+
+    def gql(self, query: str, token: str | None, **variables: Any) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = self.client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def data(self, query: str, token: str | None, **variables: Any) -> dict[str, Any]:
+        body = self.gql(query, token, **variables)
+        assert "errors" not in body, body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+
+@pytest.fixture
+def api(database_url: str, redis_url: str) -> Iterator[Api]:
+    enqueued: list[int] = []
+    app = create_app(
+        Settings(database_url=database_url, redis_url=redis_url), enqueue_sync=enqueued.append
+    )
+    with TestClient(app) as client:
+        yield Api(client=client, enqueued=enqueued)
+    app.state.engine.dispose()
+
+
+class QueryCounter:
+    """Counts SQL statements sent through an engine (before_cursor_execute)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.statements: list[str] = []
+
+    def __enter__(self) -> QueryCounter:
+        sa.event.listen(self.engine, "before_cursor_execute", self._count)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sa.event.remove(self.engine, "before_cursor_execute", self._count)
+
+    def _count(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.statements.append(statement)
+
+
+__all__ = ["Api", "QueryCounter", "api", "httpx"]
