@@ -1,0 +1,226 @@
+"""The reference dashboard in a real browser (Playwright driving the system Chromium) against a
+running server with data: the chart's bars and totals, keyset paging, an invoice's grouped
+subtotals, and an operator's Resync button. Screenshots go to test-output/browser/.
+
+Where Chromium cannot be had the test skips LOUDLY on a developer machine and FAILS in CI
+(`.ci/run` sets BILLING_REQUIRE_BROWSER=1 after installing Debian's chromium).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session
+
+from gql.app import create_app
+from models import invoices, outbox, rollup, tables
+from settings import PROJECT_ROOT, Settings
+from tests.factories import SHARDS, make_org, make_token, usage_line
+
+CHROMIUM = os.environ.get("BILLING_CHROMIUM", "/usr/bin/chromium")
+SHOTS = PROJECT_ROOT / "test-output" / "browser"
+YEAR = datetime.now(UTC).year  # the dashboard charts this year and the one before by default
+
+
+def _chromium_or_skip() -> str:
+    path = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    if path:
+        return path
+    message = (
+        "\n\n*** BROWSER TEST NOT RUN: no Chromium at /usr/bin/chromium. ***\n"
+        "*** Install it with: apt-get install -y chromium                ***\n"
+    )
+    if os.environ.get("BILLING_REQUIRE_BROWSER") == "1":
+        pytest.fail(message)
+    warnings.warn(message, stacklevel=1)
+    pytest.skip(message)
+
+
+@dataclass
+class World:
+    base_url: str
+    member_token: str
+    admin_token: str
+    failed_invoice_public_id: str
+    org_id: int
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _make_data(factory: sessionmaker[Session]) -> tuple[str, str, str, int]:
+    now = datetime(YEAR, 1, 1, tzinfo=UTC)
+    with factory() as s, s.begin():
+        org = make_org(s, slug="browser-co")
+        member = make_token(s, org)
+        admin = make_token(s, None, admin=True)
+        months = [date(YEAR - 1, m, 1) for m in range(1, 13)] + [date(YEAR, 1, 1), date(YEAR, 2, 1)]
+        failed_id = ""
+        for i, start in enumerate(months):
+            end = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
+            inv = invoices.create_draft(
+                s, org, currency="USD", period_start=start, period_end=end, now=now
+            )
+            lines = [
+                usage_line(quantity=str(100 + i), unit_price="1.5", app="web", region="ams"),
+                usage_line(
+                    quantity="40", unit_price="2", app="worker", region="iad", product="egress"
+                ),
+                usage_line(quantity="3", unit_price="125", app="web", region="iad", product="ipv4"),
+            ]
+            invoices.add_lines(s, inv, lines, now=now)
+            inv = invoices.finalize(s, inv, now=now, rollup_shards=SHARDS)
+            if i == 3:
+                failed_id = inv.public_id
+                row = outbox.get(s, inv.id or 0)
+                assert row is not None
+                row.state = tables.SyncStatus.FAILED
+                row.attempts = 8
+                row.next_attempt_at = None
+                row.last_error_code = "resource_missing"
+                row.last_error_message = "No such customer: 'cus_missing'"
+                row.last_error_request_id = "req_browser"
+        eur = invoices.create_draft(
+            s,
+            org,
+            currency="EUR",
+            period_start=date(YEAR, 1, 1),
+            period_end=date(YEAR, 2, 1),
+            now=now,
+        )
+        invoices.add_lines(s, eur, [usage_line(quantity="10", unit_price="99")], now=now)
+        invoices.finalize(s, eur, now=now, rollup_shards=SHARDS)
+        assert org.id is not None
+        return member, admin, failed_id, org.id
+
+
+@pytest.fixture
+def world(committed: sessionmaker[Session], database_url: str, redis_url: str) -> Iterator[World]:
+    member, admin, failed_id, org_id = _make_data(committed)
+    app = create_app(
+        Settings(database_url=database_url, redis_url=redis_url), enqueue_sync=lambda _id: None
+    )
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the test server did not start"
+    yield World(f"http://127.0.0.1:{port}", member, admin, failed_id, org_id)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_dashboard_in_a_real_browser(world: World, committed: sessionmaker[Session]) -> None:
+    executable = _chromium_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=executable,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1200, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+
+        # Member: chart of monthly spend, one bar per month of the two default years per currency.
+        page.goto(f"{world.base_url}/dashboard#token={world.member_token}")
+        bars = page.locator(".chart .bar")
+        expect(bars).to_have_count(12 * 2 * 2)
+        assert "token=" not in page.url, "the token must be dropped from the address bar"
+        with committed() as s:
+            expected = {
+                (m.label, m.currency): m.total_cents
+                for m in rollup.monthly_summary(s, scope_id=world.org_id, years=[YEAR - 1, YEAR])
+            }
+        shown = {
+            (b.get_attribute("data-month"), b.get_attribute("data-currency")): int(
+                b.get_attribute("data-cents") or "0"
+            )
+            for b in bars.all()
+        }
+        assert shown == expected
+        assert shown[(f"{YEAR - 1}-03", "USD")] > 0 and shown[(f"{YEAR - 1}-03", "EUR")] == 0
+        page.screenshot(path=SHOTS / "home.png", full_page=True)
+
+        # Keyset paging: 15 invoices, 10 a page; page two holds the other 5.
+        rows = page.locator("table.invoices tbody tr")
+        expect(rows).to_have_count(10)
+        first_page = set(rows.evaluate_all("rs => rs.map(r => r.dataset.invoice)"))
+        page.click("#next")
+        expect(page.locator("#page")).to_have_text("page 2")
+        expect(rows).to_have_count(5)
+        second_page = set(rows.evaluate_all("rs => rs.map(r => r.dataset.invoice)"))
+        assert not first_page & second_page and len(first_page | second_page) == 15
+        page.screenshot(path=SHOTS / "page2.png", full_page=True)
+
+        # An invoice: subtotals by app and by region each add up to the invoice total.
+        rows.first.locator("a").click()
+        total = page.locator(".invoice-head .total")
+        expect(total).to_be_visible()
+        invoice_cents = int(total.get_attribute("data-cents") or "-1")
+        for group in ("app", "region"):
+            table = page.locator(f"table.group[data-group={group}]")
+            parts = [
+                int(c)
+                for c in table.locator("tbody tr").evaluate_all(
+                    "rs => rs.map(r => r.dataset.cents)"
+                )
+            ]
+            assert sum(parts) == invoice_cents
+            assert (
+                int(table.locator("tfoot [data-cents]").get_attribute("data-cents") or "-1")
+                == invoice_cents
+            )
+        page.screenshot(path=SHOTS / "invoice.png", full_page=True)
+
+        # Operator: the failed sync with Stripe's message, and Resync moves it to PENDING.
+        page.evaluate("sessionStorage.clear()")
+        page.goto(f"{world.base_url}/dashboard#token={world.admin_token}")
+        failed_row = page.locator(f"#failed tr[data-invoice='{world.failed_invoice_public_id}']")
+        expect(failed_row).to_contain_text("No such customer")
+        expect(failed_row.locator("[data-sync]")).to_have_attribute("data-sync", "FAILED")
+        page.screenshot(path=SHOTS / "operator.png", full_page=True)
+        failed_row.locator("button.resync").click()
+        expect(failed_row.locator("[data-sync]")).to_have_attribute("data-sync", "PENDING")
+        page.screenshot(path=SHOTS / "operator-resynced.png", full_page=True)
+        browser.close()
+
+    assert errors == []
+    with committed() as s:
+        state = s.execute(
+            sa.text(
+                "SELECT state, attempts FROM invoice_sync s JOIN invoices i ON i.id = s.invoice_id"
+                " WHERE i.public_id = :p"
+            ),
+            {"p": world.failed_invoice_public_id},
+        ).one()
+    assert tuple(state) == ("pending", 0)
