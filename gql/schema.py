@@ -16,7 +16,7 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 
-from gql.core.errors import MaskInternalErrors, unauthenticated
+from gql.core.errors import MaskInternalErrors, bad_input, unauthenticated
 from gql.core.scalars import SCALARS
 from gql.invoices.mutations import InvoiceMutations
 from gql.invoices.queries import InvoiceQueries
@@ -54,6 +54,32 @@ class RequireToken(SchemaExtension):
         )
         if ec.context.viewer_or_none is None and not _is_introspection_only(operation):
             ec.result = ExecutionResult(data=None, errors=[unauthenticated()])
+        yield
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+class RejectNulBytes(SchemaExtension):
+    """PostgreSQL text cannot hold NUL, so no valid input contains one: refuse it at the edge
+    with a clear error instead of letting the driver fail deep inside a resolver."""
+
+    def on_execute(self) -> Iterator[None]:
+        ec = self.execution_context
+        query = ec.query or ""
+        if ec.result is None and (
+            "\\u0000" in query or "\x00" in query or _has_nul(ec.variables or {})
+        ):
+            ec.result = ExecutionResult(
+                data=None, errors=[bad_input("strings cannot contain NUL (\\u0000) characters")]
+            )
         yield
 
 
@@ -102,6 +128,7 @@ def build_schema() -> strawberry.Schema:
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
             lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
             RequireToken,
+            RejectNulBytes,
             MaskInternalErrors,
             Metrics,
         ],

@@ -123,6 +123,8 @@ def _text(value: str | None, name: str, *, required: bool) -> str | None:
         if required:
             raise InvalidValue(f"{name} is required", field=(name,))
         return None
+    if "\x00" in value:
+        raise InvalidValue(f"{name} cannot contain NUL characters", field=(name,))
     if len(value) > MAX_TEXT:
         raise InvalidValue(f"{name} is longer than {MAX_TEXT} characters", field=(name,))
     return value.strip()
