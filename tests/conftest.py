@@ -25,7 +25,7 @@ from migrations_runner import upgrade
 from models.db import make_engine
 from settings import PROJECT_ROOT
 
-pytest_plugins = ["tests.api_helpers"]
+pytest_plugins = ["tests.api_helpers", "tests.sync_helpers"]
 
 TEST_DATABASE = f"billing_test_{os.getpid()}"
 ALL_TABLES = (
