@@ -119,8 +119,15 @@ class Mutation(InvoiceMutations):
     pass
 
 
+class Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: object = None) -> None:
+        # Client mistakes (validation, auth, bad input) are answers, not incidents, and internal
+        # errors were already logged with their request id by MaskInternalErrors: nothing to add.
+        return None
+
+
 def build_schema() -> strawberry.Schema:
-    return strawberry.Schema(
+    return Schema(
         query=Query,
         mutation=Mutation,
         extensions=[

@@ -71,6 +71,8 @@ function renderSignIn(message) {
 
 async function start() {
   if (!token.get()) return renderSignIn();
+  // A new sign-in starts from the first page of the whole scope.
+  Object.assign(state, { viewer: null, scope: "", cursors: [null] });
   try {
     state.viewer = (await gql(Q_VIEWER)).viewer;
   } catch (error) {
@@ -263,6 +265,14 @@ document.getElementById("signout").addEventListener("click", () => {
   token.clear();
   renderSignIn();
 });
-window.addEventListener("hashchange", () => state.viewer && route());
+window.addEventListener("hashchange", () => {
+  if (location.hash.startsWith("#token=")) {
+    takeTokenFromFragment();
+    state.viewer = null;
+    start();
+  } else if (state.viewer) {
+    route();
+  }
+});
 takeTokenFromFragment();
 start();
