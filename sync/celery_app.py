@@ -56,7 +56,7 @@ def enqueue_sync(invoice_id: int) -> None:
     from sync.tasks import sync_invoice
 
     try:
-        sync_invoice.apply_async(args=[invoice_id], queue=config.queue, retry=False)
+        sync_invoice.apply_async(args=(invoice_id,), queue=config.queue, retry=False)
     except (KombuError, RedisError, OSError) as e:
         log.warning(
             "enqueue failed; the sweeper will pick the invoice up",

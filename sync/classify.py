@@ -56,17 +56,22 @@ def classify(e: BaseException) -> Verdict:
     if isinstance(e, stripe.StripeError):
         error = e.error
         code = (error.code if error else None) or e.code
-        base = {
-            "error_class": type(e).__name__,
-            "code": code,
-            "message": (error.message if error else None) or e.user_message or str(e),
-            "http_status": e.http_status,
-            "request_id": e.request_id,
-        }
+
+        def verdict(action: Action, retry_after: float | None = None) -> Verdict:
+            return Verdict(
+                action,
+                type(e).__name__,
+                code,
+                (error.message if error else None) or e.user_message or str(e),
+                e.http_status,
+                e.request_id,
+                retry_after,
+            )
+
         if isinstance(e, stripe.AuthenticationError):
-            return Verdict(Action.PAUSE, **base)
+            return verdict(Action.PAUSE)
         if isinstance(e, stripe.APIConnectionError | stripe.RateLimitError):
-            return Verdict(Action.RETRY, retry_after=_retry_after(e), **base)
+            return verdict(Action.RETRY, _retry_after(e))
         if isinstance(
             e,
             stripe.IdempotencyError
@@ -74,10 +79,10 @@ def classify(e: BaseException) -> Verdict:
             | stripe.PermissionError
             | stripe.CardError,
         ):
-            return Verdict(Action.FAIL, **base)
+            return verdict(Action.FAIL)
         if e.http_status is None or e.http_status == 409 or e.http_status >= 500:
-            return Verdict(Action.RETRY, retry_after=_retry_after(e), **base)
-        return Verdict(Action.FAIL, **base)
+            return verdict(Action.RETRY, _retry_after(e))
+        return verdict(Action.FAIL)
     if isinstance(e, OperationalError):
         return Verdict(Action.RETRY, "DatabaseError", None, str(e.orig or e)[:500])
     return Verdict(Action.FAIL, type(e).__name__, "INTERNAL", str(e)[:500])

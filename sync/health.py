@@ -47,7 +47,7 @@ class SyncCollector(Collector):
             "billing_sync_invoices", "Invoices by sync state", labels=["state"]
         )
         with self.engine.connect() as conn:
-            counts = dict(
+            counts: dict[str, int] = dict(
                 conn.execute(
                     sa.text("SELECT state, count(*) FROM invoice_sync GROUP BY state")
                 ).all()

@@ -11,9 +11,12 @@ import calendar
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import stripe
+
+if TYPE_CHECKING:
+    from stripe.params import InvoiceAddLinesParams
 
 from sync.breaker import Breaker
 from sync.classify import BreakerOpen
@@ -154,8 +157,10 @@ class Gateway:
         return self._call(
             "POST /v1/invoices/{id}/add_lines",
             lambda: self.client.v1.invoices.add_lines(
-                remote_id, params=params, options={"idempotency_key": key}
-            ),  # type: ignore[arg-type]
+                remote_id,
+                params=cast("InvoiceAddLinesParams", params),
+                options={"idempotency_key": key},
+            ),
         )
 
     def finalize(self, remote_id: str, *, public_id: str) -> stripe.Invoice:

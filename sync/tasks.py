@@ -61,7 +61,7 @@ def sweep() -> int:
     with transaction(pusher.sessions) as s:
         due = claims.sweep_due(s, batch=config.sweep_batch, hold_seconds=60)
     for invoice_id in due:
-        sync_invoice.apply_async(args=[invoice_id], queue=config.queue)
+        sync_invoice.apply_async(args=(invoice_id,), queue=config.queue)
     return len(due)
 
 
@@ -76,5 +76,5 @@ def reconcile() -> int:
             batch=config.reconcile_batch,
         )
     for invoice_id in ids:
-        sync_invoice.apply_async(args=[invoice_id], queue=config.queue)
+        sync_invoice.apply_async(args=(invoice_id,), queue=config.queue)
     return len(ids)

@@ -3,13 +3,16 @@ and the API enforce the same ones."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
 
+import gql.invoices.types  # noqa: F401  (registers the domain enums with Strawberry)
 from gql.core.scalars import DecimalString
-from gql.invoices.types import LineItemKind
+from models import tables
 from models.invoices import LineInput
 
 
@@ -28,7 +31,7 @@ class CreateInvoiceInput:
 
 @strawberry.input(description="One line to add to a draft.")
 class LineItemInput:
-    kind: LineItemKind = strawberry.field(  # type: ignore[valid-type]
+    kind: tables.LineItemKind = strawberry.field(
         description="USAGE, SUBSCRIPTION and ONE_OFF need a unit price >= 0; CREDIT <= 0."
     )
     description: str = strawberry.field(
@@ -62,7 +65,7 @@ class LineItemInput:
             region=self.region,
             period_start=self.period_start,
             period_end=self.period_end,
-            metadata=self.metadata if self.metadata is not None else {},
+            metadata=cast(Mapping[str, Any], self.metadata) if self.metadata is not None else {},
         )
 
 

@@ -20,14 +20,14 @@ from gql.invoices.inputs import (
     RetryFailedSyncsInput,
 )
 from gql.invoices.types import Invoice
-from models import invoices, outbox
+from models import invoices, outbox, tables
 
 
 class IsAdmin(BasePermission):
     message = "this mutation needs a platform admin token"
     error_extensions = {"code": "FORBIDDEN"}
 
-    def has_permission(self, source: object, info: Info, **kwargs: object) -> bool:  # type: ignore[override]
+    def has_permission(self, source: object, info: Info, **kwargs: object) -> bool:
         return info.context.viewer.is_admin
 
 
@@ -49,8 +49,8 @@ class RetryFailedSyncsPayload:
     )
 
 
-def _ok(invoice: object) -> InvoicePayload:
-    return InvoicePayload(invoice=Invoice(row=invoice))  # type: ignore[arg-type]
+def _ok(invoice: tables.Invoice) -> InvoicePayload:
+    return InvoicePayload(invoice=Invoice(row=invoice))
 
 
 @strawberry.type

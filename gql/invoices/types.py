@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -60,7 +60,7 @@ class LineItem:
         return strawberry.ID(self.row.public_id)
 
     @strawberry.field(description="Usage, subscription, one-off, credit or adjustment.")
-    def kind(self) -> LineItemKind:  # type: ignore[valid-type]
+    def kind(self) -> tables.LineItemKind:
         return tables.LineItemKind(self.row.kind)
 
     @strawberry.field(description="What the line is for, in words.")
@@ -109,7 +109,7 @@ class LineItem:
 
     @strawberry.field(description="Free-form metadata given when the line was added.")
     def metadata(self) -> JSON:
-        return self.row.metadata_
+        return cast(JSON, self.row.metadata_)
 
 
 @strawberry.type(description="A page of line items, in the order they were added.")
@@ -189,7 +189,7 @@ class SyncState:
     @strawberry.field(
         description="NOT_REQUIRED for drafts; then PENDING, SYNCING, SYNCED, RETRYING or FAILED."
     )
-    def status(self) -> SyncStatus:  # type: ignore[valid-type]
+    def status(self) -> tables.SyncStatus:
         return tables.SyncStatus(self.row.state) if self.row else tables.SyncStatus.NOT_REQUIRED
 
     @strawberry.field(description="Attempts since the last reset (a forced resync resets them).")
@@ -254,7 +254,7 @@ class Invoice:
         return self.row.number
 
     @strawberry.field(description="DRAFT, OPEN, PAID, VOID or UNCOLLECTIBLE.")
-    def status(self) -> InvoiceStatus:  # type: ignore[valid-type]
+    def status(self) -> tables.InvoiceStatus:
         return tables.InvoiceStatus(self.row.status)
 
     @strawberry.field(description="ISO 4217 currency code, upper case.")
@@ -447,7 +447,7 @@ class Organization:
 
 @strawberry.type(description="The caller: a member of one organization, or a platform admin.")
 class Viewer:
-    scope: TokenScope = strawberry.field(description="MEMBER or ADMIN.")  # type: ignore[valid-type]
+    scope: tables.TokenScope = strawberry.field(description="MEMBER or ADMIN.")
     organizations: list[Organization] = strawberry.field(
         description="Organizations visible to the caller (all of them, by slug, for admins)."
     )
