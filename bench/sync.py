@@ -264,23 +264,28 @@ def outage(engine: sa.Engine, mock_url: str, database_url: str) -> dict[str, obj
     first = httpx.get(f"{mock_url}/_mock/stats").json()["total"] - before
     time.sleep(20)
     during = httpx.get(f"{mock_url}/_mock/stats").json()["total"] - before - first
+    outage_states = sa.text(
+        "SELECT s.state, count(*) FROM invoice_sync s JOIN invoices i ON i.id = s.invoice_id"
+        " JOIN organizations o ON o.id = i.organization_id WHERE o.slug LIKE 'outage-%' GROUP BY s.state"
+    )
     with engine.connect() as conn:
-        failed = conn.execute(
-            sa.text("SELECT count(*) FROM invoice_sync WHERE state = 'failed'")
-        ).scalar_one()
+        while_open: dict[str, int] = dict(conn.execute(outage_states).all())  # type: ignore[arg-type]
     httpx.delete(f"{mock_url}/_mock/faults")
     lifted = time.monotonic()
+    after: dict[str, int] = {}
     while time.monotonic() - lifted < 120:
-        s = states(engine)
-        if s["synced"] + s["failed"] == sum(s.values()):
+        with engine.connect() as conn:
+            after = dict(conn.execute(outage_states).all())  # type: ignore[arg-type]
+        if after.get("synced", 0) + after.get("failed", 0) == sum(after.values()):
             break
         time.sleep(1)
-    s = states(engine)
     return {
+        "invoices": sum(after.values()),
         "calls_in_first_5s": first,
         "calls_in_next_20s_while_open": during,
-        "invoices_failed_by_outage": int(failed),
-        "all_synced_after_lift": s["synced"] == sum(s.values()),
+        "states_while_open": while_open,
+        "failed_by_outage": after.get("failed", 0),
+        "synced_after_lift": after.get("synced", 0),
         "seconds_to_resume_and_drain": round(time.monotonic() - lifted, 1),
     }
 

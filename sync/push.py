@@ -59,6 +59,11 @@ class Attempt:
     organization: tables.Organization
     step: str = "start"
     remote: Any = None
+    # Set by every call that moved the invoice forward on Stripe (created it, added a chunk of
+    # lines, finalized or voided it). A failed attempt that made progress is not counted against
+    # the retry limit: the limit bounds attempts that got nowhere, so a big invoice under heavy
+    # faults converges chunk by chunk instead of failing after N partial passes.
+    progress: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -125,9 +130,12 @@ class Pusher:
                 now + timedelta(seconds=self.config.breaker_seconds),
                 True,
             )
-        elif verdict.action == Action.RETRY and lease.attempt < self.config.max_attempts:
+        elif verdict.action == Action.RETRY and (
+            attempt.progress or lease.attempt < self.config.max_attempts
+        ):
+            refund = attempt.progress
             delay = backoff_seconds(
-                lease.attempt,
+                1 if attempt.progress else lease.attempt,
                 base=self.config.backoff_base_seconds,
                 cap=self.config.backoff_cap_seconds,
                 retry_after=verdict.retry_after,
@@ -227,6 +235,7 @@ class Pusher:
             currency=inv.currency.strip(),
             due=inv.due_date,
         )
+        a.progress = True
         self._store_invoice_id(a, a.remote.id)
         return str(a.remote.id)
 
@@ -266,10 +275,12 @@ class Pusher:
                     ":" + hashlib.sha256("|".join(m.key for m in missing).encode()).hexdigest()[:16]
                 )
             a.remote = self.gateway.add_lines(remote_id, missing, key=key)
+            a.progress = True
 
     def finalize_remote(self, a: Attempt, remote_id: str) -> None:
         a.step = "finalize"
         a.remote = self.gateway.finalize(remote_id, public_id=a.invoice.public_id)
+        a.progress = True
 
     def verify_remote(self, a: Attempt, remote_id: str) -> None:
         """Stripe's total and line count must equal ours, or the invoice is FAILED (MISMATCH)."""
