@@ -196,10 +196,16 @@ def cmd_mock_stripe(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from devstack.supervisor import run_stack
 
+    from devstack.services import embedded_running
+
     given = settings_mod.load()
+    # Stop the embedded servers on exit only if this run started them: a second terminal (the
+    # tests, a benchmark) may be using servers that were already up.
+    started_here = not (given.database_url and given.redis_url) and not embedded_running(
+        given.local_dir
+    )
     cfg = _environment()
-    embedded = not (given.database_url and given.redis_url)
-    return run_stack(cfg, host=args.host, port=args.port, embedded=embedded)
+    return run_stack(cfg, host=args.host, port=args.port, embedded=started_here)
 
 
 def build_parser() -> argparse.ArgumentParser:

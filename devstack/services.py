@@ -115,6 +115,13 @@ def embedded_redis_url(local_dir: Path) -> str:
     raise RuntimeError(f"embedded redis did not start; see {folder / 'redis.log'}")
 
 
+def embedded_running(local_dir: Path) -> bool:
+    """Are the embedded servers already up (started by another `billing` process)?"""
+    port_file = _redis_dir(local_dir) / "port"
+    redis_up = port_file.exists() and _redis_alive(int(port_file.read_text()))
+    return redis_up and (_pg_dir(local_dir) / "postmaster.pid").exists()
+
+
 def stop_embedded(local_dir: Path) -> None:
     """Stop the embedded servers, if they run. Data stays on disk for the next start."""
     pid_file = _redis_dir(local_dir) / "redis.pid"

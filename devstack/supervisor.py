@@ -124,7 +124,7 @@ def run_stack(
     try:
         for child in children:
             child.process = subprocess.Popen(child.argv, cwd=PROJECT_ROOT, env=env)
-        if not _wait_http(f"http://{host}:{port}/healthz", seconds=30):
+        if not _wait_http(f"http://{host}:{port}/healthz", seconds=120):
             out.write("the API did not come up; see the messages above\n")
             return 1
         _banner(out, host=host, port=port, tokens=tokens or {})
