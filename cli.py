@@ -194,9 +194,8 @@ def cmd_mock_stripe(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from devstack.supervisor import run_stack
-
     from devstack.services import embedded_running
+    from devstack.supervisor import run_stack
 
     given = settings_mod.load()
     # Stop the embedded servers on exit only if this run started them: a second terminal (the
