@@ -66,7 +66,7 @@ def seed(database_url: str) -> str:
                     region="ams",
                     unit="second",
                     quantity=Decimal("2592000"),
-                    unit_price=Decimal("0.000027006172839"),
+                    unit_price=Decimal("0.000027006173"),
                 )
                 for i in range(10)
             ]
@@ -159,7 +159,7 @@ DATA = [
                 region="ams",
                 unit="second",
                 quantity="2592000",
-                unit_price="0.000027006172839",
+                unit_price="0.000027006173",
                 amount=M(cents="70", formatted="$0.70"),
             )
             for _ in range(10)

@@ -50,7 +50,7 @@ class RetryFailedSyncsPayload:
 
 
 def _ok(invoice: tables.Invoice) -> InvoicePayload:
-    return InvoicePayload(invoice=Invoice(row=invoice))
+    return InvoicePayload(invoice=Invoice.from_row(invoice))
 
 
 @strawberry.type

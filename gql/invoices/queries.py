@@ -64,7 +64,8 @@ def invoice_page(
     ).all()
     page = rows[:first]
     edges = [
-        Edge(cursor=invoice_cursor(r.period_start, r.id or 0), node=Invoice(row=r)) for r in page
+        Edge(cursor=invoice_cursor(r.period_start, r.id or 0), node=Invoice.from_row(r))
+        for r in page
     ]
 
     def count() -> int:
@@ -137,7 +138,7 @@ class InvoiceQueries:
     )
     def invoice(self, info: Info, id: strawberry.ID) -> Invoice | None:
         try:
-            return Invoice(row=info.context.invoice_for_viewer(str(id)))
+            return Invoice.from_row(info.context.invoice_for_viewer(str(id)))
         except NotFound:
             return None
 
