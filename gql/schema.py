@@ -9,6 +9,7 @@ import strawberry
 from graphql import ExecutionResult, GraphQLError
 from graphql.language import FieldNode, OperationDefinitionNode
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -32,6 +33,21 @@ from gql.summary.queries import SummaryQueries
 MAX_DEPTH = 12
 MAX_TOKENS = 2_000
 MAX_ALIASES = 20
+
+
+# Rule classes built once: each limiter instance creates new rule classes, and the validation
+# cache keys on them, so per-request limiters would make every validation a cache miss.
+_LIMIT_RULES = [
+    *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+    *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+]
+
+
+class QueryLimits(AddValidationRules):
+    """Strawberry's depth and alias limiters, sharing their rule classes across requests."""
+
+    def __init__(self) -> None:
+        super().__init__(_LIMIT_RULES)
 
 
 def _is_introspection_only(operation: OperationDefinitionNode | None) -> bool:
@@ -136,9 +152,8 @@ def build_schema() -> strawberry.Schema:
             # Clients send the same few documents over and over: parse and validate each once.
             lambda: ParserCache(maxsize=512),
             lambda: ValidationCache(maxsize=512),
-            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+            QueryLimits,
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
             RequireToken,
             RejectNulBytes,
             MaskInternalErrors,

@@ -84,7 +84,8 @@ class LineItem:
     )
 
     @classmethod
-    def from_row(cls, row: tables.InvoiceItem, currency: str) -> LineItem:
+    def from_row(cls, row: Any, currency: str) -> LineItem:
+        """From an InvoiceItem or a result row with the same attribute names."""
         return cls(
             id=strawberry.ID(row.public_id),
             kind=tables.LineItemKind(row.kind),
