@@ -1,13 +1,16 @@
-"""The Celery application. Redis is the broker; results are ignored (state lives in Postgres).
+"""The Celery application. Redis is the broker; results are ignored (the state lives in
+Postgres). Configured lazily, on first use, from the environment (REDIS_URL, BILLING_SYNC_QUEUE
+...), so importing this module connects to nothing and reads nothing.
 
 Settings that matter, and why:
-- task_acks_late + task_reject_on_worker_lost: a message is acknowledged only after the task
-  ran, so a worker killed mid-sync gives the invoice back to the queue. Tasks are idempotent
-  (the lease and the idempotency keys make a redelivery harmless).
-- worker_prefetch_multiplier=1: a worker holds one message per process, so a slow invoice does
-  not strand others behind it.
+- task_acks_late + task_reject_on_worker_lost: a message is acknowledged only after its task ran,
+  so a worker killed mid-sync gives the message back. Tasks are idempotent (the lease and the
+  idempotency keys make a redelivery harmless), which is what makes late acks safe.
+- worker_prefetch_multiplier=1: a worker process reserves one message at a time, so a slow
+  invoice does not strand others behind it, and a killed worker strands at most one each.
 - visibility_timeout above the hard time limit: Redis redelivers an unacknowledged message after
-  this long, which must never happen to a task that is still running.
+  that long, which must never happen to a task that is still running.
+- soft/hard time limits below the lease: an attempt is over before its lease can expire.
 """
 
 from __future__ import annotations
@@ -15,65 +18,100 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from typing import Any
 
 from celery import Celery
-from kombu.exceptions import KombuError
-from redis.exceptions import RedisError
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
 
+from sync.classify import treat_as_transient
 from sync.config import SyncConfig
 
 log = logging.getLogger("billing.sync")
-config = SyncConfig()
 
-SOFT_TIME_LIMIT = 120
-HARD_TIME_LIMIT = 150
-VISIBILITY_TIMEOUT = 600
+VISIBILITY_TIMEOUT = 600  # > the hard time limit
 
-app = Celery("billing", broker=config.redis_url, include=["sync.tasks"])
-app.conf.update(
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=1,
-    task_ignore_result=True,
-    result_backend=None,
-    task_soft_time_limit=SOFT_TIME_LIMIT,
-    task_time_limit=HARD_TIME_LIMIT,
-    broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
-    broker_connection_retry_on_startup=True,
-    broker_connection_timeout=3,
-    task_default_queue=config.queue,
-    worker_hijack_root_logger=False,
-    beat_schedule={
-        "sweep": {"task": "sync.sweep", "schedule": config.sweep_every_seconds},
-        "reconcile": {"task": "sync.reconcile", "schedule": config.reconcile_every_seconds},
-    },
-)
+
+def time_limits(lease_seconds: float) -> tuple[float, float]:
+    """(soft, hard) task time limits inside the lease: with the default 180 s lease, 120 s and
+    150 s. An attempt is always over, one way or another, before its lease can expire and a
+    second worker take the invoice over."""
+    hard = min(150.0, lease_seconds * 5 / 6)
+    return hard * 0.8, hard
+
+
+treat_as_transient(SoftTimeLimitExceeded)
+
+
+def _settings() -> dict[str, Any]:
+    cfg = SyncConfig.load()
+    soft, hard = time_limits(cfg.lease_seconds)
+    return {
+        "broker_url": cfg.redis_url,
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": soft,
+        "task_time_limit": hard,
+        "task_default_queue": cfg.queue,
+        "broker_transport_options": {
+            "visibility_timeout": VISIBILITY_TIMEOUT,
+            # An API request enqueueing while Redis is down waits this long, not forever.
+            "socket_connect_timeout": 2,
+            "socket_timeout": 5,
+        },
+        "broker_connection_timeout": 2,
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+        "beat_schedule": {
+            "sweep": {"task": "sync.sweep", "schedule": cfg.sweep_every_seconds},
+            "reconcile": {"task": "sync.reconcile", "schedule": cfg.reconcile_every_seconds},
+        },
+    }
+
+
+app = Celery("billing", include=["sync.tasks"])
+app.add_defaults(_settings)  # a callable: evaluated when the configuration is first read
+
+
+@worker_process_init.connect
+def _fresh_runtime(**_: Any) -> None:
+    """After the fork: no engine, pool or socket inherited from the parent process."""
+    from sync import runtime
+
+    runtime.install(None)
+
+
+def queue_name() -> str:
+    return str(app.conf.task_default_queue)
 
 
 def enqueue_sync(invoice_id: int) -> None:
-    """Ask a worker to push this invoice now. Never raises: if the broker is down, the outbox
-    row is still due and the sweeper will enqueue it once the broker is back."""
-    from sync.tasks import sync_invoice
-
+    """Ask a worker to push this invoice now. Never raises: if the broker is down the outbox row
+    is still due, and the sweeper enqueues it once the broker is back."""
     try:
-        sync_invoice.apply_async(args=(invoice_id,), queue=config.queue, retry=False)
-    except (KombuError, RedisError, OSError) as e:
+        app.send_task("sync.sync_invoice", args=(invoice_id,), queue=queue_name(), retry=False)
+    except Exception as e:  # the API's commit already happened; this is only a nudge
         log.warning(
             "enqueue failed; the sweeper will pick the invoice up",
-            extra={"invoice_id": invoice_id, "error": str(e)},
+            extra={"invoice_id": invoice_id, "error": f"{type(e).__name__}: {e}"},
         )
 
 
-def run_worker(*, concurrency: int, hostname: str | None = None) -> None:
+def run_worker(concurrency: int = 4, hostname: str | None = None) -> None:
+    """A worker consuming the sync queue (blocks until stopped)."""
     name = hostname or f"billing-{os.getpid()}@{socket.gethostname()}"
     app.worker_main(
-        ["worker", "-Q", config.queue, "-c", str(concurrency), "-n", name, "--loglevel=INFO"]
+        ["worker", "-Q", queue_name(), "-c", str(concurrency), "-n", name, "--loglevel=INFO"]
     )
 
 
 def run_beat() -> None:
-    from settings import load
+    """Celery beat with the sweeper and reconciler schedule (blocks until stopped). Run one."""
+    import settings
 
-    folder = load().local_dir
+    folder = settings.load().local_dir
     folder.mkdir(parents=True, exist_ok=True)
-    app.start(["beat", "--loglevel=INFO", "-s", str(folder / "celerybeat-schedule")])
+    app.start(["beat", "--loglevel=INFO", "-s", str(folder / f"celerybeat-{queue_name()}")])

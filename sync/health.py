@@ -1,9 +1,12 @@
-"""What the API process shows about the sync: readiness (the breaker) and gauges for /metrics.
-Wired by the composition root; reads Redis and Postgres directly, never imports Celery."""
+"""What the API process shows about the sync: the breaker for /readyz, and gauges for /metrics
+(invoices by sync state, queue depth, breaker). Reads Redis and Postgres directly and never
+imports Celery, so the API stays free of it; the composition root wires these in.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import cache
 
 import redis
 import sqlalchemy as sa
@@ -12,65 +15,99 @@ from prometheus_client.registry import Collector
 
 from models.db import make_engine
 from settings import Settings
-from sync.breaker import Breaker
+from sync.breaker import Breaker, BreakerState
 from sync.config import SyncConfig
+from sync.sweeper import queue_depth
+
+SYNC_STATES = ("pending", "syncing", "synced", "retrying", "failed")
+
+
+@cache
+def _redis(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+
+
+def _breaker(redis_url: str, namespace: str | None) -> Breaker:
+    cfg = SyncConfig.load()
+    return Breaker(
+        _redis(redis_url), base_seconds=cfg.breaker_seconds, namespace=namespace or cfg.queue
+    )
+
+
+def breaker_state(redis_url: str, *, namespace: str | None = None) -> BreakerState:
+    """closed, open (no calls to Stripe), or half_open (one probe allowed). Raises RedisError."""
+    return _breaker(redis_url, namespace).state()
+
+
+def breaker_open(redis_url: str, *, namespace: str | None = None) -> bool:
+    return breaker_state(redis_url, namespace=namespace) == BreakerState.OPEN
+
+
+def readiness(redis_url: str, *, namespace: str | None = None) -> tuple[str, bool, str]:
+    """("stripe_sync", ok, detail): not ok while the breaker pauses the sync (Stripe rejected
+    our API key) or its state cannot be read."""
+    try:
+        state = breaker_state(redis_url, namespace=namespace)
+    except redis.RedisError as e:
+        return "stripe_sync", False, f"breaker state unreadable: {type(e).__name__}"
+    if state == BreakerState.CLOSED:
+        return "stripe_sync", True, "ok"
+    return (
+        "stripe_sync",
+        False,
+        f"paused: Stripe rejected our API key (breaker {state.value}); invoices wait, none fail",
+    )
 
 
 def readiness_check(settings: Settings) -> Callable[[], tuple[str, bool, str]]:
-    client = redis.Redis.from_url(settings.redis_url or "", socket_timeout=1)
-    cfg = SyncConfig()
-    breaker = Breaker(client, base_seconds=cfg.breaker_seconds, namespace=cfg.queue)
+    """`readiness` bound to the settings' Redis, as the API's /readyz takes its checks."""
+    redis_url = settings.redis_url or ""
 
     def check() -> tuple[str, bool, str]:
-        try:
-            state = breaker.state()
-        except redis.RedisError as e:
-            return "stripe_sync", False, type(e).__name__
-        if state == "closed":
-            return "stripe_sync", True, "ok"
-        return "stripe_sync", False, f"paused: Stripe rejected our API key (breaker {state})"
+        return readiness(redis_url)
 
     return check
 
 
 class SyncCollector(Collector):
-    """Invoices by sync state, the queue's depth and the breaker, read at scrape time."""
+    """Invoices by sync state, queue depth and breaker, read at scrape time (one GROUP BY over
+    the partial-indexed state column, one LLEN, one EXISTS)."""
 
-    def __init__(self, settings: Settings) -> None:
-        assert settings.database_url is not None
-        self.engine = make_engine(settings.database_url, pool_size=1)
-        self.redis = redis.Redis.from_url(settings.redis_url or "", socket_timeout=1)
-        self.queue = SyncConfig().queue
+    def __init__(self, database_url: str, redis_url: str, *, queue: str | None = None) -> None:
+        self.engine = make_engine(database_url, pool_size=1)
+        self.redis_url = redis_url
+        self.queue = queue or SyncConfig.load().queue
 
     def collect(self) -> Iterator[Metric]:
         states = GaugeMetricFamily(
-            "billing_sync_invoices", "Invoices by sync state", labels=["state"]
+            "billing_sync_invoices", "Finalized invoices by sync state", labels=["state"]
         )
-        with self.engine.connect() as conn:
-            counts: dict[str, int] = dict(
-                conn.execute(
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
                     sa.text("SELECT state, count(*) FROM invoice_sync GROUP BY state")
                 ).all()
-            )
-        for state in ("pending", "syncing", "synced", "retrying", "failed"):
-            states.add_metric([state], float(counts.get(state, 0)))
+            counts = {str(state): int(n) for state, n in rows}
+            for state in SYNC_STATES:
+                states.add_metric([state], float(counts.get(state, 0)))
+        except sa.exc.SQLAlchemyError:
+            pass  # no samples rather than a failed scrape
         yield states
         depth = GaugeMetricFamily("billing_sync_queue_depth", "Messages waiting in the sync queue")
         breaker = GaugeMetricFamily(
-            "billing_sync_breaker_open", "1 while syncing is paused by the breaker"
+            "billing_sync_breaker_open", "1 while the sync is paused by the auth breaker"
         )
         try:
-            depth.add_metric([], float(self.redis.llen(self.queue)))
-            breaker.add_metric(
-                [],
-                1.0 if Breaker(self.redis, base_seconds=1, namespace=self.queue).is_open() else 0.0,
-            )
+            client = _redis(self.redis_url)
+            depth.add_metric([], float(queue_depth(client, self.queue)))
+            open_ = breaker_open(self.redis_url, namespace=self.queue)
+            breaker.add_metric([], 1.0 if open_ else 0.0)
         except redis.RedisError:
-            depth.add_metric([], float("nan"))
-            breaker.add_metric([], float("nan"))
+            pass
         yield depth
         yield breaker
 
 
 def collector(settings: Settings) -> Collector:
-    return SyncCollector(settings)
+    assert settings.database_url is not None and settings.redis_url is not None
+    return SyncCollector(settings.database_url, settings.redis_url)

@@ -1,329 +1,338 @@
-"""Pushing one invoice to Stripe: the steps, in order, each resumable.
+"""Pushing one invoice to Stripe: the steps, each resumable, as plain functions over a Session
+and a StripeGateway.
 
-  ensure_customer -> create_remote_invoice -> add_missing_lines -> finalize_remote -> verify_remote
-  (or void_remote, for an invoice voided here)
+    ensure_customer -> create_remote_invoice -> add_missing_lines -> finalize_remote
+        -> verify_remote                      (or void_remote, for an invoice voided here)
 
-Every remote id is stored as soon as it is known, in its own short transaction, so a crash
-resumes where it stopped. Whenever an earlier attempt may have reached Stripe (any attempt after
-the first, or a forced re-verify), a step looks for its object by metadata before creating it:
-that covers lost responses and idempotency keys that Stripe has already pruned (after 24 h).
-On a first attempt nothing can exist yet, so the happy path costs 2 + ceil(lines / 50) calls.
+Every remote id is stored as soon as it is known, in a short transaction of its own (no
+transaction is ever open while we wait for Stripe), so a crash resumes where it stopped.
+
+Why the lookups: an idempotency key makes a retried POST return the first result, but only for
+24 hours (Stripe prunes keys after that), and a lost response leaves us without the id of what
+was created. So whenever an earlier attempt may have reached Stripe, a step whose remote id is
+unknown looks the object up by metadata before creating it, and `add_missing_lines` lists what
+the remote invoice already holds. Stripe's search index lags writes by up to a minute; that
+window is inside the key's 24 hours, so between them there is no gap. A first attempt cannot
+have left anything on Stripe, so it creates directly: the happy path costs 2 + ceil(lines / 50)
+calls (plus the customer, once per organization).
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import random
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-import sqlalchemy as sa
-from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
 from models import tables
-from models.db import transaction
-from sync import claims
-from sync.classify import Action, Mismatch, Verdict, classify
-from sync.config import SyncConfig
-from sync.grouping import RemoteLine, remote_lines
-from sync.metrics import SYNC_ERRORS, SYNC_SECONDS
-from sync.stripe_client import Gateway
+from models.tables import InvoiceStatus
+from sync import keys, remote_ids
+from sync.classify import Mismatch
+from sync.grouping import LINE_KEY, RemoteLine, remote_lines
+from sync.stripe_client import RemoteInvoice, RemoteLineRef, StripeGateway
 
-log = logging.getLogger("billing.sync")
-
-
-def backoff_seconds(
-    attempt: int, *, base: float, cap: float, retry_after: float | None, rng: random.Random
-) -> float:
-    """Exponential backoff with full jitter (uniform in [0, min(cap, base * 2^(n-1))]), but
-    never sooner than Stripe's Retry-After."""
-    delay = rng.uniform(0, min(cap, base * 2 ** max(0, attempt - 1)))
-    return max(delay, retry_after or 0.0)
+# Statuses a finalized Stripe invoice may have while ours is open, paid or uncollectible.
+# (A zero-total invoice is marked paid by Stripe the moment it is finalized.)
+SETTLED_REMOTE = ("open", "paid", "uncollectible")
 
 
-def chunks(lines: Sequence[RemoteLine], size: int) -> list[list[RemoteLine]]:
-    return [list(lines[i : i + size]) for i in range(0, len(lines), size)]
+@dataclass(frozen=True)
+class Target:
+    """What one attempt pushes: our invoice, its organization, and the lines Stripe should
+    hold (one per item, or grouped past Stripe's 250-item cap)."""
 
-
-@dataclass
-class Attempt:
-    """What one pass knows: the rows it read and the step it is on (for the history)."""
-
-    lease: claims.Lease
     invoice: tables.Invoice
     organization: tables.Organization
-    step: str = "start"
-    remote: Any = None
-    # Set by every call that moved the invoice forward on Stripe (created it, added a chunk of
-    # lines, finalized or voided it). A failed attempt that made progress is not counted against
-    # the retry limit: the limit bounds attempts that got nowhere, so a big invoice under heavy
-    # faults converges chunk by chunk instead of failing after N partial passes.
-    progress: bool = False
-    notes: list[str] = field(default_factory=list)
+    lines: list[RemoteLine]
+
+    @property
+    def public_id(self) -> str:
+        return self.invoice.public_id
+
+    @property
+    def invoice_id(self) -> int:
+        assert self.invoice.id is not None
+        return self.invoice.id
 
 
 @dataclass
-class Pusher:
-    sessions: sessionmaker[Session]
-    gateway: Gateway
-    config: SyncConfig
-    rng: random.Random = field(default_factory=random.Random)
+class Progress:
+    """The step an attempt is on, for its history row when it fails."""
 
-    def run(self, invoice_id: int, *, owner: str) -> str:
-        """One attempt at one invoice. Returns the outcome: synced, retry, failed, paused,
-        or not_due (not claimable: another worker holds it, or nothing is due)."""
-        if self.gateway.breaker.is_open():
-            return "paused"  # leave the row due; the sweeper retries once the breaker closes
-        with transaction(self.sessions) as s:
-            lease = claims.claim(
-                s, invoice_id, owner=owner, lease_seconds=self.config.lease_seconds
-            )
-        if lease is None:
-            return "not_due"
-        started_at = datetime.now(UTC)
-        clock = time.perf_counter()
-        calls_before = self.gateway.calls
-        with self.sessions() as s:
-            invoice = s.get_one(tables.Invoice, invoice_id)
-            organization = s.get_one(tables.Organization, invoice.organization_id)
-        attempt = Attempt(lease=lease, invoice=invoice, organization=organization)
-        try:
-            self._steps(attempt)
-        except Exception as e:  # every failure is classified and recorded; none escapes the task
-            return self._record_failure(attempt, classify(e), started_at, clock, calls_before)
-        finally:
-            SYNC_SECONDS.observe(time.perf_counter() - clock)
-        with transaction(self.sessions) as s:
-            claims.succeed(s, lease)
-            claims.record_attempt(
-                s,
-                invoice_id=invoice_id,
-                attempt=lease.attempt,
-                step=attempt.step,
-                outcome="ok",
-                started_at=started_at,
-                duration_ms=int((time.perf_counter() - clock) * 1000),
-                calls=self.gateway.calls - calls_before,
-            )
-        return "synced"
+    step: str = "load"
 
-    def _record_failure(
-        self,
-        attempt: Attempt,
-        verdict: Verdict,
-        started_at: datetime,
-        clock: float,
-        calls_before: int,
-    ) -> str:
-        """Store the error and decide: RETRYING with a backoff, FAILED, or paused. Returns which."""
-        lease = attempt.lease
-        now = datetime.now(UTC)
-        refund = False
-        if verdict.action == Action.PAUSE:
-            state, next_at, refund = (
-                "retrying",
-                now + timedelta(seconds=self.config.breaker_seconds),
-                True,
-            )
-        elif verdict.action == Action.RETRY and (
-            attempt.progress or lease.attempt < self.config.max_attempts
-        ):
-            refund = attempt.progress
-            delay = backoff_seconds(
-                1 if attempt.progress else lease.attempt,
-                base=self.config.backoff_base_seconds,
-                cap=self.config.backoff_cap_seconds,
-                retry_after=verdict.retry_after,
-                rng=self.rng,
-            )
-            state, next_at = "retrying", now + timedelta(seconds=delay)
-        else:
-            state, next_at = "failed", None
-        SYNC_ERRORS.labels(verdict.error_class, state).inc()
-        log.warning(
-            "sync attempt failed",
-            extra={
-                "invoice_id": lease.invoice_id,
-                "step": attempt.step,
-                "verdict": verdict.action.value,
-                "error_class": verdict.error_class,
-                "code": verdict.code,
-                "state": state,
-            },
+
+def load_target(session: Session, invoice_id: int) -> Target:
+    with session.begin():
+        invoice = session.get_one(tables.Invoice, invoice_id, populate_existing=True)
+        organization = session.get_one(
+            tables.Organization, invoice.organization_id, populate_existing=True
         )
-        with transaction(self.sessions) as s:
-            claims.fail(
-                s, lease, verdict, state=state, next_attempt_at=next_at, refund_attempt=refund
-            )
-            claims.record_attempt(
-                s,
-                invoice_id=lease.invoice_id,
-                attempt=lease.attempt,
-                step=attempt.step,
-                outcome=verdict.action.value,
-                started_at=started_at,
-                duration_ms=int((time.perf_counter() - clock) * 1000),
-                calls=self.gateway.calls - calls_before,
-                verdict=verdict,
-            )
-        if verdict.action == Action.PAUSE:
-            return "paused"
-        return "retry" if state == "retrying" else "failed"
+        items = session.exec(
+            select(tables.InvoiceItem)
+            .where(col(tables.InvoiceItem.invoice_id) == invoice_id)
+            .order_by(col(tables.InvoiceItem.id))
+        ).all()
+    # Detached: the steps update these copies as ids become known, and every write to the
+    # database is an explicit statement in a short transaction, never a flush of ORM state.
+    session.expunge_all()
+    lines = remote_lines(items, period=(invoice.period_start, invoice.period_end))
+    return Target(invoice=invoice, organization=organization, lines=lines)
 
-    # The steps ---------------------------------------------------------------------------
-    def _steps(self, a: Attempt) -> None:
-        customer = self.ensure_customer(a)
-        may_exist = a.lease.attempt > 1 or a.lease.verify_requested
-        remote_id = a.invoice.stripe_invoice_id
-        if remote_id is None and may_exist:
-            a.step = "lookup"
-            found = self.gateway.find_invoice(a.invoice.public_id)
-            if found is not None:
-                remote_id, a.remote = found.id, found
-                self._store_invoice_id(a, remote_id)
-        if a.invoice.status == tables.InvoiceStatus.VOID:
-            self.void_remote(a, remote_id)
-            return
-        created = False
-        if remote_id is None:
-            remote_id = self.create_remote_invoice(a, customer)
-            created = True
-        elif a.remote is None:
-            a.step = "retrieve"
-            a.remote = self.gateway.retrieve_invoice(remote_id)
-        if a.remote.status == "draft":
-            self.add_missing_lines(a, remote_id, listed=not created)
-            self.finalize_remote(a, remote_id)
-        self.verify_remote(a, remote_id)
 
-    def ensure_customer(self, a: Attempt) -> str:
-        org = a.organization
-        if org.stripe_customer_id:
-            return org.stripe_customer_id
-        a.step = "customer"
-        # Another invoice of this organization may have created it, or a lost response: look
-        # first (one call per organization, ever), then create under the organization's key.
-        customer = self.gateway.find_customer(org.public_id) or self.gateway.create_customer(
-            org_public_id=org.public_id, name=org.name, email=org.billing_email
+# The steps --------------------------------------------------------------------------------
+
+
+def ensure_customer(session: Session, stripe: StripeGateway, org: tables.Organization) -> str:
+    """The organization's Stripe customer id, found or created once per organization."""
+    if org.stripe_customer_id:
+        return org.stripe_customer_id
+    assert org.id is not None
+    # Another invoice of this organization may have created it and crashed before storing the
+    # id: look first. If a concurrent worker is creating it right now, the search may not see
+    # it yet, and both creates carry the organization's key: Stripe returns one customer.
+    customer = stripe.find_customer(org.public_id) or stripe.create_customer(
+        org_public_id=org.public_id, name=org.name, email=org.billing_email
+    )
+    with session.begin():
+        stored = remote_ids.store_customer_id(session, org.id, customer)
+    org.stripe_customer_id = stored
+    return stored
+
+
+def find_remote_invoice(
+    session: Session, stripe: StripeGateway, target: Target
+) -> RemoteInvoice | None:
+    """The Stripe invoice carrying metadata[invoice_id], stored at once if found."""
+    found = stripe.find_invoices(target.public_id)
+    if not found:
+        return None
+    if len(found) > 1:
+        ids = ", ".join(sorted(r.id for r in found))
+        raise Mismatch(
+            f"{len(found)} Stripe invoices carry invoice_id={target.public_id} ({ids}); "
+            "void the extra ones on Stripe, then resync"
         )
-        with transaction(self.sessions) as s:
-            s.execute(
-                sa.text(
-                    "UPDATE organizations SET stripe_customer_id = :c WHERE id = :id AND stripe_customer_id IS NULL"
-                ),
-                {"c": customer, "id": org.id},
-            )
-            stored = s.execute(
-                sa.text("SELECT stripe_customer_id FROM organizations WHERE id = :id"),
-                {"id": org.id},
-            ).scalar_one()
-        return str(stored)
+    _store_invoice_id(session, target, found[0].id)
+    return found[0]
 
-    def create_remote_invoice(self, a: Attempt, customer: str) -> str:
-        a.step = "create"
-        inv = a.invoice
-        assert inv.number is not None and inv.due_date is not None
-        a.remote = self.gateway.create_invoice(
-            public_id=inv.public_id,
-            number=inv.number,
-            customer=customer,
-            currency=inv.currency.strip(),
-            due=inv.due_date,
+
+def create_remote_invoice(
+    session: Session, stripe: StripeGateway, target: Target, customer: str
+) -> RemoteInvoice:
+    """A draft Stripe invoice (auto_advance off, send_invoice, due date, no pending items)."""
+    inv = target.invoice
+    assert inv.number is not None and inv.due_date is not None
+    remote = stripe.create_invoice(
+        public_id=inv.public_id,
+        number=inv.number,
+        customer=customer,
+        currency=inv.currency,
+        due=inv.due_date,
+    )
+    _store_invoice_id(session, target, remote.id)
+    return remote
+
+
+def add_missing_lines(
+    session: Session,
+    stripe: StripeGateway,
+    target: Target,
+    remote: RemoteInvoice,
+    *,
+    chunk_size: int,
+    known_empty: bool,
+) -> RemoteInvoice:
+    """Add, in chunks, the lines the draft does not hold yet (by metadata line_item_id or
+    group). `known_empty`: the draft was created in this attempt, so there is nothing to list.
+
+    The same chunk always goes with the same key and the same parameters, so a chunk whose
+    answer was lost replays instead of adding its lines twice; after the key expired, the
+    listing is what keeps it from being sent again.
+    """
+    present: list[RemoteLineRef] = [] if known_empty else stripe.list_lines(remote.id)
+    _check_no_strangers(target, remote, present)
+    have = {ref.key for ref in present}
+    for index, start in enumerate(range(0, len(target.lines), chunk_size)):
+        chunk = target.lines[start : start + chunk_size]
+        missing = [line for line in chunk if line.key not in have]
+        if not missing:
+            continue
+        # add_lines is atomic, so a chunk is normally all there or all missing. Partly there
+        # means someone edited the draft on Stripe: the rest goes under a key of its own.
+        subset = None if len(missing) == len(chunk) else [m.key for m in missing]
+        remote = stripe.add_lines(
+            remote.id, missing, key=keys.lines(target.public_id, index, subset=subset)
         )
-        a.progress = True
-        self._store_invoice_id(a, a.remote.id)
-        return str(a.remote.id)
+    _store_line_ids(session, target, [*present, *remote.lines])
+    return remote
 
-    def _store_invoice_id(self, a: Attempt, remote_id: str) -> None:
-        with transaction(self.sessions) as s:
-            s.execute(
-                sa.text(
-                    "UPDATE invoices SET stripe_invoice_id = :r WHERE id = :id AND stripe_invoice_id IS DISTINCT FROM :r"
-                ),
-                {"r": remote_id, "id": a.invoice.id},
-            )
 
-    def _desired(self, a: Attempt) -> list[RemoteLine]:
-        with self.sessions() as s:
-            items = s.exec(
-                select(tables.InvoiceItem)
-                .where(col(tables.InvoiceItem.invoice_id) == a.invoice.id)
-                .order_by(col(tables.InvoiceItem.id))
-            ).all()
-        return remote_lines(a.invoice, items)
+def finalize_remote(
+    session: Session, stripe: StripeGateway, target: Target, remote: RemoteInvoice
+) -> RemoteInvoice:
+    """Finalize the draft (auto_advance stays off: nothing is e-mailed or charged by Stripe)."""
+    finalized = stripe.finalize(remote.id, public_id=target.public_id)
+    _store_line_ids(session, target, finalized.lines)
+    return finalized
 
-    def add_missing_lines(self, a: Attempt, remote_id: str, *, listed: bool) -> None:
-        a.step = "lines"
-        desired = self._desired(a)
-        present = self.gateway.list_line_keys(remote_id) if listed else {}
-        for index, chunk in enumerate(chunks(desired, self.config.lines_chunk)):
-            missing = [line for line in chunk if line.key not in present]
-            if not missing:
-                continue
-            # The same chunk always goes with the same key and the same parameters. Should a
-            # chunk be only partly there (it cannot, add_lines is atomic, unless someone edited
-            # the draft on Stripe), the remainder gets a key of its own, so the replay rule
-            # cannot turn it into an idempotency_error.
-            key = f"invoice:{a.invoice.public_id}:lines:{index}"
-            if len(missing) != len(chunk):
-                key += (
-                    ":" + hashlib.sha256("|".join(m.key for m in missing).encode()).hexdigest()[:16]
-                )
-            a.remote = self.gateway.add_lines(remote_id, missing, key=key)
-            a.progress = True
 
-    def finalize_remote(self, a: Attempt, remote_id: str) -> None:
-        a.step = "finalize"
-        a.remote = self.gateway.finalize(remote_id, public_id=a.invoice.public_id)
-        a.progress = True
+def verify_remote(
+    session: Session,
+    stripe: StripeGateway,
+    target: Target,
+    remote: RemoteInvoice,
+    *,
+    list_lines: bool,
+) -> None:
+    """Stripe's invoice must be finalized, in our currency, with our total and our number of
+    lines (and, when `list_lines`, exactly our lines, each with our amount); else Mismatch,
+    which FAILS the invoice with code MISMATCH: a finalized Stripe invoice cannot be edited."""
+    inv = target.invoice
+    problems: list[str] = []
+    if remote.status not in SETTLED_REMOTE:
+        problems.append(f"its status is {remote.status}")
+    if remote.currency.lower() != inv.currency.strip().lower():
+        problems.append(f"its currency is {remote.currency}, ours {inv.currency}")
+    org_customer = target.organization.stripe_customer_id
+    if remote.customer and org_customer and remote.customer != org_customer:
+        problems.append(f"its customer is {remote.customer}, ours {org_customer}")
+    if remote.total != inv.total_cents:
+        problems.append(f"its total is {remote.total}, ours {inv.total_cents}")
+    if remote.line_count != len(target.lines):
+        problems.append(f"it has {remote.line_count} lines, ours {len(target.lines)}")
+    if list_lines:
+        listed = stripe.list_lines(remote.id)
+        _store_line_ids(session, target, listed)
+        problems += _line_differences(target.lines, listed)
+    if problems:
+        raise Mismatch(
+            f"Stripe invoice {remote.id} differs from ours: {'; '.join(problems)}. A finalized "
+            "Stripe invoice cannot be edited: void it on Stripe, then resync to send it again"
+        )
 
-    def verify_remote(self, a: Attempt, remote_id: str) -> None:
-        """Stripe's total and line count must equal ours, or the invoice is FAILED (MISMATCH)."""
-        a.step = "verify"
-        desired = self._desired(a)
-        remote = a.remote
-        count = getattr(getattr(remote, "lines", None), "total_count", None)
-        if a.lease.verify_requested or count is None:
-            keys = self.gateway.list_line_keys(remote_id)
-            count = len(keys)
-            self._store_line_ids(a, keys)
-        if remote.total != a.invoice.total_cents or count != len(desired):
-            raise Mismatch(
-                f"Stripe invoice {remote_id} ({remote.status}) holds {count} lines totalling "
-                f"{remote.total}; ours has {len(desired)} lines totalling {a.invoice.total_cents}. "
-                "A finalized Stripe invoice cannot be edited: void it there and resync."
-            )
 
-    def _store_line_ids(self, a: Attempt, keys: dict[str, str]) -> None:
-        pairs = [(k, v) for k, v in keys.items() if k.startswith("li_")]
-        if not pairs:
-            return
-        with transaction(self.sessions) as s:
-            s.execute(
-                sa.text(
-                    "UPDATE invoice_items i SET stripe_line_id = v.remote FROM (SELECT unnest(CAST(:k AS text[])) AS pid,"
-                    " unnest(CAST(:v AS text[])) AS remote) v WHERE i.public_id = v.pid AND i.invoice_id = :inv"
-                    " AND i.stripe_line_id IS DISTINCT FROM v.remote"
-                ),
-                {"k": [p for p, _ in pairs], "v": [r for _, r in pairs], "inv": a.invoice.id},
-            )
+def void_remote(
+    session: Session,
+    stripe: StripeGateway,
+    target: Target,
+    remote: RemoteInvoice | None,
+    *,
+    chunk_size: int,
+) -> None:
+    """Voided here, so void it on Stripe. Never reached Stripe: nothing to do remotely."""
+    if remote is None or remote.status == "void":
+        return
+    if remote.status == "draft":
+        # Stripe voids only finalized invoices. The draft is completed first so the voided
+        # record on Stripe shows what was voided, then finalized (auto_advance off: nothing is
+        # sent) and voided.
+        remote = add_missing_lines(
+            session, stripe, target, remote, chunk_size=chunk_size, known_empty=False
+        )
+        remote = stripe.finalize(remote.id, public_id=target.public_id)
+    if remote.status in ("open", "uncollectible"):
+        stripe.void(remote.id, public_id=target.public_id)
+    elif remote.status == "paid" and remote.total != 0:
+        raise Mismatch(
+            f"Stripe invoice {remote.id} is paid, so Stripe cannot void it; refund it there"
+        )
+    # A paid zero-total invoice collects nothing: as good as void.
 
-    def void_remote(self, a: Attempt, remote_id: str | None) -> None:
-        """Voided here: void it on Stripe too. Never on Stripe: nothing to do."""
-        if remote_id is None:
-            return
-        a.step = "void"
-        remote = a.remote or self.gateway.retrieve_invoice(remote_id)
-        if remote.status == "draft":
-            # Stripe voids only finalized invoices; a draft that was never sent is finalized
-            # (auto_advance off: nothing is e-mailed) and voided at once.
-            remote = self.gateway.finalize(remote_id, public_id=a.invoice.public_id)
-        if remote.status in ("open", "uncollectible"):
-            self.gateway.void(remote_id, public_id=a.invoice.public_id)
-        elif remote.status == "paid":
-            raise Mismatch(f"Stripe invoice {remote_id} is paid; it cannot be voided there")
+
+# The order of the steps ---------------------------------------------------------------------
+
+
+def push(
+    session: Session,
+    stripe: StripeGateway,
+    target: Target,
+    *,
+    claimed_before: bool,
+    verify_requested: bool,
+    chunk_size: int,
+    progress: Progress,
+) -> None:
+    """Run the steps this invoice still needs; raises on the first failure (classified by the
+    caller). `claimed_before`: an earlier attempt may have reached Stripe."""
+    inv = target.invoice
+    remote: RemoteInvoice | None = None
+    if inv.stripe_invoice_id:
+        progress.step = "retrieve"
+        remote = stripe.retrieve_invoice(inv.stripe_invoice_id)
+    elif claimed_before or verify_requested:
+        progress.step = "lookup"
+        remote = find_remote_invoice(session, stripe, target)
+
+    if inv.status == InvoiceStatus.VOID:
+        progress.step = "void"
+        void_remote(session, stripe, target, remote, chunk_size=chunk_size)
+        return
+
+    created_now = remote is None
+    if remote is None:
+        progress.step = "customer"
+        customer = ensure_customer(session, stripe, target.organization)
+        progress.step = "create"
+        remote = create_remote_invoice(session, stripe, target, customer)
+    if remote.status == "draft":
+        progress.step = "lines"
+        remote = add_missing_lines(
+            session, stripe, target, remote, chunk_size=chunk_size, known_empty=created_now
+        )
+        progress.step = "finalize"
+        remote = finalize_remote(session, stripe, target, remote)
+    progress.step = "verify"
+    # The finalize answer carries the total and the line count, so the first push verifies
+    # for free; a forced re-verify lists every line (a call per 100) and compares them one by one.
+    verify_remote(session, stripe, target, remote, list_lines=verify_requested)
+
+
+# Helpers ------------------------------------------------------------------------------------
+
+
+def _store_invoice_id(session: Session, target: Target, remote_id: str) -> None:
+    with session.begin():
+        remote_ids.store_invoice_id(session, target.invoice_id, remote_id)
+    target.invoice.stripe_invoice_id = remote_id
+
+
+def _store_line_ids(session: Session, target: Target, refs: Iterable[RemoteLineRef]) -> None:
+    ids = {r.key: r.id for r in refs if r.key_field == LINE_KEY and r.key}
+    if ids:
+        with session.begin():
+            remote_ids.store_line_ids(session, target.invoice_id, ids)
+
+
+def _check_no_strangers(
+    target: Target, remote: RemoteInvoice, present: Sequence[RemoteLineRef]
+) -> None:
+    """A draft may only hold our lines, each once: anything else would change the total."""
+    wanted = {line.key for line in target.lines}
+    counts = Counter(ref.key for ref in present)
+    strangers = [ref.id for ref in present if ref.key not in wanted]
+    doubles = [key for key, n in counts.items() if n > 1]
+    if strangers or doubles:
+        raise Mismatch(
+            f"Stripe draft {remote.id} holds lines we did not send ({len(strangers)}) or sent "
+            f"twice ({len(doubles)}); delete them on Stripe, then resync"
+        )
+
+
+def _line_differences(wanted: Sequence[RemoteLine], listed: Sequence[RemoteLineRef]) -> list[str]:
+    have = Counter(ref.key for ref in listed)
+    amounts = {ref.key: ref.amount for ref in listed}
+    missing = [line.key for line in wanted if have[line.key] == 0]
+    wrong = [line.key for line in wanted if have[line.key] and amounts[line.key] != line.amount]
+    extra = sum(n for key, n in have.items() if key not in {w.key for w in wanted}) + sum(
+        n - 1 for n in have.values() if n > 1
+    )
+    out = []
+    if missing:
+        out.append(f"{len(missing)} of our lines are missing (first: {missing[0]})")
+    if wrong:
+        out.append(f"{len(wrong)} lines have other amounts (first: {wrong[0]})")
+    if extra:
+        out.append(f"{extra} lines are not ours or are doubled")
+    return out

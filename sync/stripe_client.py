@@ -1,69 +1,155 @@
 """Our Stripe calls, through the official SDK, each behind the breaker and the shared rate limit.
 
-SDK retries are off (max_network_retries=0): our policy decides what is retried and when, with
-state in Postgres. Every POST carries an idempotency key that we derive from our own ids; without
-one the SDK invents a random key per call, and a retried create would make a second invoice.
+- SDK retries are off (`max_network_retries=0`): our policy decides what is retried and when,
+  with the state in Postgres (`next_attempt_at`), not in a sleeping worker.
+- Every POST carries an idempotency key derived from our ids (`sync.keys`). Without one the SDK
+  invents a random key per call (stripe-python `_api_requestor.py`), and a retried create would
+  make a second invoice.
+- Answers come back as small frozen dataclasses, so the steps never depend on SDK types.
 """
 
 from __future__ import annotations
 
 import calendar
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import stripe
 
-if TYPE_CHECKING:
-    from stripe.params import InvoiceAddLinesParams
-
+from sync import keys
 from sync.breaker import Breaker
 from sync.classify import BreakerOpen
-from sync.grouping import RemoteLine
+from sync.grouping import GROUP_KEY, LINE_KEY, RemoteLine
 from sync.limiter import RateLimiter
-from sync.metrics import STRIPE_CALLS
+from sync.metrics import STRIPE_CALL_SECONDS, STRIPE_CALLS
+
+if TYPE_CHECKING:
+    from stripe.params import InvoiceAddLinesParams, InvoiceCreateParams
 
 T = TypeVar("T")
+LIST_PAGE = 100  # Stripe's largest page
 
 
 def unix(day: date) -> int:
-    """00:00 UTC of a calendar day, as Stripe's unix seconds."""
+    """00:00 UTC of a calendar day, in Stripe's unix seconds."""
     return calendar.timegm(day.timetuple())
 
 
-def make_client(api_key: str, api_base: str, *, timeout: float) -> stripe.StripeClient:
+def make_client(
+    api_key: str, api_base: str, *, timeout: float, connect_timeout: float = 5.0
+) -> stripe.StripeClient:
     return stripe.StripeClient(
         api_key,
         base_addresses={"api": api_base},
         max_network_retries=0,
-        http_client=stripe.RequestsClient(timeout=timeout),
+        http_client=stripe.RequestsClient(timeout=(connect_timeout, timeout)),
     )
 
 
+@dataclass(frozen=True)
+class RemoteLineRef:
+    """A line on Stripe, and the key we gave it (metadata line_item_id or group), if any."""
+
+    id: str
+    key: str | None
+    key_field: str | None
+    amount: int
+
+
+@dataclass(frozen=True)
+class RemoteInvoice:
+    id: str
+    status: str
+    total: int
+    currency: str
+    customer: str | None
+    line_count: int
+    # The lines embedded in the answer: Stripe embeds only the first page (10) of them.
+    lines: tuple[RemoteLineRef, ...]
+    metadata: Mapping[str, str]
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """SDK objects (StripeObject is no longer a dict in stripe-python 16) as plain dicts."""
+    data = obj.to_dict() if hasattr(obj, "to_dict") else obj
+    return dict(data or {})
+
+
+def _meta(obj: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in dict(obj.get("metadata") or {}).items()}
+
+
+def _line(raw: Any) -> RemoteLineRef:
+    obj = _plain(raw)
+    meta = _meta(obj)
+    field_name = LINE_KEY if LINE_KEY in meta else GROUP_KEY if GROUP_KEY in meta else None
+    return RemoteLineRef(
+        id=str(obj["id"]),
+        key=meta.get(field_name) if field_name else None,
+        key_field=field_name,
+        amount=int(obj.get("amount") or 0),
+    )
+
+
+def _invoice(raw: Any) -> RemoteInvoice:
+    obj = _plain(raw)
+    lines = obj.get("lines") or {}
+    data = [_line(item) for item in (lines.get("data") or [])]
+    count = lines.get("total_count")
+    return RemoteInvoice(
+        id=str(obj["id"]),
+        status=str(obj.get("status")),
+        total=int(obj.get("total") or 0),
+        currency=str(obj.get("currency") or ""),
+        customer=obj.get("customer") if isinstance(obj.get("customer"), str) else None,
+        line_count=int(count) if count is not None else len(data),
+        lines=tuple(data),
+        metadata=_meta(obj),
+    )
+
+
+def _quote(value: str) -> str:
+    """A value inside a Stripe search query's single quotes."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
 @dataclass
-class Gateway:
+class StripeGateway:
+    """The calls the sync makes. One per attempt (`for_attempt`), so `calls` counts that
+    attempt's requests; the SDK client, limiter and breaker are shared by the process."""
+
     client: stripe.StripeClient
     limiter: RateLimiter
     breaker: Breaker
-    calls: int = 0
+    calls: int = field(default=0)
+
+    def for_attempt(self) -> StripeGateway:
+        return StripeGateway(client=self.client, limiter=self.limiter, breaker=self.breaker)
 
     def _call(self, endpoint: str, fn: Callable[[], T]) -> T:
-        if not self.breaker.allow():
-            raise BreakerOpen("syncing is paused: Stripe rejected our API key")
+        if self.breaker.is_open():
+            raise BreakerOpen("syncing is paused: Stripe rejected our API key (breaker open)")
         self.limiter.acquire()
         self.calls += 1
+        started = time.perf_counter()
         try:
             result = fn()
         except stripe.AuthenticationError:
-            self.breaker.record_auth_failure()
-            STRIPE_CALLS.labels(endpoint, "auth_error").inc()
+            self.breaker.trip()
+            STRIPE_CALLS.labels(endpoint, "AuthenticationError").inc()
             raise
         except stripe.StripeError as e:
             STRIPE_CALLS.labels(endpoint, type(e).__name__).inc()
+            if e.http_status is not None and 400 <= e.http_status < 500:
+                self.breaker.record_success()  # Stripe accepted the key, then refused the request
             raise
-        self.breaker.record_success()
+        finally:
+            STRIPE_CALL_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
         STRIPE_CALLS.labels(endpoint, "ok").inc()
+        self.breaker.record_success()
         return result
 
     # Customers ---------------------------------------------------------------------------
@@ -71,81 +157,89 @@ class Gateway:
         found = self._call(
             "GET /v1/customers/search",
             lambda: self.client.v1.customers.search(
-                params={"query": f"metadata['org_id']:'{org_public_id}'"}
+                params={"query": f"metadata['org_id']:'{_quote(org_public_id)}'"}
             ),
         )
-        return found.data[0].id if found.data else None
+        return str(found.data[0].id) if found.data else None
 
     def create_customer(self, *, org_public_id: str, name: str, email: str) -> str:
         customer = self._call(
             "POST /v1/customers",
             lambda: self.client.v1.customers.create(
                 params={"name": name, "email": email, "metadata": {"org_id": org_public_id}},
-                options={"idempotency_key": f"org:{org_public_id}:customer"},
+                options={"idempotency_key": keys.customer(org_public_id)},
             ),
         )
-        return customer.id
+        return str(customer.id)
 
     # Invoices ----------------------------------------------------------------------------
-    def find_invoice(self, invoice_public_id: str) -> stripe.Invoice | None:
+    def find_invoices(self, invoice_public_id: str) -> list[RemoteInvoice]:
         found = self._call(
             "GET /v1/invoices/search",
             lambda: self.client.v1.invoices.search(
-                params={"query": f"metadata['invoice_id']:'{invoice_public_id}'"}
+                params={"query": f"metadata['invoice_id']:'{_quote(invoice_public_id)}'"}
             ),
         )
-        return found.data[0] if found.data else None
+        return [_invoice(inv) for inv in found.data]
 
     def create_invoice(
-        self, *, public_id: str, number: str, customer: str, currency: str, due: date
-    ) -> stripe.Invoice:
-        return self._call(
+        self,
+        *,
+        public_id: str,
+        number: str,
+        customer: str,
+        currency: str,
+        due: date,
+    ) -> RemoteInvoice:
+        params: dict[str, Any] = {
+            "customer": customer,
+            "currency": currency.strip().lower(),
+            # We decide when it is finalized; Stripe must not advance (finalize, e-mail) it on
+            # its own an hour after creation, which it does to drafts with auto_advance on.
+            "auto_advance": False,
+            "collection_method": "send_invoice",
+            "due_date": unix(due),
+            # Only the lines we add: never sweep the customer's other pending invoice items in.
+            "pending_invoice_items_behavior": "exclude",
+            "metadata": {"invoice_id": public_id, "invoice_number": number},
+        }
+        created = self._call(
             "POST /v1/invoices",
             lambda: self.client.v1.invoices.create(
-                params={
-                    "customer": customer,
-                    "currency": currency.lower(),
-                    # We decide when it is finalized; Stripe must not advance it on its own.
-                    "auto_advance": False,
-                    "collection_method": "send_invoice",
-                    "due_date": unix(due),
-                    "pending_invoice_items_behavior": "exclude",
-                    "metadata": {"invoice_id": public_id, "invoice_number": number},
-                },
-                options={"idempotency_key": f"invoice:{public_id}:create"},
+                params=cast("InvoiceCreateParams", params),
+                options={"idempotency_key": keys.create(public_id)},
             ),
         )
+        return _invoice(created)
 
-    def retrieve_invoice(self, remote_id: str) -> stripe.Invoice:
-        return self._call(
-            "GET /v1/invoices/{id}", lambda: self.client.v1.invoices.retrieve(remote_id)
+    def retrieve_invoice(self, remote_id: str) -> RemoteInvoice:
+        return _invoice(
+            self._call("GET /v1/invoices/{id}", lambda: self.client.v1.invoices.retrieve(remote_id))
         )
 
-    def list_line_keys(self, remote_id: str) -> dict[str, str]:
-        """metadata key (line_item_id or group) -> remote line id, for every line."""
-        keys: dict[str, str] = {}
+    def list_lines(self, remote_id: str) -> list[RemoteLineRef]:
+        """Every line of the invoice, page by page (a call per 100 lines)."""
+        out: list[RemoteLineRef] = []
         after: str | None = None
         while True:
-            params: dict[str, Any] = {"limit": 100}
+            params: dict[str, Any] = {"limit": LIST_PAGE}
             if after:
                 params["starting_after"] = after
             page = self._call(
                 "GET /v1/invoices/{id}/lines",
                 lambda p=params: self.client.v1.invoices.line_items.list(remote_id, params=p),  # type: ignore[misc]
             )
-            for line in page.data:
-                meta = line.metadata.to_dict() if line.metadata else {}
-                key = meta.get("line_item_id") or meta.get("group")
-                if key:
-                    keys[key] = line.id
-            if not page.has_more or not page.data:
-                return keys
-            after = page.data[-1].id
+            batch = [_line(line) for line in page.data]
+            out.extend(batch)
+            if not page.has_more or not batch:
+                return out
+            after = batch[-1].id
 
-    def add_lines(self, remote_id: str, lines: list[RemoteLine], *, key: str) -> stripe.Invoice:
+    def add_lines(self, remote_id: str, lines: list[RemoteLine], *, key: str) -> RemoteInvoice:
         params: dict[str, Any] = {
             "lines": [
                 {
+                    # The exact amount in minor units: Stripe's total is the sum of ours.
                     "amount": line.amount,
                     "description": line.description,
                     "period": {"start": unix(line.period_start), "end": unix(line.period_end)},
@@ -154,29 +248,37 @@ class Gateway:
                 for line in lines
             ]
         }
-        return self._call(
-            "POST /v1/invoices/{id}/add_lines",
-            lambda: self.client.v1.invoices.add_lines(
-                remote_id,
-                params=cast("InvoiceAddLinesParams", params),
-                options={"idempotency_key": key},
-            ),
+        return _invoice(
+            self._call(
+                "POST /v1/invoices/{id}/add_lines",
+                lambda: self.client.v1.invoices.add_lines(
+                    remote_id,
+                    params=cast("InvoiceAddLinesParams", params),
+                    options={"idempotency_key": key},
+                ),
+            )
         )
 
-    def finalize(self, remote_id: str, *, public_id: str) -> stripe.Invoice:
-        return self._call(
-            "POST /v1/invoices/{id}/finalize",
-            lambda: self.client.v1.invoices.finalize_invoice(
-                remote_id,
-                params={"auto_advance": False},
-                options={"idempotency_key": f"invoice:{public_id}:finalize"},
-            ),
+    def finalize(self, remote_id: str, *, public_id: str) -> RemoteInvoice:
+        return _invoice(
+            self._call(
+                "POST /v1/invoices/{id}/finalize",
+                lambda: self.client.v1.invoices.finalize_invoice(
+                    remote_id,
+                    # Finalized but not sent: with auto_advance off Stripe e-mails nothing and
+                    # attempts no collection; the invoice e-mail is a decision for later.
+                    params={"auto_advance": False},
+                    options={"idempotency_key": keys.finalize(public_id)},
+                ),
+            )
         )
 
-    def void(self, remote_id: str, *, public_id: str) -> stripe.Invoice:
-        return self._call(
-            "POST /v1/invoices/{id}/void",
-            lambda: self.client.v1.invoices.void_invoice(
-                remote_id, options={"idempotency_key": f"invoice:{public_id}:void"}
-            ),
+    def void(self, remote_id: str, *, public_id: str) -> RemoteInvoice:
+        return _invoice(
+            self._call(
+                "POST /v1/invoices/{id}/void",
+                lambda: self.client.v1.invoices.void_invoice(
+                    remote_id, options={"idempotency_key": keys.void(public_id)}
+                ),
+            )
         )

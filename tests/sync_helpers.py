@@ -1,5 +1,5 @@
-"""Fixtures for the sync tests: the mock Stripe over real HTTP, a Pusher wired to it, Redis keys
-and a queue of this test run's own."""
+"""Fixtures for the sync tests: the mock Stripe over real HTTP (uvicorn in a thread), a sync
+Runtime wired to it, and a queue and Redis namespace of this test run's own."""
 
 from __future__ import annotations
 
@@ -14,16 +14,17 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import sqlalchemy as sa
 import uvicorn
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from sync.breaker import Breaker
+from models import outbox, tables
+from sync import attempt, runtime
+from sync.attempt import Outcome, Runtime
 from sync.config import SyncConfig
-from sync.limiter import RateLimiter
 from sync.mock_stripe import create_app
-from sync.push import Pusher
-from sync.stripe_client import Gateway, make_client
+from tests.factories import make_invoice, make_org
 
 
 def free_port() -> int:
@@ -38,6 +39,7 @@ class Mock:
 
     def reset(self) -> None:
         httpx.post(f"{self.url}/_mock/reset").raise_for_status()
+        self.faults([], idempotency_ttl_seconds=86400, search_lag_seconds=0)
 
     def faults(self, rules: list[dict[str, Any]], **extra: Any) -> None:
         httpx.post(f"{self.url}/_mock/faults", json={"rules": rules, **extra}).raise_for_status()
@@ -46,12 +48,19 @@ class Mock:
         data: list[dict[str, Any]] = httpx.get(f"{self.url}/_mock/invoices").json()["data"]
         return data
 
+    def customers(self) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = httpx.get(f"{self.url}/_mock/customers").json()["data"]
+        return data
+
     def stats(self) -> dict[str, Any]:
         body: dict[str, Any] = httpx.get(f"{self.url}/_mock/stats").json()
         return body
 
     def total_requests(self) -> int:
         return int(self.stats()["total"])
+
+    def remote_for(self, public_id: str) -> list[dict[str, Any]]:
+        return [i for i in self.invoices() if i["metadata"].get("invoice_id") == public_id]
 
 
 @pytest.fixture(scope="session")
@@ -76,11 +85,19 @@ def mock(mock_server: Mock) -> Mock:
     return mock_server
 
 
+def _clear(client: redis.Redis, queue: str) -> None:
+    stale = [*client.scan_iter(f"{queue}*"), *client.scan_iter(f"_kombu.binding.{queue}")]
+    if stale:
+        client.delete(*stale)
+
+
 @pytest.fixture
 def sync_config(database_url: str, redis_url: str, mock: Mock) -> Iterator[SyncConfig]:
+    """Tiny backoffs, a 1 s breaker, a short HTTP timeout, and a queue and Redis namespace
+    that no other test run shares."""
     queue = f"billing-test-{os.getpid()}"
     cfg = replace(
-        SyncConfig(),
+        SyncConfig.load(),
         database_url=database_url,
         redis_url=redis_url,
         queue=queue,
@@ -91,27 +108,82 @@ def sync_config(database_url: str, redis_url: str, mock: Mock) -> Iterator[SyncC
         backoff_cap_seconds=0.05,
         breaker_seconds=1.0,
         max_attempts=5,
+        lines_chunk=50,
     )
     client = redis.Redis.from_url(redis_url)
-    client.delete(*[k for k in client.scan_iter(f"{queue}:*")] or ["-"])
+    _clear(client, queue)
     yield cfg
-    client.delete(*[k for k in client.scan_iter(f"{queue}:*")] or ["-"])
-
-
-def make_pusher(cfg: SyncConfig, sessions: sessionmaker[Session]) -> Pusher:
-    client = redis.Redis.from_url(cfg.redis_url)
-    gateway = Gateway(
-        client=make_client(
-            cfg.stripe_api_key, cfg.stripe_api_base, timeout=cfg.stripe_timeout_seconds
-        ),
-        limiter=RateLimiter(
-            client, per_second=cfg.rate_limit_per_second, key=f"{cfg.queue}:stripe:bucket"
-        ),
-        breaker=Breaker(client, base_seconds=cfg.breaker_seconds, namespace=cfg.queue),
-    )
-    return Pusher(sessions=sessions, gateway=gateway, config=cfg)
+    _clear(client, queue)
 
 
 @pytest.fixture
-def pusher(sync_config: SyncConfig, committed: sessionmaker[Session]) -> Pusher:
-    return make_pusher(sync_config, committed)
+def rt(sync_config: SyncConfig, committed: sessionmaker[Session]) -> Iterator[Runtime]:
+    """A sync runtime on the test database (its own engine: workers have their own sessions),
+    also installed for the Celery task functions of this process."""
+    built = runtime.build(sync_config)
+    runtime.install(built)
+    yield built
+    runtime.install(None)
+    built.sessions.kw["bind"].dispose()
+
+
+_attempts = iter(range(1, 1_000_000))
+
+
+def run_once(rt: Runtime, invoice_id: int | None) -> Outcome:
+    assert invoice_id is not None
+    return attempt.run(rt, invoice_id, owner=f"test-{next(_attempts)}")
+
+
+def drive(rt: Runtime, invoice_id: int | None, *, max_runs: int = 12) -> list[Outcome]:
+    """Attempts until the invoice settles (SYNCED or FAILED), waiting out each short backoff."""
+    outcomes: list[Outcome] = []
+    for _ in range(max_runs):
+        outcome = run_once(rt, invoice_id)
+        outcomes.append(outcome)
+        if outcome in (Outcome.SYNCED, Outcome.FAILED):
+            return outcomes
+        time.sleep(rt.config.backoff_cap_seconds + 0.02)
+    return outcomes
+
+
+def finalized(
+    factory: sessionmaker[Session], *, lines: int = 3, slug: str = "stripe-co"
+) -> tables.Invoice:
+    """A finalized (OPEN) invoice, committed, with its PENDING outbox row."""
+    with factory() as s, s.begin():
+        org = s.execute(
+            sa.select(tables.Organization).where(tables.Organization.slug == slug)  # type: ignore[arg-type]
+        ).scalar_one_or_none()
+        org = org or make_org(s, slug=slug)
+        return make_invoice(s, org, status="open", lines=lines)
+
+
+def sync_row(factory: sessionmaker[Session], invoice_id: int | None) -> tables.InvoiceSync:
+    with factory() as s:
+        row = outbox.get(s, invoice_id or 0)
+        assert row is not None
+        return row
+
+
+def history(factory: sessionmaker[Session], invoice_id: int | None) -> list[dict[str, Any]]:
+    with factory() as s:
+        rows = s.execute(
+            sa.text(
+                "SELECT attempt, step, outcome, error_class, error_code, http_status, request_id,"
+                " calls FROM sync_attempts WHERE invoice_id = :i ORDER BY id"
+            ),
+            {"i": invoice_id},
+        ).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def assert_exactly_once(mock: Mock, inv: tables.Invoice, *, lines: int) -> dict[str, Any]:
+    """One Stripe invoice for ours, finalized, with our total and `lines` lines."""
+    remote = mock.remote_for(inv.public_id)
+    assert len(remote) == 1, f"{len(remote)} Stripe invoices for {inv.public_id}"
+    r = remote[0]
+    assert r["status"] == "open", r["status"]
+    assert r["total"] == inv.total_cents
+    assert r["lines"]["total_count"] == lines == len(r["lines"]["data"])
+    return r

@@ -1,5 +1,7 @@
-"""End to end with a real `celery worker` process: an enqueued invoice reaches Stripe (the mock
-over HTTP), and an invoice whose enqueue was lost is found by the sweeper."""
+"""End to end with real `celery worker` and `celery beat` processes on a queue of this run's
+own: an enqueued invoice reaches the mock Stripe over HTTP; an invoice whose enqueue was lost
+is found by the sweeper; a worker killed with SIGKILL mid-sync is taken over without a
+duplicate; `enqueue_sync` never raises when the broker is down."""
 
 from __future__ import annotations
 
@@ -8,110 +10,170 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
 
 import pytest
-import sqlalchemy as sa
+import redis
 from celery import Celery
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from models import outbox
 from settings import PROJECT_ROOT
-from sync import claims
 from sync.config import SyncConfig
 from tests.factories import make_invoice, make_org
-from tests.sync_helpers import Mock
+from tests.sync_helpers import Mock, assert_exactly_once, free_port, history
+
+Spawn = Callable[[str], subprocess.Popen[bytes]]
+
+
+def _env(cfg: SyncConfig) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": cfg.database_url,
+        "REDIS_URL": cfg.redis_url,
+        "STRIPE_API_BASE": cfg.stripe_api_base,
+        "BILLING_SYNC_QUEUE": cfg.queue,
+        "SYNC_BACKOFF_BASE": "0.05",
+        "SYNC_BACKOFF_CAP": "0.2",
+        "SYNC_SWEEP_EVERY": "0.5",
+        "SYNC_SWEEP_HOLD": "5",
+        "SYNC_LEASE_SECONDS": "5",
+        "STRIPE_RATE_LIMIT": "200",
+    }
 
 
 @pytest.fixture
-def worker(sync_config: SyncConfig) -> Iterator[Celery]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": sync_config.database_url,
-        "REDIS_URL": sync_config.redis_url,
-        "STRIPE_API_BASE": sync_config.stripe_api_base,
-        "BILLING_SYNC_QUEUE": sync_config.queue,
-        "SYNC_BACKOFF_BASE": "0.05",
-        "SYNC_BACKOFF_CAP": "0.2",
-        "STRIPE_RATE_LIMIT": "200",
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "sync.celery_app",
-            "worker",
-            "-Q",
-            sync_config.queue,
-            "-c",
-            "2",
-            "--loglevel=WARNING",
-            "-n",
-            f"test-{os.getpid()}@%h",
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        start_new_session=True,
-    )
-    client = Celery(broker=sync_config.redis_url)
-    yield client
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+def spawn(sync_config: SyncConfig, tmp_path: Path) -> Iterator[Spawn]:
+    """Start `celery worker` or `celery beat` for this test (logs and beat's schedule file in
+    the test's tmp_path); all are stopped at teardown."""
+    procs: list[subprocess.Popen[bytes]] = []
+    files: list[IO[bytes]] = []
+    logs = tmp_path
+
+    def start(kind: str) -> subprocess.Popen[bytes]:
+        n = len(procs)
+        argv = [sys.executable, "-m", "celery", "-A", "sync.celery_app", kind]
+        if kind == "worker":
+            argv += ["-Q", sync_config.queue, "-c", "2", "-n", f"t{os.getpid()}-{n}@%h"]
+        else:
+            argv += ["-s", str(logs / f"beat-{n}")]
+        log = open(logs / f"{kind}-{n}.log", "wb")  # noqa: SIM115 - outlives this function
+        files.append(log)
+        proc = subprocess.Popen(
+            [*argv, "--loglevel=WARNING"],
+            cwd=PROJECT_ROOT,
+            env=_env(sync_config),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: SIGKILL reaches its children too
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    for log in files:
+        log.close()
 
 
-def wait_for_state(
-    factory: sessionmaker[Session], invoice_id: int, state: str, *, seconds: float
+def wait_for(
+    factory: sessionmaker[Session], invoice_id: int | None, state: str, *, seconds: float
 ) -> str:
     deadline = time.monotonic() + seconds
     current = ""
     while time.monotonic() < deadline:
         with factory() as s:
-            row = outbox.get(s, invoice_id)
+            row = outbox.get(s, invoice_id or 0)
             current = row.state if row else ""
         if current == state:
-            return current
-        time.sleep(0.2)
+            break
+        time.sleep(0.1)
     return current
 
 
-def test_a_real_worker_syncs_an_enqueued_invoice_and_the_sweeper_finds_a_lost_one(
-    worker: Celery, sync_config: SyncConfig, mock: Mock, committed: sessionmaker[Session]
+def test_a_real_worker_syncs_an_enqueued_invoice_and_beat_sweeps_a_lost_one(
+    spawn: Spawn, sync_config: SyncConfig, mock: Mock, committed: sessionmaker[Session]
 ) -> None:
     with committed() as s, s.begin():
         org = make_org(s, slug="e2e")
         enqueued = make_invoice(s, org, status="open", lines=70)
-        lost = make_invoice(s, org, status="open", lines=5)  # committed, but never enqueued
-    worker.send_task("sync.sync_invoice", args=[enqueued.id], queue=sync_config.queue)
-    assert wait_for_state(committed, enqueued.id or 0, "synced", seconds=60) == "synced"
-    assert wait_for_state(committed, lost.id or 0, "synced", seconds=0.5) == "pending"
+        lost = make_invoice(s, org, status="open", lines=5)  # committed, never enqueued
+    spawn("worker")
+    client = Celery(broker=sync_config.redis_url)
+    client.send_task("sync.sync_invoice", args=[enqueued.id], queue=sync_config.queue)
+    assert wait_for(committed, enqueued.id, "synced", seconds=60) == "synced"
+    assert wait_for(committed, lost.id, "synced", seconds=1) == "pending"
 
-    worker.send_task("sync.sweep", queue=sync_config.queue)
-    assert wait_for_state(committed, lost.id or 0, "synced", seconds=30) == "synced"
-    remote = {i["metadata"]["invoice_id"]: i for i in mock.invoices()}
-    assert remote[enqueued.public_id]["total"] == enqueued.total_cents
-    assert remote[lost.public_id]["lines"]["total_count"] == 5 and len(remote) == 2
+    spawn("beat")  # its sweeper finds the invoice nobody enqueued
+    assert wait_for(committed, lost.id, "synced", seconds=30) == "synced"
+    assert_exactly_once(mock, enqueued, lines=70)
+    assert_exactly_once(mock, lost, lines=5)
 
 
-def test_sweeper_claims_skip_rows_another_sweeper_holds(committed: sessionmaker[Session]) -> None:
+def test_a_worker_killed_mid_sync_is_taken_over_without_a_duplicate(
+    spawn: Spawn, sync_config: SyncConfig, mock: Mock, committed: sessionmaker[Session]
+) -> None:
     with committed() as s, s.begin():
-        org = make_org(s, slug="sweepy")
-        ids = {make_invoice(s, org, status="open", lines=1).id for _ in range(4)}
-    with committed() as first:
-        first.begin()
-        held = set(claims.sweep_due(first, batch=2, hold_seconds=60))
-        with committed() as second, second.begin():
-            other = set(claims.sweep_due(second, batch=10, hold_seconds=60))
-        first.commit()
-    assert len(held) == 2 and held | other == ids and not held & other
-    with committed() as s, s.begin():
-        assert claims.sweep_due(s, batch=10, hold_seconds=60) == []  # held back while queued
-        pending = s.execute(
-            sa.text("SELECT count(*) FROM invoice_sync WHERE state = 'pending'")
-        ).scalar_one()
-    assert pending == 4
+        inv = make_invoice(s, make_org(s, slug="killed"), status="open", lines=120)
+    # Every add_lines is slow, so the worker is surely mid-attempt when it dies.
+    mock.faults(
+        [
+            {
+                "endpoint": "POST /v1/invoices/{id}/add_lines",
+                "fault": "slow",
+                "seconds": 1.0,
+                "count": 2,
+            }
+        ],
+        idempotency_ttl_seconds=1,  # and its keys expire before anyone retries
+    )
+    victim = spawn("worker")
+    Celery(broker=sync_config.redis_url).send_task(
+        "sync.sync_invoice", args=[inv.id], queue=sync_config.queue
+    )
+    assert wait_for(committed, inv.id, "syncing", seconds=30) == "syncing"
+    time.sleep(1.2)  # one chunk is on Stripe, the next in flight
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    spawn("worker")
+    spawn("beat")  # the lease (5 s) expires, the sweeper hands the invoice to the new worker
+    assert wait_for(committed, inv.id, "synced", seconds=60) == "synced"
+    assert_exactly_once(mock, inv, lines=120)
+    assert "WorkerLost" in [h["error_class"] for h in history(committed, inv.id)]
+
+
+def _enqueue_in_subprocess(cfg: SyncConfig, redis_url: str, invoice_id: int) -> float:
+    code = (
+        "import time; from sync.celery_app import enqueue_sync; t = time.monotonic(); "
+        f"enqueue_sync({invoice_id}); print(time.monotonic() - t)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env={**_env(cfg), "REDIS_URL": redis_url},
+        capture_output=True,
+        timeout=60,
+        check=True,  # enqueue_sync must not raise, whatever the broker does
+    )
+    return float(out.stdout.decode().split()[-1])
+
+
+def test_enqueue_sync_puts_a_message_on_the_queue(sync_config: SyncConfig) -> None:
+    _enqueue_in_subprocess(sync_config, sync_config.redis_url, 42)
+    assert redis.Redis.from_url(sync_config.redis_url).llen(sync_config.queue) == 1
+
+
+def test_enqueue_sync_never_raises_when_the_broker_is_down(sync_config: SyncConfig) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    seconds = _enqueue_in_subprocess(sync_config, dead, 42)
+    assert seconds < 10  # the API request waits a bounded time, then the sweeper covers it
