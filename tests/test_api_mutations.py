@@ -277,9 +277,9 @@ def test_members_cannot_write_invoices(
 ) -> None:
     before = snapshot(committed)
     body = api.gql(
-        'mutation { finalizeInvoice(input: {invoiceId: "%s"}) { userErrors { code } } }'
-        % world["draft"],
+        "mutation($id: ID!) { finalizeInvoice(input: {invoiceId: $id}) { userErrors { code } } }",
         world["member"],
+        id=world["draft"],
     )
     assert body["data"] is None and body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert snapshot(committed) == before
