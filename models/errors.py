@@ -1,15 +1,39 @@
 """Typed domain errors: a stable code, a message a person can act on, and the input field at fault.
 
 Only these become GraphQL `userErrors`; anything else escaping a domain function is a bug.
+`ErrorCode` is the one list of codes: each error class names its member, and the API publishes
+the enum as is (gql/core/errors.py), so a new error needs no second edit to reach clients.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import ClassVar
 
 
+class ErrorCode(StrEnum):
+    """Stable, SCREAMING codes with one meaning each; clients branch on them."""
+
+    INVALID = "INVALID"
+    NOT_FOUND = "NOT_FOUND"
+    INVALID_TRANSITION = "INVALID_TRANSITION"
+    INVOICE_NOT_DRAFT = "INVOICE_NOT_DRAFT"
+    EMPTY_INVOICE = "EMPTY_INVOICE"
+    UNKNOWN_CURRENCY = "UNKNOWN_CURRENCY"
+    TOO_MANY_DECIMALS = "TOO_MANY_DECIMALS"
+    VALUE_OUT_OF_RANGE = "VALUE_OUT_OF_RANGE"
+    NEGATIVE_QUANTITY = "NEGATIVE_QUANTITY"
+    NEGATIVE_PRICE = "NEGATIVE_PRICE"
+    INVALID_PERIOD = "INVALID_PERIOD"
+    INVALID_VALUE = "INVALID_VALUE"
+    TOO_MANY_ITEMS = "TOO_MANY_ITEMS"
+    BUSY = "BUSY"
+
+
 class DomainError(Exception):
-    code: ClassVar[str] = "INVALID"
+    """Bad input or an illegal state change. Raised bare only when no narrower code fits."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.INVALID
 
     def __init__(self, message: str, *, field: tuple[str, ...] = ()) -> None:
         super().__init__(message)
@@ -23,62 +47,54 @@ class DomainError(Exception):
 
 
 class NotFound(DomainError):
-    code = "NOT_FOUND"
+    code = ErrorCode.NOT_FOUND
 
 
 class InvalidTransition(DomainError):
-    code = "INVALID_TRANSITION"
+    code = ErrorCode.INVALID_TRANSITION
 
 
 class InvoiceNotDraft(DomainError):
-    code = "INVOICE_NOT_DRAFT"
+    code = ErrorCode.INVOICE_NOT_DRAFT
 
 
 class EmptyInvoice(DomainError):
-    code = "EMPTY_INVOICE"
+    code = ErrorCode.EMPTY_INVOICE
 
 
 class UnknownCurrency(DomainError):
-    code = "UNKNOWN_CURRENCY"
-
-
-class CurrencyMismatch(DomainError):
-    code = "CURRENCY_MISMATCH"
+    code = ErrorCode.UNKNOWN_CURRENCY
 
 
 class TooManyDecimals(DomainError):
-    code = "TOO_MANY_DECIMALS"
+    code = ErrorCode.TOO_MANY_DECIMALS
 
 
 class ValueOutOfRange(DomainError):
-    code = "VALUE_OUT_OF_RANGE"
+    code = ErrorCode.VALUE_OUT_OF_RANGE
 
 
 class NegativeQuantity(DomainError):
-    code = "NEGATIVE_QUANTITY"
+    code = ErrorCode.NEGATIVE_QUANTITY
 
 
 class NegativePrice(DomainError):
-    code = "NEGATIVE_PRICE"
+    code = ErrorCode.NEGATIVE_PRICE
 
 
 class InvalidPeriod(DomainError):
-    code = "INVALID_PERIOD"
+    code = ErrorCode.INVALID_PERIOD
 
 
 class InvalidValue(DomainError):
-    code = "INVALID_VALUE"
+    code = ErrorCode.INVALID_VALUE
 
 
 class TooManyItems(DomainError):
-    code = "TOO_MANY_ITEMS"
-
-
-class SyncInProgress(DomainError):
-    code = "SYNC_IN_PROGRESS"
+    code = ErrorCode.TOO_MANY_ITEMS
 
 
 class Busy(DomainError):
     """A lock could not be taken in time; the client may retry."""
 
-    code = "BUSY"
+    code = ErrorCode.BUSY

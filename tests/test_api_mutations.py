@@ -47,18 +47,21 @@ def world(committed: sessionmaker[Session]) -> dict[str, Any]:
         }
 
 
-def call(
-    api: Api, token: str, mutation: str, input: dict[str, Any], payload: str = PAYLOAD
-) -> dict[str, Any]:
-    name = mutation[0].upper() + mutation[1:]
-    input_type = {
+def _input_type(mutation: str) -> str:
+    return {
         "createInvoice": "CreateInvoiceInput",
         "addLineItems": "AddLineItemsInput",
         "resyncInvoice": "ResyncInvoiceInput",
         "retryFailedSyncs": "RetryFailedSyncsInput",
     }.get(mutation, "InvoiceIdInput")
+
+
+def call(
+    api: Api, token: str, mutation: str, input: dict[str, Any], payload: str = PAYLOAD
+) -> dict[str, Any]:
+    name = mutation[0].upper() + mutation[1:]
     body = api.gql(
-        f"mutation {name}($input: {input_type}!) {{ {mutation}(input: $input) {{ {payload} }} }}",
+        f"mutation {name}($input: {_input_type(mutation)}!) {{ {mutation}(input: $input) {{ {payload} }} }}",
         token,
         input=input,
     )
@@ -290,6 +293,49 @@ def test_another_organizations_invoice_is_not_found_for_a_member(
 ) -> None:
     result = call(api, world["member"], "resyncInvoice", {"invoiceId": world["other_open"]})
     assert [e["code"] for e in result["userErrors"]] == ["NOT_FOUND"]
+
+
+@pytest.mark.parametrize(
+    ("mutation", "input"),
+    [
+        ("createInvoice", {"organizationSlug": "other"}),
+        ("retryFailedSyncs", {"organizationSlug": "other"}),
+        ("finalizeInvoice", {"invoiceId": "@other_open"}),
+        ("voidInvoice", {"invoiceId": "@other_open"}),
+    ],
+)
+def test_admin_mutations_are_forbidden_to_members_whatever_they_name(
+    api: Api, world: dict[str, Any], committed: sessionmaker[Session], mutation: str, input: Any
+) -> None:
+    """The permission is decided before any lookup, so a member learns nothing about what it
+    named: another organization's slug or invoice gets the same FORBIDDEN as its own."""
+    full = {
+        "createInvoice": {"currency": "usd", "periodStart": "2026-01-01", "periodEnd": "2026-02-01"},
+    }.get(mutation, {})
+    for value in (input, {k: "@open" if k == "invoiceId" else "acme" for k in input}):
+        given = {k: world[v[1:]] if v.startswith("@") else v for k, v in value.items()}
+        before = snapshot(committed)
+        body = api.gql(
+            f"mutation($input: {_input_type(mutation)}!) {{ {mutation}(input: $input) {{ userErrors {{ code }} }} }}",
+            world["member"],
+            input={**full, **given},
+        )
+        assert body["data"] is None
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"]
+        assert snapshot(committed) == before
+
+
+def test_resync_of_another_organizations_invoice_is_not_found_like_a_missing_one(
+    api: Api, world: dict[str, Any], committed: sessionmaker[Session]
+) -> None:
+    before = snapshot(committed)
+    for ref in (world["other_open"], "inv_missing", "OTHER-0001"):
+        result = call(api, world["member"], "resyncInvoice", {"invoiceId": ref})
+        assert result["invoice"] is None
+        assert [(e["code"], e["field"]) for e in result["userErrors"]] == [
+            ("NOT_FOUND", ["invoiceId"])
+        ]
+    assert snapshot(committed) == before and api.enqueued == []
 
 
 def test_resync_of_a_failed_invoice_resets_it(

@@ -78,6 +78,47 @@ def test_members_see_their_organization_only(api: Api, two_orgs: dict[str, str])
     assert viewer == {"isAdmin": False, "scope": "MEMBER", "organizations": [{"slug": "alpha"}]}
 
 
+@pytest.mark.parametrize("slug", ["beta", "ghost"])  # another organization, a missing one
+def test_an_organization_you_cannot_see_reads_as_missing_everywhere(
+    api: Api, two_orgs: dict[str, str], slug: str
+) -> None:
+    """One answer wherever a member names an organization it cannot see: null for a single
+    object, an empty list for a list. The same as for a slug that does not exist, so nothing
+    tells the member that the organization is there."""
+    member = two_orgs["a"]
+    body = api.gql(
+        """query($slug: String!, $filter: InvoiceFilter!) {
+          organization(slug: $slug) { slug }
+          invoices(first: 10, filter: $filter) { totalCount nodes { id } }
+          monthlySummary(years: [2026], organizationSlug: $slug) { month }
+          viewer { organizations { slug invoices(first: 10, filter: $filter) { totalCount nodes { id } } } }
+        }""",
+        member,
+        slug=slug,
+        filter={"organizationSlug": slug},
+    )
+    empty_page = {"totalCount": 0, "nodes": []}
+    assert body == {
+        "data": {
+            "organization": None,
+            "invoices": empty_page,
+            "monthlySummary": [],
+            "viewer": {"organizations": [{"slug": "alpha", "invoices": empty_page}]},
+        }
+    }
+
+
+def test_another_organizations_invoice_reads_as_missing(
+    api: Api, two_orgs: dict[str, str]
+) -> None:
+    q = "query($id: ID!) { invoice(id: $id) { id } }"
+    assert api.gql(q, two_orgs["a"], id=two_orgs["inv_b"]) == {"data": {"invoice": None}}
+    assert api.gql(q, two_orgs["a"], id="inv_missing") == {"data": {"invoice": None}}
+    assert api.gql(q, two_orgs["admin"], id=two_orgs["inv_b"]) == {
+        "data": {"invoice": {"id": two_orgs["inv_b"]}}
+    }
+
+
 def test_pagination_walks_every_invoice_once_while_new_ones_arrive(
     api: Api, committed: sessionmaker[Session]
 ) -> None:
