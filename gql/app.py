@@ -27,13 +27,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from gql import dashboard
-from gql.core.context import Context, Viewer
+from gql.core.context import Context
 from gql.core.errors import request_id_var
-from gql.invoices.dataloaders import make_loaders
+from gql.core.permissions import viewer_from_authorization
 from gql.schema import schema
-from models import organizations
 from models.db import make_engine, session_factory
-from models.tables import TokenScope
 from settings import Settings
 
 log = logging.getLogger("billing.api")
@@ -98,22 +96,13 @@ class BillingGraphQL(GraphQL[Context, None]):
         request.scope.setdefault("state", {})["db_session"] = session
         return Context(
             session=session,
-            viewer_or_none=_viewer(session, request.headers.get("authorization", "")),
-            loaders=make_loaders(session),
+            viewer_or_none=viewer_from_authorization(
+                session, request.headers.get("authorization", ""), now=datetime.now(UTC)
+            ),
             enqueue_sync=self.enqueue_sync,
             rollup_shards=self.rollup_shards,
             request_id=request_id_var.get(),
         )
-
-
-def _viewer(session: Any, header: str) -> Viewer | None:
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    row = organizations.resolve_token(session, token.strip(), now=datetime.now(UTC))
-    if row is None or row.id is None:
-        return None
-    return Viewer(token_id=row.id, scope=TokenScope(row.scope), organization_id=row.organization_id)
 
 
 def create_app(

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import strawberry
 from graphql import ExecutionResult, GraphQLError
-from graphql.language import FieldNode, OperationDefinitionNode
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -19,11 +18,13 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 
-from gql.core.errors import MaskInternalErrors, bad_input, unauthenticated
+from gql.core.errors import MaskInternalErrors, bad_input
+from gql.core.permissions import RequireToken
 from gql.core.scalars import SCALARS
 from gql.invoices.mutations import InvoiceMutations
 from gql.invoices.queries import InvoiceQueries
 from gql.metrics import ERRORS, REQUEST_SECONDS
+from gql.organizations.queries import OrganizationQueries
 from gql.summary.queries import SummaryQueries
 
 # Limits, with the reasons: the deepest useful query (organization > invoices > edges > node >
@@ -48,31 +49,6 @@ class QueryLimits(AddValidationRules):
 
     def __init__(self) -> None:
         super().__init__(_LIMIT_RULES)
-
-
-def _is_introspection_only(operation: OperationDefinitionNode | None) -> bool:
-    if operation is None:
-        return False
-    return all(
-        isinstance(sel, FieldNode) and sel.name.value.startswith("__")
-        for sel in operation.selection_set.selections
-    )
-
-
-class RequireToken(SchemaExtension):
-    """No token: one UNAUTHENTICATED error and `data: null`, before any resolver runs.
-    Introspection alone is allowed, so GraphiQL can load the schema before a token is set."""
-
-    def on_execute(self) -> Iterator[None]:
-        ec = self.execution_context
-        doc = ec.graphql_document
-        operation = next(
-            (d for d in (doc.definitions if doc else []) if isinstance(d, OperationDefinitionNode)),
-            None,
-        )
-        if ec.context.viewer_or_none is None and not _is_introspection_only(operation):
-            ec.result = ExecutionResult(data=None, errors=[unauthenticated()])
-        yield
 
 
 def _has_nul(value: object) -> bool:
@@ -127,8 +103,9 @@ class Metrics(SchemaExtension):
                         ERRORS.labels(str(ue.get("code"))).inc()
 
 
+# Field order in the SDL follows the bases: viewer, organization, invoice(s), monthlySummary.
 @strawberry.type
-class Query(InvoiceQueries, SummaryQueries):
+class Query(OrganizationQueries, InvoiceQueries, SummaryQueries):
     pass
 
 

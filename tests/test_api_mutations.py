@@ -310,7 +310,11 @@ def test_admin_mutations_are_forbidden_to_members_whatever_they_name(
     """The permission is decided before any lookup, so a member learns nothing about what it
     named: another organization's slug or invoice gets the same FORBIDDEN as its own."""
     full = {
-        "createInvoice": {"currency": "usd", "periodStart": "2026-01-01", "periodEnd": "2026-02-01"},
+        "createInvoice": {
+            "currency": "usd",
+            "periodStart": "2026-01-01",
+            "periodEnd": "2026-02-01",
+        },
     }.get(mutation, {})
     for value in (input, {k: "@open" if k == "invoiceId" else "acme" for k in input}):
         given = {k: world[v[1:]] if v.startswith("@") else v for k, v in value.items()}

@@ -108,9 +108,7 @@ def test_an_organization_you_cannot_see_reads_as_missing_everywhere(
     }
 
 
-def test_another_organizations_invoice_reads_as_missing(
-    api: Api, two_orgs: dict[str, str]
-) -> None:
+def test_another_organizations_invoice_reads_as_missing(api: Api, two_orgs: dict[str, str]) -> None:
     q = "query($id: ID!) { invoice(id: $id) { id } }"
     assert api.gql(q, two_orgs["a"], id=two_orgs["inv_b"]) == {"data": {"invoice": None}}
     assert api.gql(q, two_orgs["a"], id="inv_missing") == {"data": {"invoice": None}}
@@ -313,3 +311,27 @@ def test_health_endpoints(api: Api) -> None:
     metrics = api.client.get("/metrics").text
     assert "billing_graphql_request_seconds" in metrics
     assert api.client.get("/healthz").headers["x-request-id"]
+
+
+def test_an_organization_reads_the_same_by_every_path(api: Api, two_orgs: dict[str, str]) -> None:
+    """Root `organization`, `viewer.organizations` and `invoice.organization` all answer the
+    same object, every field included (the type resolves from the row each of them returns)."""
+    fields = """id slug name billingEmail defaultCurrency invoicePrefix
+      invoices(first: 5) { totalCount nodes { id } }
+      monthlySummary(years: [2026]) { month currency invoiceCount }
+      syncHealth { notRequired pending synced failed }"""
+    data = api.data(
+        f"""query($id: ID!) {{
+          organization(slug: "alpha") {{ {fields} }}
+          viewer {{ organizations {{ {fields} }} }}
+          invoice(id: $id) {{ organization {{ {fields} }} }} }}""",
+        two_orgs["a"],
+        id=two_orgs["inv_a"],
+    )
+    org = data["organization"]
+    assert org["slug"] == "alpha" and org["id"].startswith("org_")
+    assert org["defaultCurrency"] == "USD" and org["invoicePrefix"] == "ALPHA"
+    assert org["invoices"] == {"totalCount": 1, "nodes": [{"id": two_orgs["inv_a"]}]}
+    assert org["syncHealth"]["pending"] == 1 and len(org["monthlySummary"]) == 12
+    assert data["viewer"]["organizations"] == [org]
+    assert data["invoice"]["organization"] == org

@@ -6,54 +6,43 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Any, TypeVar
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 from strawberry.types import Info as StrawberryInfo
 
-from gql.core.errors import unauthenticated
-from models import tables
-from models.errors import NotFound
-from models.tables import TokenScope
+from gql.core.dataloaders import SessionLoader
+from gql.core.permissions import Viewer, require_viewer
 
-if TYPE_CHECKING:
-    from gql.invoices.dataloaders import Loaders
-
-
-@dataclass(frozen=True)
-class Viewer:
-    """Who is calling: a member of one organization, or a platform admin."""
-
-    token_id: int
-    scope: TokenScope
-    organization_id: int | None
-
-    @property
-    def is_admin(self) -> bool:
-        return self.scope == TokenScope.ADMIN
-
-    def can_see(self, organization_id: int) -> bool:
-        return self.is_admin or self.organization_id == organization_id
+L = TypeVar("L", bound=SessionLoader[Any, Any])
 
 
 @dataclass
 class Context:
     session: Session
     viewer_or_none: Viewer | None
-    loaders: Loaders
     enqueue_sync: Callable[[int], None]
     rollup_shards: int
     request_id: str
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    loaders: dict[type[SessionLoader[Any, Any]], SessionLoader[Any, Any]] = field(
+        default_factory=dict
+    )
 
     @property
     def viewer(self) -> Viewer:
-        if self.viewer_or_none is None:
-            raise unauthenticated()
-        return self.viewer_or_none
+        return require_viewer(self)
 
     def now(self) -> datetime:
         return self.clock()
+
+    def loader(self, kind: type[L]) -> L:
+        """This request's loader of that kind, created on first use."""
+        found = self.loaders.get(kind)
+        if found is None:
+            found = self.loaders[kind] = kind(self.session)
+        assert isinstance(found, kind)
+        return found
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -66,30 +55,9 @@ class Context:
             self.session.rollback()
         with self.session.begin():
             yield self.session
-        self.loaders.clear()
-
-    def invoice_for_viewer(self, ref: str, *, for_update: bool = False) -> tables.Invoice:
-        """An invoice by public id or number, scoped to what the viewer may see.
-
-        Another organization's invoice is NOT_FOUND, exactly like a missing one: the scoped
-        lookup cannot tell them apart, so it cannot leak that the invoice exists.
-        """
-        column = tables.Invoice.number if "_" not in ref else tables.Invoice.public_id
-        stmt = select(tables.Invoice).where(column == ref)
-        if not self.viewer.is_admin:
-            stmt = stmt.where(tables.Invoice.organization_id == self.viewer.organization_id)
-        invoice = self.session.exec(stmt).first()
-        if invoice is None:
-            raise NotFound(f"no invoice {ref!r}", field=("invoiceId",))
-        return invoice
-
-    def organization_for_viewer(self, slug: str) -> tables.Organization:
-        org = self.session.exec(
-            select(tables.Organization).where(tables.Organization.slug == slug)
-        ).first()
-        if org is None or org.id is None or not self.viewer.can_see(org.id):
-            raise NotFound(f"no organization {slug!r}", field=("organizationSlug",))
-        return org
+        # Loaders cache rows read before the write; the answer must show the rows after it.
+        for loader in self.loaders.values():
+            loader.clear_all()
 
 
 Info = StrawberryInfo[Context, None]

@@ -1,20 +1,18 @@
-"""Per-request DataLoaders: whatever the page size, each kind of child row costs one query.
+"""Invoice DataLoaders: whatever the page size, each kind of child row costs one query.
 
-Created fresh for every request (in the context), never at module level: a loader caches, and a
-cache shared across requests would serve one viewer's rows to another and go stale.
+One instance per request and kind, from `Context.loader` (see gql/core/dataloaders.py).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
-from strawberry.dataloader import DataLoader
 
+from gql.core.dataloaders import SessionLoader
 from models import tables
 
 # Key of a page of children: (parent id, rows wanted + 1 to learn hasNextPage, after this id).
@@ -80,43 +78,26 @@ def _history(session: Session, keys: Sequence[tuple[int, int]]) -> list[list[tab
     return [grouped[i][:n] for i, n in keys]
 
 
-@dataclass
-class Loaders:
-    line_items: DataLoader[PageKey, list[Any]]  # result rows with InvoiceItem's attribute names
-    sync_state: DataLoader[int, tables.InvoiceSync | None]
-    organization: DataLoader[int, tables.Organization | None]
-    history: DataLoader[tuple[int, int], list[tables.SyncAttempt]]
+class LineItemsByInvoiceIdLoader(SessionLoader[PageKey, list[Any]]):
+    """A page of line items per invoice, as result rows with InvoiceItem's attribute names."""
 
-    def clear(self) -> None:
-        """Forget cached rows (after a write in this request)."""
-        for loader in (self.line_items, self.sync_state, self.organization, self.history):
-            loader.clear_all()
+    async def batch_load(self, keys: list[PageKey]) -> list[list[Any]]:
+        return _line_items_pages(self.session, keys)
 
 
-def make_loaders(session: Session) -> Loaders:
-    async def load_line_items(keys: list[PageKey]) -> list[list[Any]]:
-        return _line_items_pages(session, keys)
+class SyncStateByInvoiceIdLoader(SessionLoader[int, tables.InvoiceSync | None]):
+    """The outbox row of each invoice; None for drafts, which have none."""
 
-    async def load_sync_states(ids: list[int]) -> list[tables.InvoiceSync | None]:
-        rows = session.exec(
-            select(tables.InvoiceSync).where(col(tables.InvoiceSync.invoice_id).in_(ids))
+    async def batch_load(self, keys: list[int]) -> list[tables.InvoiceSync | None]:
+        rows = self.session.exec(
+            select(tables.InvoiceSync).where(col(tables.InvoiceSync.invoice_id).in_(keys))
         ).all()
         by_id = {r.invoice_id: r for r in rows}
-        return [by_id.get(i) for i in ids]
+        return [by_id.get(i) for i in keys]
 
-    async def load_organizations(ids: list[int]) -> list[tables.Organization | None]:
-        rows = session.exec(
-            select(tables.Organization).where(col(tables.Organization.id).in_(ids))
-        ).all()
-        by_id = {r.id: r for r in rows}
-        return [by_id.get(i) for i in ids]
 
-    async def load_history(keys: list[tuple[int, int]]) -> list[list[tables.SyncAttempt]]:
-        return _history(session, keys)
+class SyncAttemptsByInvoiceIdLoader(SessionLoader[tuple[int, int], list[tables.SyncAttempt]]):
+    """The last N sync attempts per (invoice id, N), newest first."""
 
-    return Loaders(
-        line_items=DataLoader(load_fn=load_line_items),
-        sync_state=DataLoader(load_fn=load_sync_states),
-        organization=DataLoader(load_fn=load_organizations),
-        history=DataLoader(load_fn=load_history),
-    )
+    async def batch_load(self, keys: list[tuple[int, int]]) -> list[list[tables.SyncAttempt]]:
+        return _history(self.session, keys)

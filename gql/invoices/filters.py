@@ -9,14 +9,14 @@ import sqlalchemy as sa
 import strawberry
 from sqlmodel import col, select
 
-import gql.invoices.types  # noqa: F401  (registers the domain enums with Strawberry)
+from gql.invoices.enums import InvoiceStatus, SyncStatus
 from models import tables
 from models.money import normalize_currency
 
 
 @strawberry.input(description="Narrow an invoice list. All given conditions must hold.")
 class InvoiceFilter:
-    status: list[tables.InvoiceStatus] | None = strawberry.field(
+    status: list[InvoiceStatus] | None = strawberry.field(
         default=None, description="Any of these statuses."
     )
     currency: str | None = strawberry.field(default=None, description="ISO 4217 code, any case.")
@@ -26,7 +26,7 @@ class InvoiceFilter:
     period_to: date | None = strawberry.field(
         default=None, description="Billing periods starting before this day (exclusive)."
     )
-    sync_status: list[tables.SyncStatus] | None = strawberry.field(
+    sync_status: list[SyncStatus] | None = strawberry.field(
         default=None, description="Any of these sync states (NOT_REQUIRED means drafts)."
     )
     organization_slug: str | None = strawberry.field(
@@ -50,12 +50,12 @@ def conditions(f: InvoiceFilter | None) -> list[Any]:
     if f.period_to:
         out.append(col(inv.period_start) < f.period_to)
     if f.sync_status:
-        states = [s.value for s in f.sync_status if s != tables.SyncStatus.NOT_REQUIRED]
+        states = [s.value for s in f.sync_status if s != SyncStatus.NOT_REQUIRED]
         synced = select(tables.InvoiceSync.invoice_id).where(
             col(tables.InvoiceSync.state).in_(states)
         )
         either: list[sa.ColumnElement[bool]] = [col(inv.id).in_(synced)] if states else []
-        if tables.SyncStatus.NOT_REQUIRED in f.sync_status:
-            either.append(col(inv.status) == tables.InvoiceStatus.DRAFT)
+        if SyncStatus.NOT_REQUIRED in f.sync_status:
+            either.append(col(inv.status) == InvoiceStatus.DRAFT)
         out.append(sa.or_(*either))
     return out

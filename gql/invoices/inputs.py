@@ -10,9 +10,8 @@ from typing import Any, cast
 import strawberry
 from strawberry.scalars import JSON
 
-import gql.invoices.types  # noqa: F401  (registers the domain enums with Strawberry)
 from gql.core.scalars import DecimalString
-from models import tables
+from gql.invoices.enums import LineItemKind
 from models.invoices import LineInput
 
 
@@ -31,7 +30,7 @@ class CreateInvoiceInput:
 
 @strawberry.input(description="One line to add to a draft.")
 class LineItemInput:
-    kind: tables.LineItemKind = strawberry.field(
+    kind: LineItemKind = strawberry.field(
         description="USAGE, SUBSCRIPTION and ONE_OFF need a unit price >= 0; CREDIT <= 0."
     )
     description: str = strawberry.field(

@@ -8,10 +8,11 @@ can never create a second Stripe invoice, so a developer may nudge a stuck sync 
 from __future__ import annotations
 
 import strawberry
-from strawberry.permission import BasePermission
 
+from gql.core import permissions
 from gql.core.context import Info
 from gql.core.errors import UserError, returns_user_errors
+from gql.core.permissions import IsAuthenticated, IsPlatformAdmin
 from gql.invoices.inputs import (
     AddLineItemsInput,
     CreateInvoiceInput,
@@ -21,14 +22,6 @@ from gql.invoices.inputs import (
 )
 from gql.invoices.types import Invoice
 from models import invoices, outbox, tables
-
-
-class IsAdmin(BasePermission):
-    message = "this mutation needs a platform admin token"
-    error_extensions = {"code": "FORBIDDEN"}
-
-    def has_permission(self, source: object, info: Info, **kwargs: object) -> bool:
-        return info.context.viewer.is_admin
 
 
 @strawberry.type(description="Result of an invoice mutation: the invoice, or why nothing changed.")
@@ -56,13 +49,13 @@ def _ok(invoice: tables.Invoice) -> InvoicePayload:
 @strawberry.type
 class InvoiceMutations:
     @strawberry.mutation(
-        description="Create a DRAFT invoice (admin).", permission_classes=[IsAdmin]
+        description="Create a DRAFT invoice (admin).", permission_classes=[IsPlatformAdmin]
     )
     @returns_user_errors(InvoicePayload)
     def create_invoice(self, info: Info, input: CreateInvoiceInput) -> InvoicePayload:
         ctx = info.context
         with ctx.transaction() as s:
-            org = ctx.organization_for_viewer(input.organization_slug)
+            org = permissions.organization_or_not_found(ctx, input.organization_slug)
             inv = invoices.create_draft(
                 s,
                 org,
@@ -76,20 +69,20 @@ class InvoiceMutations:
 
     @strawberry.mutation(
         description="Append lines to a DRAFT invoice, all or none (admin; at most 1,000 per call).",
-        permission_classes=[IsAdmin],
+        permission_classes=[IsPlatformAdmin],
     )
     @returns_user_errors(InvoicePayload)
     def add_line_items(self, info: Info, input: AddLineItemsInput) -> InvoicePayload:
         ctx = info.context
         with ctx.transaction() as s:
-            inv = ctx.invoice_for_viewer(str(input.invoice_id))
+            inv = permissions.invoice_or_not_found(ctx, str(input.invoice_id))
             invoices.add_lines(s, inv, [i.to_domain() for i in input.items], now=ctx.now())
             inv = invoices.get_for_update(s, inv.id or 0)
         return _ok(inv)
 
     @strawberry.mutation(
         description="DRAFT -> OPEN: number it, freeze it, count it, and queue the Stripe sync (admin).",
-        permission_classes=[IsAdmin],
+        permission_classes=[IsPlatformAdmin],
     )
     @returns_user_errors(InvoicePayload)
     def finalize_invoice(self, info: Info, input: InvoiceIdInput) -> InvoicePayload:
@@ -97,7 +90,7 @@ class InvoiceMutations:
         with ctx.transaction() as s:
             inv = invoices.finalize(
                 s,
-                ctx.invoice_for_viewer(str(input.invoice_id)),
+                permissions.invoice_or_not_found(ctx, str(input.invoice_id)),
                 now=ctx.now(),
                 rollup_shards=ctx.rollup_shards,
             )
@@ -105,30 +98,32 @@ class InvoiceMutations:
         return _ok(inv)
 
     @strawberry.mutation(
-        description="OPEN or UNCOLLECTIBLE -> PAID (admin).", permission_classes=[IsAdmin]
+        description="OPEN or UNCOLLECTIBLE -> PAID (admin).", permission_classes=[IsPlatformAdmin]
     )
     @returns_user_errors(InvoicePayload)
     def mark_invoice_paid(self, info: Info, input: InvoiceIdInput) -> InvoicePayload:
         ctx = info.context
         with ctx.transaction() as s:
             inv = invoices.mark_paid(
-                s, ctx.invoice_for_viewer(str(input.invoice_id)), now=ctx.now()
+                s, permissions.invoice_or_not_found(ctx, str(input.invoice_id)), now=ctx.now()
             )
         return _ok(inv)
 
-    @strawberry.mutation(description="OPEN -> UNCOLLECTIBLE (admin).", permission_classes=[IsAdmin])
+    @strawberry.mutation(
+        description="OPEN -> UNCOLLECTIBLE (admin).", permission_classes=[IsPlatformAdmin]
+    )
     @returns_user_errors(InvoicePayload)
     def mark_invoice_uncollectible(self, info: Info, input: InvoiceIdInput) -> InvoicePayload:
         ctx = info.context
         with ctx.transaction() as s:
             inv = invoices.mark_uncollectible(
-                s, ctx.invoice_for_viewer(str(input.invoice_id)), now=ctx.now()
+                s, permissions.invoice_or_not_found(ctx, str(input.invoice_id)), now=ctx.now()
             )
         return _ok(inv)
 
     @strawberry.mutation(
         description="OPEN or UNCOLLECTIBLE -> VOID: out of the monthly totals, and voided on Stripe (admin).",
-        permission_classes=[IsAdmin],
+        permission_classes=[IsPlatformAdmin],
     )
     @returns_user_errors(InvoicePayload)
     def void_invoice(self, info: Info, input: InvoiceIdInput) -> InvoicePayload:
@@ -136,7 +131,7 @@ class InvoiceMutations:
         with ctx.transaction() as s:
             inv = invoices.void(
                 s,
-                ctx.invoice_for_viewer(str(input.invoice_id)),
+                permissions.invoice_or_not_found(ctx, str(input.invoice_id)),
                 now=ctx.now(),
                 rollup_shards=ctx.rollup_shards,
             )
@@ -147,20 +142,21 @@ class InvoiceMutations:
         description=(
             "Force a resync: FAILED goes back to PENDING with attempts reset; SYNCED is re-verified "
             "against Stripe and repaired. Never creates a second Stripe invoice."
-        )
+        ),
+        permission_classes=[IsAuthenticated],
     )
     @returns_user_errors(InvoicePayload)
     def resync_invoice(self, info: Info, input: ResyncInvoiceInput) -> InvoicePayload:
         ctx = info.context
         with ctx.transaction() as s:
-            inv = ctx.invoice_for_viewer(str(input.invoice_id))
+            inv = permissions.invoice_or_not_found(ctx, str(input.invoice_id))
             outbox.request_resync(s, inv, now=ctx.now())
         ctx.enqueue_sync(inv.id or 0)
         return _ok(inv)
 
     @strawberry.mutation(
         description="Re-queue every FAILED sync of one organization or of the platform (admin).",
-        permission_classes=[IsAdmin],
+        permission_classes=[IsPlatformAdmin],
     )
     @returns_user_errors(RetryFailedSyncsPayload)
     def retry_failed_syncs(
@@ -169,7 +165,7 @@ class InvoiceMutations:
         ctx = info.context
         with ctx.transaction() as s:
             org_id = (
-                ctx.organization_for_viewer(input.organization_slug).id
+                permissions.organization_or_not_found(ctx, input.organization_slug).id
                 if input.organization_slug
                 else None
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from gql.invoices.types import Money
+from gql.core.money import Money
 
 
 @strawberry.type(

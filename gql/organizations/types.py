@@ -1,0 +1,105 @@
+"""GraphQL types of organizations and of the caller. Every field carries a description.
+
+`Organization` resolves its fields from a `tables.Organization` row, which resolvers return as
+is (declaring `graphql_type=Organization`): that way `Invoice.organization` can name this type
+lazily, without importing it, while this module imports the invoice and summary types it lists.
+"""
+
+from __future__ import annotations
+
+import strawberry
+
+from gql.core.context import Info
+from gql.invoices.filters import InvoiceFilter
+from gql.invoices.resolvers import invoice_page, sync_health
+from gql.invoices.sync_state import SyncHealth
+from gql.invoices.types import InvoiceConnection
+from gql.organizations.enums import TokenScope
+from gql.summary.resolvers import summary_for
+from gql.summary.types import MonthlySummary
+from models import tables
+
+Row = strawberry.Parent[tables.Organization]
+
+
+def _id(parent: Row) -> strawberry.ID:
+    return strawberry.ID(parent.public_id)
+
+
+def _default_currency(parent: Row) -> str:
+    return parent.default_currency.strip()
+
+
+def _invoices(
+    parent: Row,
+    info: Info,
+    first: int = 20,
+    after: str | None = None,
+    filter: InvoiceFilter | None = None,
+) -> InvoiceConnection:
+    assert parent.id is not None
+    return invoice_page(info, first=first, after=after, filter=filter, organization_id=parent.id)
+
+
+def _monthly_summary(
+    parent: Row, info: Info, years: list[int], currency: str | None = None
+) -> list[MonthlySummary]:
+    assert parent.id is not None
+    return summary_for(
+        info,
+        scope_id=parent.id,
+        years=years,
+        currency=currency,
+        default_currency=parent.default_currency,
+    )
+
+
+def _sync_health(parent: Row, info: Info) -> SyncHealth:
+    assert parent.id is not None
+    return sync_health(info, parent.id)
+
+
+@strawberry.type(description="A paying customer of the platform.")
+class Organization:
+    id: strawberry.ID = strawberry.field(resolver=_id, description="Opaque public id (org_...).")
+    slug: str = strawberry.field(description="URL-safe unique name.")
+    name: str = strawberry.field(description="Display name.")
+    billing_email: str = strawberry.field(description="Where invoices are e-mailed.")
+    default_currency: str = strawberry.field(
+        resolver=_default_currency, description="Currency of new invoices unless stated."
+    )
+    invoice_prefix: str = strawberry.field(
+        description="Prefix of invoice numbers, such as ACME in ACME-0007."
+    )
+    invoices: InvoiceConnection = strawberry.field(
+        resolver=_invoices,
+        description="This organization's invoices, newest first; `first` at most 100.",
+    )
+    monthly_summary: list[MonthlySummary] = strawberry.field(
+        resolver=_monthly_summary,
+        description="Every month of the given years (at most 10), per currency, zeros included.",
+    )
+    sync_health: SyncHealth = strawberry.field(
+        resolver=_sync_health,
+        description="Invoices per sync state: is Stripe in step with us?",
+    )
+
+
+@strawberry.type(description="The caller: a member of one organization, or a platform admin.")
+class Viewer:
+    scope: TokenScope = strawberry.field(description="MEMBER or ADMIN.")
+    organization_rows: strawberry.Private[list[tables.Organization]]
+
+    @strawberry.field(
+        description="Organizations visible to the caller (all of them, by slug, for admins).",
+        graphql_type=list[Organization],
+    )
+    def organizations(self) -> list[tables.Organization]:
+        return self.organization_rows
+
+    @strawberry.field(description="True for platform admin tokens.")
+    def is_admin(self) -> bool:
+        return self.scope == TokenScope.ADMIN
+
+
+__all__ = ["Organization", "Viewer"]
