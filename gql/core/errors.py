@@ -1,8 +1,9 @@
 """Errors at the API edge. The only place domain errors become `userErrors`.
 
 - A DomainError (bad input, illegal transition, not found) becomes a UserError in the payload.
-- A ClientError (unauthenticated, forbidden, bad query arguments) becomes a top-level GraphQL
-  error with `extensions.code`.
+- A ClientError (unauthenticated, bad query arguments) becomes a top-level GraphQL error with
+  `extensions.code`; FORBIDDEN comes from the permission classes in gql/core/permissions.py.
+- Codes of userErrors are the domain's `ErrorCode`, published once as `UserErrorCode`.
 - Anything else is a bug: masked as INTERNAL_ERROR with the request id, logged in full.
 """
 
@@ -59,14 +60,12 @@ class ClientError(GraphQLError):
         super().__init__(message, extensions={"code": code})
 
 
+UNAUTHENTICATED_MESSAGE = "missing or unknown API token: send Authorization: Bearer <token>"
+
+
 def unauthenticated() -> ClientError:
-    return ClientError(
-        "missing or unknown API token: send Authorization: Bearer <token>", "UNAUTHENTICATED"
-    )
-
-
-def forbidden(what: str) -> ClientError:
-    return ClientError(f"{what} needs a platform admin token", "FORBIDDEN")
+    """Raised or answered by gql/core/permissions.py only; the decision lives there."""
+    return ClientError(UNAUTHENTICATED_MESSAGE, "UNAUTHENTICATED")
 
 
 def bad_input(message: str) -> ClientError:

@@ -38,7 +38,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.permission import BasePermission
 from strawberry.types import Info
 
-from gql.core.errors import unauthenticated
+from gql.core.errors import UNAUTHENTICATED_MESSAGE, unauthenticated
 from models import organizations, tables
 from models.errors import NotFound
 from models.tables import TokenScope
@@ -111,7 +111,7 @@ def require_viewer(caller: Caller) -> Viewer:
 
 
 class IsAuthenticated(BasePermission):
-    message = "missing or unknown API token: send Authorization: Bearer <token>"
+    message = UNAUTHENTICATED_MESSAGE
     error_extensions = {"code": "UNAUTHENTICATED"}
 
     def has_permission(self, source: object, info: Info[Caller, Any], **kwargs: object) -> bool:
