@@ -20,10 +20,10 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from models import outbox, tables
+from stripe_mock import create_app
 from sync import attempt, runtime
 from sync.attempt import Outcome, Runtime
 from sync.config import SyncConfig
-from sync.mock_stripe import create_app
 from tests.factories import make_invoice, make_org
 
 

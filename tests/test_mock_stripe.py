@@ -15,8 +15,8 @@ import stripe
 import uvicorn
 from starlette.types import ASGIApp
 
-from sync.mock_stripe import LINE_LIMIT_CODE, SettingsError, create_app, settings_from_json
-from sync.mock_stripe.forms import FormError, decode_form
+from stripe_mock import LINE_LIMIT_CODE, SettingsError, create_app, settings_from_json
+from stripe_mock.forms import FormError, decode_form
 
 KEY = "sk_test_mock"
 

@@ -17,8 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from starlette.types import Receive, Scope, Send
 
-SERVER_SEND = "mock_stripe.server_send"
-SERVER_RECEIVE = "mock_stripe.server_receive"
+SERVER_SEND = "stripe_mock.server_send"
+SERVER_RECEIVE = "stripe_mock.server_receive"
 # Bounds the wait for the server to notice the closed socket; it takes one loop iteration.
 _DISCONNECT_WAIT_SECONDS = 2.0
 
@@ -53,7 +53,7 @@ async def drop_connection(scope: Scope, receive: Receive, send: Send) -> None:
                 ],
             }
         )
-        raise ConnectionDropped("mock_stripe dropped the connection on purpose")
+        raise ConnectionDropped("stripe_mock dropped the connection on purpose")
     transport.abort()
     # Returning before uvicorn has seen the disconnect would make it answer 500 on a closed
     # socket and log "returned without starting response"; its receive() reports the

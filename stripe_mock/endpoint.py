@@ -27,9 +27,9 @@ from .params import Reader
 from .state import MockState
 from .stats import LOST, TIMEOUT
 
-logger = logging.getLogger("mock_stripe")
+logger = logging.getLogger("stripe_mock")
 
-REQUEST_ID = "mock_stripe.request_id"
+REQUEST_ID = "stripe_mock.request_id"
 
 
 def encode(body: JSON) -> bytes:
@@ -123,7 +123,7 @@ class ApiEndpoint:
         except Exception:
             # A bug in the mock must not leave the key in flight forever: answer like a
             # Stripe 500, which the sync retries.
-            logger.exception("mock_stripe handler failed for %s", self.operation.endpoint)
+            logger.exception("stripe_mock handler failed for %s", self.operation.endpoint)
             error = errors.api_error_500()
             status, body, headers = error.status, error.body(), tuple(extra)
         return StoredResponse(status, encode(body), headers, str(scope.get(REQUEST_ID, "")))
