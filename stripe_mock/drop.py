@@ -1,48 +1,115 @@
-"""Dropping a connection without an HTTP answer, so clients see a network error.
+"""Losing a response: the request executed, and the client gets no answer at all.
 
-ASGI has no "abort" message. Under uvicorn the `send` callable is a bound method of the
-request cycle, which holds the asyncio transport; aborting that transport closes the socket
-before a single response byte is written, and the client reports "connection closed without
-response" (requests: ConnectionError, httpx: RemoteProtocolError; the Stripe SDK raises
-APIConnectionError for both). `MockStripe.__call__` keeps uvicorn's own `send` and `receive`
-in the scope because Starlette's middleware wraps them. Any other server gets the fallback:
-start a response announcing a body, then fail, which servers answer by closing the socket
-mid-response.
+ASGI has no "abort" message, and uvicorn (0.54, `protocols/http/*_impl.py` `run_asgi`) turns
+every ASGI-level way out into an answer: an app that raises before `http.response.start`, or
+returns without starting a response, gets a 500 written for it. Only a response that was
+started and then broken makes it close the socket, and by then the status line is out. So the
+connection is not dropped at the ASGI level but one layer below, by a plain asyncio TCP front
+that owns the client's socket:
+
+    client ──TCP──▶ Front (public port) ──TCP, loopback──▶ uvicorn + the Starlette app
+
+The front copies bytes both ways and understands nothing of HTTP. Each client connection has
+its own upstream connection, and uvicorn reports that upstream socket's address as
+`scope["client"]`; by that address an endpoint asks `Connections.drop` to abort the client's
+socket (no byte of the answer is written, the client reports "connection closed without
+response": requests' ConnectionError, httpx's RemoteProtocolError, the Stripe SDK's
+APIConnectionError for both) and to close the upstream one, which uvicorn sees as the ASGI
+`http.disconnect` the endpoint then waits for, so uvicorn writes no 500 and logs nothing.
+
+The front and uvicorn share one event loop (`server.MockServer`), so `drop` runs on the loop
+that owns the transports. Served any other way (no front attached, e.g. `create_app()` under a
+bare uvicorn), the endpoint falls back to the one path ASGI servers answer by closing the
+socket: start a response that announces a body, then fail; the client then sees a status line
+and a broken body, still a connection error to the SDK.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
 
 from starlette.types import Receive, Scope, Send
 
-SERVER_SEND = "stripe_mock.server_send"
-SERVER_RECEIVE = "stripe_mock.server_receive"
-# Bounds the wait for the server to notice the closed socket; it takes one loop iteration.
+_CHUNK = 64 * 1024
+# Bounds the wait for uvicorn to notice the closed upstream socket; it takes one loop turn.
 _DISCONNECT_WAIT_SECONDS = 2.0
+
+Address = tuple[str, int]
 
 
 class ConnectionDropped(Exception):
-    """Raised after a partial response when the transport cannot be aborted directly."""
+    """Raised after a partial response when no front owns the client's socket."""
 
 
-@runtime_checkable
-class _Abortable(Protocol):
-    def abort(self) -> None: ...
+@dataclass
+class _Link:
+    client: asyncio.StreamWriter
+    upstream: asyncio.StreamWriter
 
 
-def _transport(send: Any) -> _Abortable | None:
-    # Duck-typed: uvloop's TCPTransport does not derive from asyncio.WriteTransport.
-    transport = getattr(getattr(send, "__self__", None), "transport", None)
-    return transport if isinstance(transport, _Abortable) else None
+class Connections:
+    """The front's open client connections, by the address uvicorn sees them from."""
+
+    def __init__(self) -> None:
+        self.front_attached = False
+        self._links: dict[Address, _Link] = {}
+
+    def drop(self, upstream_address: object) -> None:
+        """Abort the client's socket without a byte more; a client already gone is a no-op."""
+        link = self._links.pop(_address(upstream_address), None)
+        if link is not None:
+            link.client.transport.abort()
+            link.upstream.close()
+
+    def abort_all(self) -> None:
+        for address in list(self._links):
+            self.drop(address)
+
+    async def relay(
+        self, client_reader: asyncio.StreamReader, client: asyncio.StreamWriter, upstream: Address
+    ) -> None:
+        """`asyncio.start_server` callback: pipe one client connection to uvicorn and back."""
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*upstream)
+        except OSError:
+            client.transport.abort()
+            return
+        address = _address(upstream_writer.get_extra_info("sockname"))
+        self._links[address] = _Link(client, upstream_writer)
+        try:
+            await asyncio.gather(
+                _pump(client_reader, upstream_writer), _pump(upstream_reader, client)
+            )
+        finally:
+            self._links.pop(address, None)
 
 
-async def drop_connection(scope: Scope, receive: Receive, send: Send) -> None:
-    server_send = scope.get(SERVER_SEND, send)
-    server_receive: Receive = scope.get(SERVER_RECEIVE, receive)
-    transport = _transport(server_send)
-    if transport is None:
+async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    # Either side ending ends the connection: HTTP clients never half-close mid-request.
+    try:
+        while data := await source.read(_CHUNK):
+            if sink.is_closing():
+                break
+            sink.write(data)
+            await sink.drain()
+    except OSError:
+        pass
+    finally:
+        sink.close()
+
+
+def _address(value: object) -> Address:
+    if isinstance(value, list | tuple) and len(value) >= 2:
+        return str(value[0]), int(value[1])
+    return "", 0
+
+
+async def drop_connection(
+    connections: Connections, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """End the request with no answer; see the module docstring for how."""
+    if not connections.front_attached:
         await send(
             {
                 "type": "http.response.start",
@@ -54,13 +121,10 @@ async def drop_connection(scope: Scope, receive: Receive, send: Send) -> None:
             }
         )
         raise ConnectionDropped("stripe_mock dropped the connection on purpose")
-    transport.abort()
-    # Returning before uvicorn has seen the disconnect would make it answer 500 on a closed
-    # socket and log "returned without starting response"; its receive() reports the
-    # disconnect once the transport's connection_lost has run.
+    connections.drop(scope.get("client"))
     try:
         async with asyncio.timeout(_DISCONNECT_WAIT_SECONDS):
-            while (await server_receive())["type"] != "http.disconnect":
+            while (await receive())["type"] != "http.disconnect":
                 pass
     except TimeoutError:
         pass

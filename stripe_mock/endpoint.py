@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from . import errors
 from .auth import api_key
-from .drop import drop_connection
+from .drop import Connections, drop_connection
 from .faults import Rule
 from .forms import FormError, decode_form
 from .idempotency import Replay, StoredResponse
@@ -49,9 +49,10 @@ async def send_json(
 
 
 class ApiEndpoint:
-    def __init__(self, operation: Operation, state: MockState) -> None:
+    def __init__(self, operation: Operation, state: MockState, connections: Connections) -> None:
         self.operation = operation
         self.state = state
+        self.connections = connections
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
@@ -63,7 +64,7 @@ class ApiEndpoint:
             if rule is not None and rule.fault == "timeout":
                 await asyncio.sleep(rule.seconds)
                 self.state.stats.record(self.operation.endpoint, TIMEOUT)
-                return await drop_connection(scope, receive, send)
+                return await drop_connection(self.connections, scope, receive, send)
             params = await _params(Request(scope, receive))
         except errors.StripeError as e:
             return await self._fail(send, e, extra)
@@ -147,7 +148,7 @@ class ApiEndpoint:
         endpoint = self.operation.endpoint
         if rule is not None and rule.fault == "lost_response":
             self.state.stats.record(endpoint, LOST, replayed=replayed)
-            return await drop_connection(scope, receive, send)
+            return await drop_connection(self.connections, scope, receive, send)
         self.state.stats.record(endpoint, response.status, replayed=replayed)
         headers = list(response.headers)
         if replayed:
