@@ -1,7 +1,7 @@
-"""A small subset of Stripe's search query language.
+"""The subset of Stripe's search query language that finds objects by metadata.
 
-Supported: `field:'value'`, `metadata['key']:'value'`, double quotes too, `-` to negate, and
-clauses joined by all-`AND` or all-`OR` (Stripe does not allow mixing them either).
+Supported: `metadata['key']:'value'` (double quotes too), clauses joined by all-`AND` or
+all-`OR` (Stripe does not allow mixing them either). Other fields are refused, not ignored.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from .errors import ParamError
 
 _CLAUSE = re.compile(
-    r"""\s*(?P<neg>-)?
-    (?:metadata\[(?P<mq>['"])(?P<mkey>(?:\\.|(?!(?P=mq)).)*)(?P=mq)\]|(?P<field>[a-z_]+))
+    r"""\s*
+    metadata\[(?P<mq>['"])(?P<mkey>(?:\\.|(?!(?P=mq)).)*)(?P=mq)\]
     \s*:\s*
-    (?:(?P<vq>['"])(?P<value>(?:\\.|(?!(?P=vq)).)*)(?P=vq)|(?P<bare>[^\s'"]+))
+    (?P<vq>['"])(?P<value>(?:\\.|(?!(?P=vq)).)*)(?P=vq)
     \s*""",
     re.VERBOSE,
 )
@@ -26,18 +26,11 @@ _ESCAPE = re.compile(r"\\(.)")
 
 @dataclass(frozen=True)
 class Clause:
-    field: str
-    metadata_key: str | None
+    metadata_key: str
     value: str
-    negated: bool
 
-    def holds(self, fields: Mapping[str, str | None], metadata: Mapping[str, str]) -> bool:
-        actual = (
-            metadata.get(self.metadata_key)
-            if self.metadata_key is not None
-            else fields.get(self.field)
-        )
-        return (actual == self.value) != self.negated
+    def holds(self, metadata: Mapping[str, str]) -> bool:
+        return metadata.get(self.metadata_key) == self.value
 
 
 @dataclass(frozen=True)
@@ -45,12 +38,12 @@ class Query:
     clauses: tuple[Clause, ...]
     any_of: bool
 
-    def matches(self, fields: Mapping[str, str | None], metadata: Mapping[str, str]) -> bool:
-        results = (c.holds(fields, metadata) for c in self.clauses)
+    def matches(self, metadata: Mapping[str, str]) -> bool:
+        results = (c.holds(metadata) for c in self.clauses)
         return any(results) if self.any_of else all(results)
 
 
-def parse_query(text: str, *, fields: frozenset[str]) -> Query:
+def parse_query(text: str) -> Query:
     clauses: list[Clause] = []
     joins: set[str] = set()
     pos = 0
@@ -58,7 +51,12 @@ def parse_query(text: str, *, fields: frozenset[str]) -> Query:
         match = _CLAUSE.match(text, pos)
         if match is None:
             raise _invalid(text, f"expected a clause like metadata['key']:'value' at {pos}")
-        clauses.append(_clause(match, text, fields))
+        clauses.append(
+            Clause(
+                metadata_key=_ESCAPE.sub(r"\1", match.group("mkey")),
+                value=_ESCAPE.sub(r"\1", match.group("value")),
+            )
+        )
         pos = match.end()
         if pos == len(text):
             break
@@ -70,21 +68,6 @@ def parse_query(text: str, *, fields: frozenset[str]) -> Query:
     if len(joins) > 1:
         raise _invalid(text, "AND and OR cannot be combined in one query")
     return Query(tuple(clauses), any_of=joins == {"OR"})
-
-
-def _clause(match: re.Match[str], text: str, fields: frozenset[str]) -> Clause:
-    key = match.group("mkey")
-    field = "metadata" if key is not None else match.group("field")
-    if key is None and field not in fields:
-        raise _invalid(text, f"field {field!r} is not searchable here")
-    raw = match.group("value")
-    value = _ESCAPE.sub(r"\1", raw) if raw is not None else match.group("bare")
-    return Clause(
-        field=field,
-        metadata_key=_ESCAPE.sub(r"\1", key) if key is not None else None,
-        value=value,
-        negated=match.group("neg") is not None,
-    )
 
 
 def _invalid(text: str, why: str) -> ParamError:

@@ -282,6 +282,20 @@ def test_unknown_params_and_ids_are_rejected(client: stripe.StripeClient) -> Non
     assert no_due.value.param == "days_until_due"
 
 
+def test_what_the_mock_does_not_model_is_refused(
+    base_url: str, client: stripe.StripeClient
+) -> None:
+    """Search by anything but metadata, backward paging, Basic auth: a 4xx, never ignored."""
+    with pytest.raises(stripe.InvalidRequestError) as by_field:
+        client.v1.invoices.search(params={"query": "status:'open'"})
+    assert by_field.value.param == "query"
+    with pytest.raises(stripe.InvalidRequestError) as backward:
+        client.v1.invoices.list(params={"ending_before": "in_x"})
+    assert backward.value.code == "parameter_unknown"
+    basic = httpx.get(f"{base_url}/v1/invoices", auth=(KEY, ""))
+    assert basic.status_code == 401
+
+
 def test_line_cap_is_250(client: stripe.StripeClient) -> None:
     draft = make_draft(client)
     for chunk in range(5):
