@@ -185,7 +185,7 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
 
 def cmd_mock_stripe(args: argparse.Namespace) -> int:
-    from sync.mock_stripe import serve, settings_from_json
+    from stripe_mock import serve, settings_from_json
 
     options = settings_from_json(args.faults) if args.faults else {}
     options.setdefault("idempotency_ttl_seconds", args.idempotency_ttl)

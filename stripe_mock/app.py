@@ -14,7 +14,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from . import errors
 from .admin import admin_routes
-from .drop import SERVER_RECEIVE, SERVER_SEND
+from .drop import Connections
 from .endpoint import REQUEST_ID, ApiEndpoint, encode
 from .faults import parse_rules
 from .handlers import ENDPOINTS, OPERATIONS
@@ -24,21 +24,20 @@ from .stats import UNMATCHED
 
 
 class MockStripe(Starlette):
-    """Starlette, plus a `Request-Id` on every response and the server's own channels.
+    """Starlette, plus a `Request-Id` on every response.
 
-    Starlette's middleware wraps `send`; `drop.drop_connection` needs the server's, so it
-    is kept in the scope before any wrapping happens.
+    `connections` is where `server.MockServer`'s front registers the client sockets it owns,
+    so that endpoints can lose a response (`drop.py`).
     """
 
     mock: MockState
+    connections: Connections
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)
         request_id = new_request_id()
         scope[REQUEST_ID] = request_id
-        scope[SERVER_SEND] = send
-        scope[SERVER_RECEIVE] = receive
 
         async def send_with_request_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -55,7 +54,7 @@ def create_app(
     idempotency_ttl_seconds: float = 86400,
     seed: int | None = None,
     search_lag_seconds: float = 0.0,
-) -> Starlette:
+) -> MockStripe:
     """Build a mock Stripe; `rules` use the `POST /_mock/faults` format and raise ValueError.
 
     `search_lag_seconds` hides new objects from `/search` for that long, as Stripe's search
@@ -69,8 +68,10 @@ def create_app(
         ),
         parse_rules(rules or [], ENDPOINTS),
     )
+    connections = Connections()
     routes: list[BaseRoute] = [
-        Route(op.path, ApiEndpoint(op, state), methods=[op.method]) for op in OPERATIONS
+        Route(op.path, ApiEndpoint(op, state, connections), methods=[op.method])
+        for op in OPERATIONS
     ]
     routes += admin_routes(state, ENDPOINTS)
 
@@ -83,4 +84,5 @@ def create_app(
 
     app = MockStripe(routes=routes, exception_handlers={HTTPException: unrecognized})
     app.mock = state
+    app.connections = connections
     return app

@@ -14,9 +14,7 @@ from ..search import parse_query
 from ..store import Invoice, Store
 from .lines import read_line
 
-_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
 _COLLECTION_METHODS = ("charge_automatically", "send_invoice")
-_SEARCH_FIELDS = frozenset({"customer", "status", "currency", "number", "total"})
 _DAY = 86400
 
 
@@ -33,8 +31,6 @@ def create_invoice(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
         "days_until_due",
         "due_date",
         "description",
-        "footer",
-        "statement_descriptor",
         "metadata",
         "pending_invoice_items_behavior",
         "expand",
@@ -49,8 +45,6 @@ def create_invoice(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
         collection_method=collection_method or "charge_automatically",
         due_date=_due_date(p, collection_method or "charge_automatically"),
         description=p.str_or_none("description"),
-        footer=p.str_or_none("footer"),
-        statement_descriptor=p.str_or_none("statement_descriptor"),
         metadata=p.metadata_or_none() or {},
         include_pending=behavior == "include",
     )
@@ -84,12 +78,8 @@ def retrieve_invoice(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
 
 
 def list_invoices(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
-    p.only("customer", "status", "collection_method", "expand", *PAGINATION_PARAMS)
-    invoices = store.list_invoices(
-        customer=p.str_or_none("customer"),
-        status=p.choice_or_none("status", _STATUSES),
-        collection_method=p.choice_or_none("collection_method", _COLLECTION_METHODS),
-    )
+    p.only("customer", "expand", *PAGINATION_PARAMS)
+    invoices = store.list_invoices(customer=p.str_or_none("customer"))
     page, has_more = cursor_page(invoices, lambda i: i.id, p, kind="invoice")
     return shapes.list_object(
         "/v1/invoices", [_shape(store, inv) for inv in page], has_more=has_more
@@ -98,21 +88,8 @@ def list_invoices(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
 
 def search_invoices(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
     p.only("query", "limit", "page", "expand")
-    query = parse_query(p.required_str("query"), fields=_SEARCH_FIELDS)
-    hits = [
-        inv
-        for inv in store.searchable_invoices()
-        if query.matches(
-            {
-                "customer": inv.customer,
-                "status": inv.status,
-                "currency": inv.currency,
-                "number": inv.number,
-                "total": str(inv.total),
-            },
-            inv.metadata,
-        )
-    ]
+    query = parse_query(p.required_str("query"))
+    hits = [inv for inv in store.searchable_invoices() if query.matches(inv.metadata)]
     page, next_page = search_page(hits, p)
     return shapes.search_result(
         "/v1/invoices/search", [_shape(store, inv) for inv in page], next_page=next_page
@@ -126,7 +103,7 @@ def add_lines(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
         raise ParamError("Missing required param: lines.", param="lines", code="parameter_missing")
     lines = []
     for reader in readers:
-        reader.only("amount", "description", "period", "metadata", "discountable")
+        reader.only("amount", "description", "period", "metadata")
         lines.append(read_line(reader))
     invoice = store.add_lines(path["id"], lines, p.metadata_or_none("invoice_metadata"))
     return _shape(store, invoice)

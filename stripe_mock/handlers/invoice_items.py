@@ -21,7 +21,6 @@ def create_invoice_item(store: Store, path: Mapping[str, str], p: Reader) -> JSO
         "description",
         "period",
         "metadata",
-        "discountable",
         "expand",
     )
     item = store.create_invoice_item(
@@ -34,12 +33,8 @@ def create_invoice_item(store: Store, path: Mapping[str, str], p: Reader) -> JSO
 
 
 def list_invoice_items(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
-    p.only("invoice", "customer", "pending", "expand", *PAGINATION_PARAMS)
-    items = store.list_invoice_items(
-        invoice=p.str_or_none("invoice"),
-        customer=p.str_or_none("customer"),
-        pending=p.bool_or_none("pending"),
-    )
+    p.only("invoice", "expand", *PAGINATION_PARAMS)
+    items = store.list_invoice_items(invoice=p.str_or_none("invoice"))
     page, has_more = cursor_page(items, lambda i: i.id, p, kind="invoiceitem")
     return shapes.list_object(
         "/v1/invoiceitems", [shapes.invoice_item(i) for i in page], has_more=has_more

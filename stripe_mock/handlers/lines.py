@@ -13,7 +13,6 @@ def read_line(p: Reader) -> NewLine:
         description=p.str_or_none("description"),
         period=read_period(p),
         metadata=p.metadata_or_none() or {},
-        discountable=p.bool_or_none("discountable") is not False,
     )
 
 

@@ -11,18 +11,13 @@ from ..params import Reader
 from ..search import parse_query
 from ..store import Store
 
-_SEARCH_FIELDS = frozenset({"email", "name", "phone", "description"})
-
 
 def create_customer(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
-    p.only("email", "name", "description", "phone", "metadata", "invoice_prefix", "expand")
+    p.only("email", "name", "metadata", "expand")
     customer = store.create_customer(
         email=p.str_or_none("email"),
         name=p.str_or_none("name"),
-        description=p.str_or_none("description"),
-        phone=p.str_or_none("phone"),
         metadata=p.metadata_or_none() or {},
-        invoice_prefix=p.str_or_none("invoice_prefix"),
     )
     return shapes.customer(customer)
 
@@ -34,15 +29,8 @@ def retrieve_customer(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
 
 def search_customers(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
     p.only("query", "limit", "page", "expand")
-    query = parse_query(p.required_str("query"), fields=_SEARCH_FIELDS)
-    hits = [
-        c
-        for c in store.searchable_customers()
-        if query.matches(
-            {"email": c.email, "name": c.name, "phone": c.phone, "description": c.description},
-            c.metadata,
-        )
-    ]
+    query = parse_query(p.required_str("query"))
+    hits = [c for c in store.searchable_customers() if query.matches(c.metadata)]
     page, next_page = search_page(hits, p)
     return shapes.search_result(
         "/v1/customers/search", [shapes.customer(c) for c in page], next_page=next_page

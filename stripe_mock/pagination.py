@@ -1,4 +1,5 @@
-"""Cursor pagination as Stripe does it: `limit`, `starting_after`, `ending_before`, `page`."""
+"""Cursor pagination as Stripe does it: `limit` and `starting_after` for lists (forward only,
+as the SDK's auto-paging walks them), `page` tokens for search."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ T = TypeVar("T")
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
-PAGINATION_PARAMS = ("limit", "starting_after", "ending_before")
+PAGINATION_PARAMS = ("limit", "starting_after")
 
 
 def read_limit(params: Reader) -> int:
@@ -26,27 +27,17 @@ def cursor_page(
     """One page of `items` (already in list order) and whether more follow it."""
     limit = read_limit(params)
     after = params.str_or_none("starting_after")
-    before = params.str_or_none("ending_before")
-    if after is not None and before is not None:
-        raise ParamError(
-            "starting_after and ending_before cannot both be given", param="ending_before"
-        )
     if after is not None:
-        rest = list(items[_position(items, id_of, after, kind, "starting_after") + 1 :])
+        rest = list(items[_position(items, id_of, after, kind) + 1 :])
         return rest[:limit], len(rest) > limit
-    if before is not None:
-        head = list(items[: _position(items, id_of, before, kind, "ending_before")])
-        return head[-limit:], len(head) > limit
     return list(items[:limit]), len(items) > limit
 
 
-def _position(
-    items: Sequence[T], id_of: Callable[[T], str], cursor: str, kind: str, param: str
-) -> int:
+def _position(items: Sequence[T], id_of: Callable[[T], str], cursor: str, kind: str) -> int:
     for index, item in enumerate(items):
         if id_of(item) == cursor:
             return index
-    raise ParamError(f"No such {kind}: '{cursor}'", param=param, code="resource_missing")
+    raise ParamError(f"No such {kind}: '{cursor}'", param="starting_after", code="resource_missing")
 
 
 def search_page(items: Sequence[T], params: Reader) -> tuple[list[T], str | None]:

@@ -22,8 +22,6 @@ class Customer:
     visible_at: float
     email: str | None
     name: str | None
-    description: str | None
-    phone: str | None
     metadata: dict[str, str]
     invoice_prefix: str
     next_invoice_sequence: int = 1
@@ -44,7 +42,6 @@ class InvoiceItem:
     period_start: int
     period_end: int
     metadata: dict[str, str]
-    discountable: bool
 
 
 @dataclass
@@ -58,8 +55,6 @@ class Invoice:
     collection_method: str
     due_date: int | None
     description: str | None
-    footer: str | None
-    statement_descriptor: str | None
     metadata: dict[str, str]
     status: str = "draft"
     number: str | None = None
@@ -80,7 +75,6 @@ class NewLine:
     description: str | None = None
     period: tuple[int, int] | None = None
     metadata: dict[str, str] = field(default_factory=dict)
-    discountable: bool = True
 
 
 def merge_metadata(current: dict[str, str], update: dict[str, str]) -> dict[str, str]:
@@ -109,14 +103,7 @@ class Store:
     # Customers
 
     def create_customer(
-        self,
-        *,
-        email: str | None,
-        name: str | None,
-        description: str | None,
-        phone: str | None,
-        metadata: dict[str, str],
-        invoice_prefix: str | None,
+        self, *, email: str | None, name: str | None, metadata: dict[str, str]
     ) -> Customer:
         customer = Customer(
             id=new_id("cus_", 14),
@@ -124,10 +111,8 @@ class Store:
             visible_at=self._visible_at(),
             email=email,
             name=name,
-            description=description,
-            phone=phone,
             metadata=merge_metadata({}, metadata),
-            invoice_prefix=invoice_prefix or new_invoice_prefix(),
+            invoice_prefix=new_invoice_prefix(),
         )
         self.customers[customer.id] = customer
         return customer
@@ -153,8 +138,6 @@ class Store:
         collection_method: str,
         due_date: int | None,
         description: str | None,
-        footer: str | None,
-        statement_descriptor: str | None,
         metadata: dict[str, str],
         include_pending: bool,
     ) -> Invoice:
@@ -178,8 +161,6 @@ class Store:
             collection_method=collection_method,
             due_date=due_date,
             description=description,
-            footer=footer,
-            statement_descriptor=statement_descriptor,
             metadata=merge_metadata({}, metadata),
         )
         for item in pending:
@@ -194,19 +175,11 @@ class Store:
             raise errors.missing("invoice", invoice_id, param=param)
         return found
 
-    def list_invoices(
-        self,
-        *,
-        customer: str | None = None,
-        status: str | None = None,
-        collection_method: str | None = None,
-    ) -> list[Invoice]:
+    def list_invoices(self, *, customer: str | None = None) -> list[Invoice]:
         return [
             inv
             for inv in reversed(self.invoices.values())
-            if (customer is None or inv.customer == customer)
-            and (status is None or inv.status == status)
-            and (collection_method is None or inv.collection_method == collection_method)
+            if customer is None or inv.customer == customer
         ]
 
     def searchable_invoices(self) -> list[Invoice]:
@@ -284,19 +257,11 @@ class Store:
         self._attach(invoice, item)
         return item
 
-    def list_invoice_items(
-        self,
-        *,
-        invoice: str | None = None,
-        customer: str | None = None,
-        pending: bool | None = None,
-    ) -> list[InvoiceItem]:
+    def list_invoice_items(self, *, invoice: str | None = None) -> list[InvoiceItem]:
         return [
             item
             for item in reversed(self.invoice_items.values())
-            if (invoice is None or item.invoice == invoice)
-            and (customer is None or item.customer == customer)
-            and (pending is None or (item.invoice is None) == pending)
+            if invoice is None or item.invoice == invoice
         ]
 
     def _check_editable(self, invoice: Invoice, *, adding: int) -> None:
@@ -321,7 +286,6 @@ class Store:
             period_start=start,
             period_end=end,
             metadata=merge_metadata({}, line.metadata),
-            discountable=line.discountable,
         )
 
     def _attach(self, invoice: Invoice, item: InvoiceItem) -> None:

@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from . import errors
 from .auth import api_key
-from .drop import drop_connection
+from .drop import Connections, drop_connection
 from .faults import Rule
 from .forms import FormError, decode_form
 from .idempotency import Replay, StoredResponse
@@ -27,9 +27,9 @@ from .params import Reader
 from .state import MockState
 from .stats import LOST, TIMEOUT
 
-logger = logging.getLogger("mock_stripe")
+logger = logging.getLogger("stripe_mock")
 
-REQUEST_ID = "mock_stripe.request_id"
+REQUEST_ID = "stripe_mock.request_id"
 
 
 def encode(body: JSON) -> bytes:
@@ -49,46 +49,45 @@ async def send_json(
 
 
 class ApiEndpoint:
-    def __init__(self, operation: Operation, state: MockState) -> None:
+    def __init__(self, operation: Operation, state: MockState, connections: Connections) -> None:
         self.operation = operation
         self.state = state
+        self.connections = connections
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
-        version = headers.get("stripe-version")
-        extra = [("Stripe-Version", version)] if version else []
         try:
             api_key(headers.get("authorization"))
             rule = self._pick_fault()
             if rule is not None and rule.fault == "timeout":
                 await asyncio.sleep(rule.seconds)
                 self.state.stats.record(self.operation.endpoint, TIMEOUT)
-                return await drop_connection(scope, receive, send)
+                return await drop_connection(self.connections, scope, receive, send)
             params = await _params(Request(scope, receive))
         except errors.StripeError as e:
-            return await self._fail(send, e, extra)
+            return await self._fail(send, e)
 
         key = headers.get("idempotency-key") if self.operation.method == "POST" else None
         if key is None:
-            response = self._execute(scope, params, extra)
+            response = self._execute(scope, params)
             if isinstance(response, errors.ParamError):
-                return await self._fail(send, response, extra)
+                return await self._fail(send, response)
             return await self._deliver(scope, receive, send, rule, response, replayed=False)
 
         try:
             claim = self.state.idempotency.begin(key, f"POST {scope['path']}", params)
         except errors.StripeError as e:
-            return await self._fail(send, e, extra)
+            return await self._fail(send, e)
         if isinstance(claim, Replay):
             if rule is not None and rule.fault == "slow":
                 await asyncio.sleep(rule.seconds)
             return await self._deliver(scope, receive, send, rule, claim.response, replayed=True)
 
-        response = self._execute(scope, params, extra)
+        response = self._execute(scope, params)
         if isinstance(response, errors.ParamError):
             # Rejected before executing: Stripe keeps no result, so the key stays usable.
             self.state.idempotency.release(key)
-            return await self._fail(send, response, extra)
+            return await self._fail(send, response)
         try:
             if rule is not None and rule.fault == "slow":
                 # The key stays in flight meanwhile, so a concurrent retry gets 409.
@@ -107,32 +106,29 @@ class ApiEndpoint:
                 raise early
         return rule
 
-    def _execute(
-        self, scope: Scope, params: JSON, extra: list[tuple[str, str]]
-    ) -> StoredResponse | errors.ParamError:
+    def _execute(self, scope: Scope, params: JSON) -> StoredResponse | errors.ParamError:
         """Run the handler; a ParamError comes back unexecuted, anything else is a result."""
         store = self.state.store
-        status, headers = 200, tuple(extra)
+        status = 200
+        headers: tuple[tuple[str, str], ...] = ()
         try:
             with store.lock:
                 body = self.operation.handler(store, scope["path_params"], Reader(params))
         except errors.ParamError as e:
             return e
         except errors.StripeError as e:
-            status, body, headers = e.status, e.body(), (*e.headers.items(), *extra)
+            status, body, headers = e.status, e.body(), tuple(e.headers.items())
         except Exception:
             # A bug in the mock must not leave the key in flight forever: answer like a
             # Stripe 500, which the sync retries.
-            logger.exception("mock_stripe handler failed for %s", self.operation.endpoint)
+            logger.exception("stripe_mock handler failed for %s", self.operation.endpoint)
             error = errors.api_error_500()
-            status, body, headers = error.status, error.body(), tuple(extra)
+            status, body, headers = error.status, error.body(), ()
         return StoredResponse(status, encode(body), headers, str(scope.get(REQUEST_ID, "")))
 
-    async def _fail(
-        self, send: Send, error: errors.StripeError, extra: list[tuple[str, str]]
-    ) -> None:
+    async def _fail(self, send: Send, error: errors.StripeError) -> None:
         self.state.stats.record(self.operation.endpoint, error.status)
-        await send_json(send, error.status, encode(error.body()), [*error.headers.items(), *extra])
+        await send_json(send, error.status, encode(error.body()), list(error.headers.items()))
 
     async def _deliver(
         self,
@@ -147,7 +143,7 @@ class ApiEndpoint:
         endpoint = self.operation.endpoint
         if rule is not None and rule.fault == "lost_response":
             self.state.stats.record(endpoint, LOST, replayed=replayed)
-            return await drop_connection(scope, receive, send)
+            return await drop_connection(self.connections, scope, receive, send)
         self.state.stats.record(endpoint, response.status, replayed=replayed)
         headers = list(response.headers)
         if replayed:
