@@ -1,4 +1,5 @@
-"""Demo seed and the COPY benchmark loader, on the real test database (commits, then truncates)."""
+"""demo/seed.py (the demo data) and demo/generate.py (the COPY benchmark loader), on the real test
+database (commits, then truncates)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The monthly rollup equals a recomputation from the invoices, under concurrency and in every
-lifecycle path (DESIGN.md section 4)."""
+"""models/rollup.py: the monthly rollup equals a recomputation from the invoices, under concurrency
+and in every lifecycle path (DESIGN.md section 4), and its SQL and Python agree on the shard."""
 
 from __future__ import annotations
 
