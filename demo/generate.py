@@ -25,6 +25,7 @@ from typing import TextIO
 import psycopg
 from psycopg.rows import TupleRow
 
+from models import rollup
 from models.ids import new_public_id
 
 CHUNK = 5_000  # invoices per COPY buffer: ~1 MB of text, large enough to amortise round trips
@@ -45,23 +46,15 @@ ITEM_COLUMNS = (
 )
 SYNC_COLUMNS = "invoice_id, state, attempts, synced_at, revision, created_at, updated_at"
 
-_ROLLUP = """
+# The rollup rows of the invoices just loaded, from the domain's own definition (counted
+# statuses, shard formula), added to whatever the rows already hold.
+_ROLLUP = f"""
     INSERT INTO invoice_monthly_rollups AS r
         (scope_id, month, currency, shard, invoice_count, subtotal_cents, total_cents)
-    SELECT CASE WHEN o.scope = 0 THEN 0 ELSE i.organization_id END,
-           date_trunc('month', i.period_start)::date, i.currency,
-           CASE WHEN o.scope = 0 THEN (i.id %% %(shards)s)::smallint ELSE 0 END,
-           count(*), sum(i.subtotal_cents), sum(i.total_cents)
-    FROM invoices i CROSS JOIN (VALUES (0), (1)) AS o(scope)
-    WHERE i.id BETWEEN %(first)s AND %(last)s
-      AND i.status IN ('open', 'paid', 'uncollectible')
-    GROUP BY 1, 2, 3, 4
+    {rollup.contributions_sql(shards="%(shards)s", where="i.id BETWEEN %(first)s AND %(last)s")}
     -- Key order, like models.rollup.apply_delta: concurrent finalizers cannot deadlock with us.
     ORDER BY 1, 2, 3, 4
-    ON CONFLICT (scope_id, month, currency, shard) DO UPDATE SET
-        invoice_count = r.invoice_count + EXCLUDED.invoice_count,
-        subtotal_cents = r.subtotal_cents + EXCLUDED.subtotal_cents,
-        total_cents = r.total_cents + EXCLUDED.total_cents
+    {rollup.ON_CONFLICT_ADD}
 """
 
 

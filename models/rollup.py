@@ -2,7 +2,9 @@
 
 Counted: finalized invoices (open, paid, uncollectible) in the UTC calendar month of their
 billing period's start. A finalize adds (1, subtotal, total); a void subtracts the same; paying
-or marking uncollectible changes nothing; drafts never count.
+or marking uncollectible changes nothing; drafts never count. COUNTED_STATUSES and
+platform_shard are the one definition of these rules: every SQL statement that counts or shards
+(here, the bulk loader in demo/generate.py, the benchmarks) is built from the helpers below.
 """
 
 from __future__ import annotations
@@ -16,11 +18,60 @@ from sqlmodel import Session
 from models import tables
 
 PLATFORM_SCOPE = 0  # organization ids start at 1, so 0 can name the platform
-COUNTED_STATUSES = ("open", "paid", "uncollectible")
+# The one definition of what the rollup counts. The SQL below, the demo loader and the
+# benchmarks all build their predicates from it (counted_sql), never from a copy.
+COUNTED_STATUSES: tuple[str, ...] = (
+    tables.InvoiceStatus.OPEN.value,
+    tables.InvoiceStatus.PAID.value,
+    tables.InvoiceStatus.UNCOLLECTIBLE.value,
+)
 
 
 def month_of(day: date) -> date:
     return day.replace(day=1)
+
+
+def platform_shard(invoice_id: int, shards: int) -> int:
+    """Which of the platform's `shards` rows of a month an invoice adds to."""
+    return invoice_id % shards
+
+
+def counted_sql(status: str = "status") -> str:
+    """SQL predicate: the `status` column holds a counted status (COUNTED_STATUSES)."""
+    listed = ", ".join(f"'{s}'" for s in COUNTED_STATUSES)
+    return f"{status} IN ({listed})"
+
+
+def platform_shard_sql(invoice_id: str, shards: str) -> str:
+    """SQL for platform_shard: `invoice_id` and `shards` are SQL expressions or placeholders
+    (`:shards` for SQLAlchemy, `%(shards)s` for psycopg). mod() rather than `%`, which psycopg
+    would read as a placeholder."""
+    return f"mod({invoice_id}, {shards})::smallint"
+
+
+def contributions_sql(*, shards: str, where: str = "TRUE") -> str:
+    """SELECT of the rollup rows (scope_id, month, currency, shard, invoice_count,
+    subtotal_cents, total_cents) that the invoices `i` matching `where` contribute: each counted
+    invoice once for the platform (in its shard) and once for its organization (shard 0)."""
+    return f"""
+        SELECT CASE WHEN o.scope = 0 THEN {PLATFORM_SCOPE} ELSE i.organization_id END,
+               date_trunc('month', i.period_start)::date, i.currency,
+               CASE WHEN o.scope = 0 THEN {platform_shard_sql("i.id", shards)} ELSE 0 END,
+               count(*), sum(i.subtotal_cents), sum(i.total_cents)
+        FROM invoices i CROSS JOIN (VALUES (0), (1)) AS o(scope)
+        WHERE {counted_sql("i.status")} AND ({where})
+        GROUP BY 1, 2, 3, 4
+    """
+
+
+# Adds the incoming counters to an existing row. `r` is the target's alias: a bare column name
+# would be ambiguous with EXCLUDED's.
+ON_CONFLICT_ADD = """
+    ON CONFLICT (scope_id, month, currency, shard) DO UPDATE SET
+        invoice_count = r.invoice_count + EXCLUDED.invoice_count,
+        subtotal_cents = r.subtotal_cents + EXCLUDED.subtotal_cents,
+        total_cents = r.total_cents + EXCLUDED.total_cents
+"""
 
 
 @dataclass(frozen=True)
@@ -37,7 +88,7 @@ def keys_for(invoice: tables.Invoice, *, shards: int) -> list[RollupKey]:
     month = month_of(invoice.period_start)
     return sorted(
         [
-            RollupKey(PLATFORM_SCOPE, month, invoice.currency, invoice.id % shards),
+            RollupKey(PLATFORM_SCOPE, month, invoice.currency, platform_shard(invoice.id, shards)),
             RollupKey(invoice.organization_id, month, invoice.currency, 0),
         ],
         key=lambda k: (k.scope_id, k.month, k.currency, k.shard),
@@ -45,14 +96,11 @@ def keys_for(invoice: tables.Invoice, *, shards: int) -> list[RollupKey]:
 
 
 _UPSERT = sa.text(
-    """
+    f"""
     INSERT INTO invoice_monthly_rollups AS r
         (scope_id, month, currency, shard, invoice_count, subtotal_cents, total_cents)
     VALUES (:scope_id, :month, :currency, :shard, :n, :subtotal, :total)
-    ON CONFLICT (scope_id, month, currency, shard) DO UPDATE SET
-        invoice_count = r.invoice_count + EXCLUDED.invoice_count,
-        subtotal_cents = r.subtotal_cents + EXCLUDED.subtotal_cents,
-        total_cents = r.total_cents + EXCLUDED.total_cents
+    {ON_CONFLICT_ADD}
     """
 )
 
@@ -158,16 +206,17 @@ def _year_runs(years: list[int]) -> list[tuple[int, int]]:
 
 
 # The truth the rollup must equal, recomputed from invoices (uses no rollup row).
-_RECOMPUTE = """
-    SELECT 0::bigint AS scope_id, date_trunc('month', period_start)::date AS month, currency,
+_RECOMPUTE = f"""
+    SELECT {PLATFORM_SCOPE}::bigint AS scope_id,
+           date_trunc('month', period_start)::date AS month, currency,
            count(*)::bigint AS n, sum(subtotal_cents)::bigint AS subtotal,
            sum(total_cents)::bigint AS total
-    FROM invoices WHERE status IN ('open', 'paid', 'uncollectible')
+    FROM invoices WHERE {counted_sql()}
     GROUP BY 2, 3
     UNION ALL
     SELECT organization_id, date_trunc('month', period_start)::date, currency,
            count(*), sum(subtotal_cents), sum(total_cents)
-    FROM invoices WHERE status IN ('open', 'paid', 'uncollectible')
+    FROM invoices WHERE {counted_sql()}
     GROUP BY 1, 2, 3
 """
 
@@ -226,17 +275,9 @@ def rebuild(session: Session, *, shards: int) -> int:
     session.execute(sa.text("DELETE FROM invoice_monthly_rollups"))
     result: sa.CursorResult[tuple[()]] = session.execute(  # type: ignore[assignment]
         sa.text(
-            """
-            INSERT INTO invoice_monthly_rollups
-                (scope_id, month, currency, shard, invoice_count, subtotal_cents, total_cents)
-            SELECT CASE WHEN o.scope = 0 THEN 0 ELSE i.organization_id END,
-                   date_trunc('month', i.period_start)::date, i.currency,
-                   CASE WHEN o.scope = 0 THEN (i.id % :shards)::smallint ELSE 0 END,
-                   count(*), sum(i.subtotal_cents), sum(i.total_cents)
-            FROM invoices i CROSS JOIN (VALUES (0), (1)) AS o(scope)
-            WHERE i.status IN ('open', 'paid', 'uncollectible')
-            GROUP BY 1, 2, 3, 4
-            """
+            "INSERT INTO invoice_monthly_rollups"
+            " (scope_id, month, currency, shard, invoice_count, subtotal_cents, total_cents)"
+            + contributions_sql(shards=":shards")
         ),
         {"shards": shards},
     )

@@ -5,10 +5,19 @@ the machine's services), otherwise the embedded servers under .local/ (as `make 
 The suite works in its own database, `billing_test_<pid>`, created and migrated at the start of
 a run and dropped at its end, so that runs side by side (two checkouts, CI and a developer) never
 share state.
+
+Under pytest-xdist (`make test` runs `pytest -n ...`) every worker is a process of its own, so
+it gets its own database by the same rule, and its own Redis database: REDIS_URL's db number
+plus the worker's index (gw0 -> +0, gw1 -> +1, ...), exported as REDIS_URL for the processes
+tests start. Workers starting the embedded servers at the same moment take turns (a file lock).
+
+Tests that start real processes or a browser are marked `slow` (see SLOW_MODULES), so
+`pytest -m "not slow"` is the quick inner loop; `make test` runs everything.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,11 +59,46 @@ def _recreate(server_url: str, database: str) -> None:
         conn.execute(f'CREATE DATABASE "{database}"')
 
 
+# Every test in these files is marked slow: they start real Celery worker and beat processes,
+# or a browser, and take seconds each. Kept here rather than as `pytestmark` lines so that the
+# list of what the quick loop leaves out is in one place.
+SLOW_MODULES = frozenset({"test_sync_worker.py", "test_dashboard_browser.py"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+    # Slow tests first (a stable sort keeps the rest in file order): xdist hands tests out in
+    # this order, so the long ones start at once on different workers instead of arriving last
+    # and leaving one worker busy while the others idle.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def worker_index() -> int:
+    """0 outside xdist, else N for worker `gwN`."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+
+
+def _with_redis_db(url: str, offset: int) -> str:
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{base + offset}"))
+
+
 @pytest.fixture(scope="session")
 def service_urls() -> tuple[str, str]:
     local_dir = Path(os.environ.get("BILLING_LOCAL_DIR", PROJECT_ROOT / ".local"))
     db = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
-    return resolve_urls(db, os.environ.get("REDIS_URL"), local_dir)
+    redis = os.environ.get("REDIS_URL")
+    if db and redis:
+        return db, redis
+    # Embedded servers: the first caller starts them, the others must wait and find them
+    # running, not start a second PostgreSQL on the same folder (xdist workers start together).
+    local_dir.mkdir(parents=True, exist_ok=True)
+    with open(local_dir / "embedded.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        return resolve_urls(db, redis, local_dir)
 
 
 @pytest.fixture(scope="session")
@@ -68,8 +112,13 @@ def database_url(service_urls: tuple[str, str]) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(service_urls: tuple[str, str]) -> str:
-    return service_urls[1]
+def redis_url(service_urls: tuple[str, str]) -> Iterator[str]:
+    """This worker's Redis database, also exported, so that a process a test starts with the
+    environment inherited talks to the same one."""
+    url = _with_redis_db(service_urls[1], worker_index())
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("REDIS_URL", url)
+        yield url
 
 
 @pytest.fixture(scope="session")

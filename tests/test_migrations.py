@@ -1,8 +1,9 @@
-"""Migrations: upgrade, downgrade and upgrade again on an empty database, and the SQLModel
-classes describe exactly the schema the migrations build."""
+"""migrations/ (Alembic) against models/tables.py: upgrade, downgrade and upgrade again on an empty
+database, and the SQLModel classes describe exactly the schema the migrations build."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import psycopg
@@ -16,7 +17,9 @@ from models.db import make_engine
 from models.tables import SQLModel
 from tests.conftest import _with_database
 
-SCRATCH = "billing_migrations_scratch"
+# Per process, like the suite's own database: two runs side by side (checkouts, xdist workers)
+# must not drop each other's scratch database mid-test.
+SCRATCH = f"billing_migrations_scratch_{os.getpid()}"
 
 
 @pytest.fixture

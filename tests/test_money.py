@@ -1,4 +1,4 @@
-"""Money: one rounding rule, exact decimals, sums of stored amounts."""
+"""models/money.py: one rounding rule, exact decimals, sums of stored amounts."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Invoice numbers: unique and gap-free per organization under concurrent finalizes, and a
-rolled-back finalize gives its number back."""
+"""models/numbering.py (through invoices.finalize): invoice numbers are unique and gap-free per
+organization under concurrent finalizes, and a rolled-back finalize gives its number back."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The monthly rollup equals a recomputation from the invoices, under concurrency and in every
-lifecycle path (DESIGN.md section 4)."""
+"""models/rollup.py: the monthly rollup equals a recomputation from the invoices, under concurrency
+and in every lifecycle path (DESIGN.md section 4), and its SQL and Python agree on the shard."""
 
 from __future__ import annotations
 
@@ -127,6 +127,42 @@ def test_rebuild_while_writers_finalize(committed: sessionmaker[Session]) -> Non
     with committed() as s:
         assert rollup.verify(s) == []
         assert s.execute(sa.text("SELECT count(*) FROM invoice_sync")).scalar_one() == len(ids)
+
+
+def _rows(s: Session) -> list[tuple[object, ...]]:
+    """Every non-empty rollup row, shard included (verify() sums the shards away)."""
+    return [
+        tuple(r)
+        for r in s.execute(
+            sa.text(
+                "SELECT scope_id, month, currency, shard, invoice_count, subtotal_cents, "
+                "total_cents FROM invoice_monthly_rollups WHERE invoice_count <> 0 "
+                "OR subtotal_cents <> 0 OR total_cents <> 0 ORDER BY 1, 2, 3, 4"
+            )
+        )
+    ]
+
+
+def test_counted_statuses_are_the_finalized_ones() -> None:
+    """DESIGN.md section 4: drafts and voids never count; the SQL is built from the same tuple."""
+    assert set(rollup.COUNTED_STATUSES) == {"open", "paid", "uncollectible"}
+    assert rollup.counted_sql("i.status") == "i.status IN ('open', 'paid', 'uncollectible')"
+
+
+def test_rebuild_puts_every_invoice_in_the_shard_apply_delta_chose(db: Session) -> None:
+    """The shard formula exists twice, in Python (apply_delta) and in SQL (rebuild and the
+    bulk loader): both must give every row the same shard, or a rebuild would move counters
+    between rows (harmless to reads, but it would hide a diverging formula)."""
+    org = make_org(db)
+    for status in ("open", "paid", "uncollectible", "void", "draft") * 3:
+        make_invoice(db, org, status=status, lines=1)
+    incremental = _rows(db)
+    assert len({shard for (scope, *_, shard, _n, _s, _t) in incremental if scope == 0}) > 1
+    assert [
+        rollup.platform_shard(invoice_id, SHARDS) for invoice_id in (0, 1, 5, SHARDS * 7 + 3)
+    ] == [0, 1, 5 % SHARDS, 3]
+    rollup.rebuild(db, shards=SHARDS)
+    assert _rows(db) == incremental
 
 
 def test_months_without_invoices_are_zeros(db: Session) -> None:

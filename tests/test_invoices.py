@@ -1,5 +1,7 @@
-"""Invoice lifecycle: every transition allowed and refused, immutability enforced by the database,
-bad values rejected with a coded error and nothing written."""
+"""models/invoices.py (drafts, lines, finalize, pay, void, uncollectible) and the database's
+guards on invoices (the immutability trigger, CHECKs): every transition allowed and refused,
+immutability enforced by the database, bad values rejected with a coded error and nothing
+written."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from models import invoices, outbox, rollup, tables
 from models.errors import (
@@ -170,6 +172,13 @@ def test_database_allows_recording_stripe_ids_on_finalized_invoices(db: Session)
     db.execute(
         sa.text("UPDATE invoices SET stripe_invoice_id = 'in_1' WHERE id = :i"), {"i": inv.id}
     )
+    db.expire_all()
+    row = db.get_one(tables.Invoice, inv.id)
+    assert row.stripe_invoice_id == "in_1"
+    assert (row.status, row.number, row.total_cents) == ("open", inv.number, inv.total_cents)
+    lines = db.exec(select(tables.InvoiceItem).where(tables.InvoiceItem.invoice_id == inv.id)).all()
+    assert len(lines) == 3 and {li.stripe_line_id for li in lines} == {"il_1"}
+    assert sum(li.amount_cents for li in lines) == row.total_cents
 
 
 def test_drafts_stay_editable_in_the_database(db: Session) -> None:
@@ -180,6 +189,9 @@ def test_drafts_stay_editable_in_the_database(db: Session) -> None:
         sa.text("UPDATE invoice_items SET description = 'fixed' WHERE invoice_id = :i"),
         {"i": inv.id},
     )
+    db.expire_all()
+    lines = db.exec(select(tables.InvoiceItem).where(tables.InvoiceItem.invoice_id == inv.id)).all()
+    assert len(lines) == 3 and {li.description for li in lines} == {"fixed"}
 
 
 def line(**overrides: object) -> LineInput:
