@@ -104,5 +104,8 @@ def committed(engine: sa.Engine) -> Iterator[sessionmaker[Session]]:
 
 
 def truncate_all(engine: sa.Engine) -> None:
+    """Empty every table. Finalized invoices refuse TRUNCATE (migration 0003) unless the
+    transaction opts in; SET LOCAL keeps the opt-in from leaking into the pooled connection."""
     with engine.begin() as conn:
+        conn.execute(sa.text("SET LOCAL billing.allow_truncate = 'on'"))
         conn.execute(sa.text(f"TRUNCATE {ALL_TABLES} RESTART IDENTITY CASCADE"))
