@@ -74,8 +74,11 @@ class Context:
         Another organization's invoice is NOT_FOUND, exactly like a missing one: the scoped
         lookup cannot tell them apart, so it cannot leak that the invoice exists.
         """
-        column = tables.Invoice.number if "_" not in ref else tables.Invoice.public_id
-        stmt = select(tables.Invoice).where(column == ref)
+        # Numbers are stored upper-case (ACME-0007), so `acme-0007` is the same invoice; the
+        # unique index on `number` still serves the lookup.
+        by_number = "_" not in ref
+        column = tables.Invoice.number if by_number else tables.Invoice.public_id
+        stmt = select(tables.Invoice).where(column == (ref.upper() if by_number else ref))
         if not self.viewer.is_admin:
             stmt = stmt.where(tables.Invoice.organization_id == self.viewer.organization_id)
         invoice = self.session.exec(stmt).first()
