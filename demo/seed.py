@@ -723,6 +723,12 @@ def _store_tokens(path: Path | None, tokens: dict[str, str]) -> None:
     path.write_text(json.dumps(tokens, indent=2) + "\n", encoding="utf-8")
 
 
+def live_tokens(factory: sessionmaker[Session], path: Path, *, now: datetime) -> dict[str, str]:
+    """The stored demo tokens that still work, admin first (for `billing tokens`)."""
+    with factory() as s:
+        return _live_stored_tokens(s, path, now=now)
+
+
 def stored_tokens(path: Path) -> dict[str, str]:
     """The demo tokens `billing run` stored (for `billing tokens`); empty when there are none."""
     try:

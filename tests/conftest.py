@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from devstack.services import resolve_urls
+from devstack.services import embedded_running, resolve_urls, stop_embedded
 from migrations_runner import upgrade
 from models.db import make_engine
 from settings import PROJECT_ROOT
@@ -51,10 +51,17 @@ def _recreate(server_url: str, database: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def service_urls() -> tuple[str, str]:
+def service_urls() -> Iterator[tuple[str, str]]:
+    """The servers' URLs. When neither is configured and the embedded servers were not already
+    up, this run starts them, so it stops them when the session ends (after the test database
+    is dropped); servers someone else started, or configured ones, are left alone."""
     local_dir = Path(os.environ.get("BILLING_LOCAL_DIR", PROJECT_ROOT / ".local"))
     db = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
-    return resolve_urls(db, os.environ.get("REDIS_URL"), local_dir)
+    redis_url = os.environ.get("REDIS_URL")
+    started_here = not db and not redis_url and not embedded_running(local_dir)
+    yield resolve_urls(db, redis_url, local_dir)
+    if started_here:
+        stop_embedded(local_dir)
 
 
 @pytest.fixture(scope="session")
