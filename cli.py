@@ -90,6 +90,24 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tokens(args: argparse.Namespace) -> int:
+    """The demo tokens `billing run` keeps in .local/demo-tokens.json, with the banner's links;
+    only those that still work (a reset database leaves none)."""
+    from demo import seed
+    from devstack.supervisor import banner, tokens_file
+    from models.db import make_engine, session_factory
+
+    cfg = _environment()
+    engine = make_engine(_database_url(cfg), pool_size=1)
+    tokens = seed.live_tokens(session_factory(engine), tokens_file(cfg), now=datetime.now(UTC))
+    engine.dispose()
+    if not tokens:
+        print("no demo tokens yet: `billing run` (or `make run`) makes them", file=sys.stderr)
+        return 1
+    banner(sys.stdout, host=args.host, port=args.port, tokens=tokens, running=False)
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from demo import generate
 
@@ -230,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--admin", action="store_true", help="a platform admin token")
     t.add_argument("--name", help="a label for the token")
     t.set_defaults(func=cmd_token_create)
+
+    s = sub.add_parser("tokens", help="print the demo tokens and links `billing run` printed")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(func=cmd_tokens)
 
     s = sub.add_parser("generate", help="bulk-load synthetic finalized invoices with COPY")
     s.add_argument("--orgs", type=int, default=1000)

@@ -3,18 +3,29 @@
 Everything goes through the domain functions (`organizations.create`, `invoices.create_draft`,
 `add_lines`, `finalize`, `mark_paid`, `void`, `mark_uncollectible`), so numbering, outbox rows
 and the rollup are exactly what the API would have written. The data loads once, in one
-transaction (a crash leaves nothing half-seeded); later runs only mint fresh tokens, because a
-token's plaintext cannot be recovered from its stored hash.
+transaction (a crash leaves nothing half-seeded).
+
+Tokens: a token's plaintext cannot be recovered from its stored hash, so `billing run` keeps the
+demo tokens in `.local/demo-tokens.json` (gitignored, like the rest of `.local/`) and reuses the
+ones that still work on the next run; `billing tokens` prints them again. Whenever a demo token
+is minted for a name, the earlier demo tokens for that name are revoked, so there is always one
+live demo token per organization and one admin, not seven more per run.
+
+One invoice (tiny-ci's last finalized month) is seeded as a FAILED sync, the way a refused
+customer leaves it, so the operators' panel and its Resync button can be tried right away.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import TextIO
 
+import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
@@ -445,16 +456,25 @@ def is_seeded(factory: sessionmaker[Session]) -> bool:
 
 
 def run(
-    factory: sessionmaker[Session], *, now: datetime, shards: int, out: TextIO
+    factory: sessionmaker[Session],
+    *,
+    now: datetime,
+    shards: int,
+    out: TextIO,
+    tokens_file: Path | None = None,
 ) -> dict[str, str]:
-    """Load the demo data unless it is there, mint tokens, print them; returns {"admin": token,
-    slug: member token, ...}."""
+    """Load the demo data unless it is there, and print the demo tokens; returns {"admin":
+    token, slug: member token, ...}. With `tokens_file`, tokens stored there that still work
+    are reused and the file is rewritten; without it, every run mints new ones."""
     if is_seeded(factory):
         with transaction(factory) as s:
             demo = col(tables.Organization.slug).in_(DEMO_SLUGS)
             stmt = select(tables.Organization).where(demo).order_by(col(tables.Organization.id))
-            tokens = _tokens(s, list(s.exec(stmt)))
-        _print(out, tokens, "Demo data already loaded; fresh tokens (older ones stay valid):")
+            kept = _live_stored_tokens(s, tokens_file, now=now)
+            tokens = _tokens(s, list(s.exec(stmt)), keep=kept, now=now)
+        _store_tokens(tokens_file, tokens)
+        reused = sum(1 for k, t in tokens.items() if kept.get(k) == t)
+        _print(out, tokens, f"Demo data already loaded; {reused} of {len(tokens)} tokens reused:")
         return tokens
     rng = random.Random(42)  # deterministic: the same invoices on every machine
     profiles = _profiles(rng)
@@ -488,7 +508,9 @@ def run(
                     shards=shards,
                     months=len(months),
                 )
-        tokens = _tokens(s, orgs)
+        _demo_failed_sync(s, orgs, now=now)
+        tokens = _tokens(s, orgs, keep={}, now=now)
+    _store_tokens(tokens_file, tokens)
     _print(
         out,
         tokens,
@@ -629,16 +651,138 @@ def _add(s: Session, inv: tables.Invoice, lines: list[LineInput], *, now: dateti
         invoices.add_lines(s, inv, lines[i : i + step], now=now)
 
 
-def _tokens(s: Session, orgs: list[tables.Organization]) -> dict[str, str]:
-    admin, _ = organizations.create_token(
-        s, scope=TokenScope.ADMIN, organization=None, name=TOKEN_LABEL
-    )
-    tokens = {"admin": admin}
-    for org in orgs:
-        tokens[org.slug], _ = organizations.create_token(
-            s, scope=TokenScope.MEMBER, organization=org, name=TOKEN_LABEL
+def _tokens(
+    s: Session, orgs: list[tables.Organization], *, keep: dict[str, str], now: datetime
+) -> dict[str, str]:
+    """The demo tokens: the ones in `keep` (already checked live), new ones for the rest. A
+    new token revokes the earlier demo tokens of its name, whose plaintext nobody kept."""
+    tokens: dict[str, str] = {}
+    for name, org in [("admin", None), *((o.slug, o) for o in orgs)]:
+        if name in keep:
+            tokens[name] = keep[name]
+            continue
+        scope = TokenScope.ADMIN if org is None else TokenScope.MEMBER
+        _revoke_demo_tokens(s, org, scope, now=now)
+        tokens[name], _ = organizations.create_token(
+            s, scope=scope, organization=org, name=TOKEN_LABEL
         )
     return tokens
+
+
+def _revoke_demo_tokens(
+    s: Session, org: tables.Organization | None, scope: TokenScope, *, now: datetime
+) -> None:
+    s.execute(
+        sa.text(
+            """
+            UPDATE api_tokens SET revoked_at = :now
+            WHERE name = :label AND scope = :scope AND revoked_at IS NULL
+              AND organization_id IS NOT DISTINCT FROM :org
+            """
+        ),
+        {"now": now, "label": TOKEN_LABEL, "scope": scope.value, "org": org.id if org else None},
+    )
+
+
+def _live_stored_tokens(s: Session, path: Path | None, *, now: datetime) -> dict[str, str]:
+    """Tokens from the file that still resolve to a live demo token of the right organization;
+    a missing or unreadable file, or a reset database, just means new tokens."""
+    if path is None or not path.exists():
+        return {}
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(stored, dict):
+        return {}
+    live: dict[str, str] = {}
+    for name, token in stored.items():
+        if not isinstance(name, str) or not isinstance(token, str):
+            continue
+        row = organizations.resolve_token(s, token, now=now)
+        if row is None or row.name != TOKEN_LABEL:
+            continue
+        if name == "admin":
+            ok = row.scope == TokenScope.ADMIN and row.organization_id is None
+        else:
+            org = s.exec(
+                select(tables.Organization).where(tables.Organization.slug == name)
+            ).first()
+            ok = org is not None and row.organization_id == org.id
+        if ok:
+            live[name] = token
+    return live
+
+
+def _store_tokens(path: Path | None, tokens: dict[str, str]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Owner-only: these are live credentials, if only for demo data.
+    path.touch(mode=0o600, exist_ok=True)
+    path.write_text(json.dumps(tokens, indent=2) + "\n", encoding="utf-8")
+
+
+def live_tokens(factory: sessionmaker[Session], path: Path, *, now: datetime) -> dict[str, str]:
+    """The stored demo tokens that still work, admin first (for `billing tokens`)."""
+    with factory() as s:
+        return _live_stored_tokens(s, path, now=now)
+
+
+def stored_tokens(path: Path) -> dict[str, str]:
+    """The demo tokens `billing run` stored (for `billing tokens`); empty when there are none."""
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in stored.items()} if isinstance(stored, dict) else {}
+
+
+FAILED_SYNC_SLUG = "tiny-ci"
+
+
+def _demo_failed_sync(s: Session, orgs: list[tables.Organization], *, now: datetime) -> None:
+    """Leave tiny-ci's newest finalized invoice as a first push that Stripe refused, exactly as
+    the worker records it: the outbox row FAILED with Stripe's error, and the attempt in the
+    history. Nothing is wrong with the invoice itself, so Resync (PENDING, attempts reset)
+    pushes it to the mock like any other."""
+    org = next(o for o in orgs if o.slug == FAILED_SYNC_SLUG)
+    inv = s.exec(
+        select(tables.Invoice)
+        .where(tables.Invoice.organization_id == org.id, tables.Invoice.status != "draft")
+        .order_by(col(tables.Invoice.period_start).desc())
+    ).first()
+    assert inv is not None and inv.id is not None
+    row = s.get(tables.InvoiceSync, inv.id)
+    assert row is not None
+    at = inv.finalized_at or now
+    message = "No such customer: 'cus_tinyci_deleted'"
+    row.state = tables.SyncStatus.FAILED
+    row.attempts = 1
+    row.next_attempt_at = None
+    row.last_attempt_at = at
+    row.last_error_class = "InvalidRequestError"
+    row.last_error_code = "resource_missing"
+    row.last_error_message = message
+    row.last_error_http_status = 400
+    row.last_error_request_id = "req_demo_failed_sync"
+    s.add(
+        tables.SyncAttempt(
+            invoice_id=inv.id,
+            attempt=1,
+            step="create",
+            outcome="failed",
+            started_at=at,
+            duration_ms=84,
+            error_class="InvalidRequestError",
+            error_code="resource_missing",
+            error_message=message,
+            http_status=400,
+            request_id="req_demo_failed_sync",
+            calls=1,
+        )
+    )
+    s.flush()
 
 
 def _print(out: TextIO, tokens: dict[str, str], headline: str) -> None:

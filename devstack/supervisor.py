@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
 import httpx
@@ -59,14 +60,50 @@ def _stop(children: list[Child]) -> None:
             child.process.kill()
 
 
-def _banner(out: TextIO, *, host: str, port: int, tokens: dict[str, str]) -> None:
+TOKENS_FILE = "demo-tokens.json"  # under the local dir (.local/), gitignored
+
+
+def tokens_file(cfg: Settings) -> Path:
+    return cfg.local_dir / TOKENS_FILE
+
+
+def _dev_env() -> dict[str, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # Containers and CI boxes run `make run` as root; Celery then warns on every start. We
+        # send JSON, never pickle, so Celery does not refuse to run, and this is a developer's
+        # stack, so the warning is filtered here only (never C_FORCE_ROOT, and never in
+        # production, where the worker must run as its own user).
+        superuser = "ignore:You're running the worker with superuser privileges"
+        env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), superuser]))
+    return env
+
+
+def _wait_worker(seconds: float) -> bool:
+    """Until a Celery worker answers a ping over the broker (so its start-up lines are out
+    before the banner)."""
+    from sync.celery_app import app
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if app.control.ping(timeout=1.0):
+            return True
+    return False
+
+
+def banner(
+    out: TextIO, *, host: str, port: int, tokens: dict[str, str], running: bool = True
+) -> None:
+    """The links, tokens and example queries: printed last by `billing run`, and again by
+    `billing tokens`."""
+    listing = "\n".join(f"   {name:<15}{token}" for name, token in tokens.items())
     base = f"http://{host}:{port}"
     member = next((t for k, t in tokens.items() if k != "admin"), "<member token>")
     admin = tokens.get("admin", "<admin token>")
     out.write(
         f"""
 ================================================================================
- billing is running
+ {"billing is running" if running else "billing demo tokens and links (`billing run` serves them)"}
    GraphiQL     {base}/graphql   (add header  Authorization: Bearer <token>)
    Dashboard    {base}/dashboard#token={member}
    Operators    {base}/dashboard#token={admin}
@@ -84,7 +121,10 @@ def _banner(out: TextIO, *, host: str, port: int, tokens: dict[str, str]) -> Non
          lineItems(first: 5) {{ nodes {{ description app region quantity unit amount {{ formatted }} }} }}
          syncState {{ status attempts lastError {{ message }} }} }} }} }}
 
- Ctrl-C stops everything.
+ Tokens (header  Authorization: Bearer <token>; admin sees the whole platform):
+{listing}
+
+ `billing tokens` prints this again.{" Ctrl-C stops everything." if running else ""}
 ================================================================================
 """
     )
@@ -102,11 +142,15 @@ def run_stack(
     upgrade(cfg.database_url)
     engine = make_engine(cfg.database_url, pool_size=2)
     tokens = seed.run(
-        session_factory(engine), now=datetime.now(UTC), shards=cfg.rollup_platform_shards, out=out
+        session_factory(engine),
+        now=datetime.now(UTC),
+        shards=cfg.rollup_platform_shards,
+        out=out,
+        tokens_file=tokens_file(cfg),
     )
     engine.dispose()
 
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = _dev_env()
     children = [
         Child("mock-stripe", _cli("mock-stripe", "--port", "12111")),
         Child("api", _cli("serve", "--host", host, "--port", str(port))),
@@ -127,7 +171,10 @@ def run_stack(
         if not _wait_http(f"http://{host}:{port}/healthz", seconds=120):
             out.write("the API did not come up; see the messages above\n")
             return 1
-        _banner(out, host=host, port=port, tokens=tokens or {})
+        if not _wait_worker(60):
+            out.write("the sync worker did not answer; see the messages above\n")
+            return 1
+        banner(out, host=host, port=port, tokens=tokens or {})
         while not stopping:
             for child in children:
                 assert child.process is not None

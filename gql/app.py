@@ -26,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
-from gql import dashboard
+from gql import dashboard, graphiql_static
 from gql.core.context import Context
 from gql.core.errors import request_id_var
 from gql.core.permissions import viewer_from_authorization
@@ -90,6 +90,9 @@ class BillingGraphQL(GraphQL[Context, None]):
         self.sessions = session_factory(self.engine)
         self.enqueue_sync = enqueue_sync
         self.rollup_shards = settings.rollup_platform_shards
+
+    async def render_graphql_ide(self, request: Any) -> Response:
+        return graphiql_static.page()  # vendored assets: works offline (Strawberry's uses a CDN)
 
     async def get_context(self, request: Any, response: Any) -> Context:
         session = self.sessions()
@@ -159,6 +162,7 @@ def create_app(
             Route("/readyz", readyz),
             Route("/metrics", metrics),
             *dashboard.routes(),
+            *graphiql_static.routes(),
         ],
         middleware=[Middleware(RequestContext)],
     )

@@ -31,6 +31,13 @@ log = logging.getLogger("billing.sync")
 
 VISIBILITY_TIMEOUT = 600  # > the hard time limit
 
+# Celery's own per-task lines ("Task sync.sweep[...] received / succeeded") and beat's "Sending
+# due task" fire every sweep (2 s), and the Stripe SDK logs every request and response: routine,
+# so below INFO. Our "sync attempt" line is the one INFO line per state change (calls are in
+# billing_stripe_calls_total and sync_attempts); task failures are still logged at ERROR.
+for _chatty in ("celery.app.trace", "celery.worker.strategy", "celery.beat", "stripe"):
+    logging.getLogger(_chatty).setLevel(logging.WARNING)
+
 
 def time_limits(lease_seconds: float) -> tuple[float, float]:
     """(soft, hard) task time limits inside the lease: with the default 180 s lease, 120 s and

@@ -42,7 +42,8 @@ def sweep(rt: Runtime, enqueue: Callable[[int], None], *, depth: int = 0) -> int
         # A failed enqueue leaves the row marked for `hold` seconds, then it is swept again.
         enqueue(invoice_id)
     if due:
-        log.info("sweeper enqueued due invoices", extra={"count": len(due)})
+        # Routine: each enqueued invoice gets its own INFO line when its attempt changes state.
+        log.debug("sweeper enqueued due invoices", extra={"count": len(due)})
     return len(due)
 
 

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from devstack.services import resolve_urls
+from devstack.services import embedded_running, resolve_urls, stop_embedded
 from migrations_runner import upgrade
 from models.db import make_engine
 from settings import PROJECT_ROOT
@@ -57,6 +57,38 @@ def _recreate(server_url: str, database: str) -> None:
     _drop(server_url, database)
     with psycopg.connect(_with_database(server_url, "postgres"), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{database}"')
+
+
+def _local_dir() -> Path:
+    return Path(os.environ.get("BILLING_LOCAL_DIR", PROJECT_ROOT / ".local"))
+
+
+def _uses_embedded() -> bool:
+    db = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    return not db or not os.environ.get("REDIS_URL")
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    # Under xdist the controller runs no tests; its workers carry `workerinput`.
+    return not hasattr(config, "workerinput")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # `make test` stops the embedded servers only if this run is the one that starts them. The
+    # decision is the controller's: a worker that finishes first must not stop servers that the
+    # others still use.
+    if _is_controller(session.config):
+        session.config.stash[_EMBEDDED_WERE_UP] = not _uses_embedded() or embedded_running(
+            _local_dir()
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _is_controller(session.config) and not session.config.stash.get(_EMBEDDED_WERE_UP, True):
+        stop_embedded(_local_dir())
+
+
+_EMBEDDED_WERE_UP = pytest.StashKey[bool]()
 
 
 # Every test in these files is marked slow: they start real Celery worker and beat processes,
@@ -88,7 +120,9 @@ def _with_redis_db(url: str, offset: int) -> str:
 
 @pytest.fixture(scope="session")
 def service_urls() -> tuple[str, str]:
-    local_dir = Path(os.environ.get("BILLING_LOCAL_DIR", PROJECT_ROOT / ".local"))
+    """The servers' URLs: the configured ones, or the embedded servers (started on demand; see
+    pytest_sessionfinish for who stops them)."""
+    local_dir = _local_dir()
     db = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     redis = os.environ.get("REDIS_URL")
     if db and redis:
@@ -153,5 +187,8 @@ def committed(engine: sa.Engine) -> Iterator[sessionmaker[Session]]:
 
 
 def truncate_all(engine: sa.Engine) -> None:
+    """Empty every table. Finalized invoices refuse TRUNCATE (migration 0003) unless the
+    transaction opts in; SET LOCAL keeps the opt-in from leaking into the pooled connection."""
     with engine.begin() as conn:
+        conn.execute(sa.text("SET LOCAL billing.allow_truncate = 'on'"))
         conn.execute(sa.text(f"TRUNCATE {ALL_TABLES} RESTART IDENTITY CASCADE"))

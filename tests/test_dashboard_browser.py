@@ -15,6 +15,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -110,9 +111,8 @@ def _make_data(factory: sessionmaker[Session]) -> tuple[str, str, str, int]:
         return member, admin, failed_id, org.id
 
 
-@pytest.fixture
-def world(committed: sessionmaker[Session], database_url: str, redis_url: str) -> Iterator[World]:
-    member, admin, failed_id, org_id = _make_data(committed)
+@contextmanager
+def _serve(database_url: str, redis_url: str) -> Iterator[str]:
     app = create_app(
         Settings(database_url=database_url, redis_url=redis_url), enqueue_sync=lambda _id: None
     )
@@ -124,9 +124,57 @@ def world(committed: sessionmaker[Session], database_url: str, redis_url: str) -
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started, "the test server did not start"
-    yield World(f"http://127.0.0.1:{port}", member, admin, failed_id, org_id)
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        app.state.engine.dispose()
+
+
+@pytest.fixture
+def world(committed: sessionmaker[Session], database_url: str, redis_url: str) -> Iterator[World]:
+    member, admin, failed_id, org_id = _make_data(committed)
+    with _serve(database_url, redis_url) as base_url:
+        yield World(base_url, member, admin, failed_id, org_id)
+
+
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Collects Content-Security-Policy violations the page reports, before any of its own scripts run.
+CSP_LISTENER = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`);
+});
+"""
+SECURITY_HEADERS = {
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+}
+
+
+def _assert_security_headers(headers: dict[str, str], *, inline_styles: bool = False) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        assert headers.get(name) == value, (name, headers)
+    csp = {
+        d.strip().split(" ", 1)[0]: d.strip().split(" ", 1)[1:]
+        for d in headers.get("content-security-policy", "").split(";")
+        if d.strip()
+    }
+    assert csp.get("default-src") == ["'none'"], csp
+    assert csp.get("frame-ancestors") == ["'none'"], csp
+    assert csp.get("script-src") == ["'self'"], csp  # no inline script, no eval, no other host
+    if not inline_styles:
+        assert csp.get("style-src") == ["'self'"], csp
 
 
 def test_dashboard_in_a_real_browser(world: World, committed: sessionmaker[Session]) -> None:
@@ -135,24 +183,17 @@ def test_dashboard_in_a_real_browser(world: World, committed: sessionmaker[Sessi
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=executable,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = p.chromium.launch(executable_path=executable, args=BROWSER_ARGS)
         page = browser.new_page(viewport={"width": 1200, "height": 1000})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.add_init_script(CSP_LISTENER)
 
         # Member: chart of monthly spend, one bar per month of the two default years per currency.
-        page.goto(f"{world.base_url}/dashboard#token={world.member_token}")
+        response = page.goto(f"{world.base_url}/dashboard#token={world.member_token}")
+        assert response is not None
+        _assert_security_headers(response.headers)
         bars = page.locator(".chart .bar")
         expect(bars).to_have_count(12 * 2 * 2)
         assert "token=" not in page.url, "the token must be dropped from the address bar"
@@ -212,9 +253,19 @@ def test_dashboard_in_a_real_browser(world: World, committed: sessionmaker[Sessi
         failed_row.locator("button.resync").click()
         expect(failed_row.locator("[data-sync]")).to_have_attribute("data-sync", "PENDING")
         page.screenshot(path=SHOTS / "operator-resynced.png", full_page=True)
+        violations = page.evaluate("window.__cspViolations.slice()")
+        page_errors = list(errors)
+        # The listener works: an inline script injected now is blocked and reported.
+        page.evaluate(
+            "() => { const s = document.createElement('script');"
+            " s.textContent = 'window.__ran = 1'; document.body.appendChild(s); }"
+        )
+        page.wait_for_function(f"window.__cspViolations.length > {len(violations)}")
+        assert page.evaluate("window.__ran") is None
         browser.close()
 
-    assert errors == []
+    assert violations == []
+    assert page_errors == []
     with committed() as s:
         state = s.execute(
             sa.text(
@@ -224,3 +275,49 @@ def test_dashboard_in_a_real_browser(world: World, committed: sessionmaker[Sessi
             {"p": world.failed_invoice_public_id},
         ).one()
     assert tuple(state) == ("pending", 0)
+
+
+def test_graphiql_works_with_no_internet(
+    committed: sessionmaker[Session], database_url: str, redis_url: str
+) -> None:
+    """Every request to another host is refused, as on a machine with no internet: GraphiQL
+    still renders its editor, and a query with a token from its Headers tab answers."""
+    executable = _chromium_or_skip()
+    from playwright.sync_api import Route, expect, sync_playwright
+
+    with committed() as s, s.begin():
+        admin = make_token(s, None, admin=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with _serve(database_url, redis_url) as base_url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        outside: list[str] = []
+        errors: list[str] = []
+
+        def offline(route: Route) -> None:
+            if route.request.url.startswith(base_url + "/"):
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort("internetdisconnected")
+
+        page.route("**/*", offline)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.add_init_script(CSP_LISTENER)
+        # GraphiQL reads persisted headers from localStorage: the token a user pasted earlier.
+        page.add_init_script(
+            f"""localStorage.setItem('graphiql:headers', '{{"Authorization": "Bearer {admin}"}}')"""
+        )
+        response = page.goto(f"{base_url}/graphql")
+        assert response is not None and response.status == 200
+        _assert_security_headers(response.headers, inline_styles=True)
+        editor = page.locator(".graphiql-query-editor .CodeMirror")
+        expect(editor).to_be_visible(timeout=15_000)
+        expect(page.locator("#graphiql")).not_to_contain_text("Loading")
+        page.locator(".graphiql-execute-button").click()
+        expect(page.locator(".graphiql-response")).to_contain_text('"isAdmin": true')
+        page.screenshot(path=SHOTS / "graphiql.png", full_page=True)
+        violations = page.evaluate("window.__cspViolations")
+        browser.close()
+
+    assert outside == [] and errors == [] and violations == []

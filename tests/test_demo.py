@@ -4,7 +4,9 @@ database (commits, then truncates)."""
 from __future__ import annotations
 
 import io
-from datetime import date
+import json
+from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -12,10 +14,13 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from demo import generate, seed
-from models import organizations, rollup
+from models import organizations, outbox, rollup, tables
 from models.tables import TokenScope
-from tests.api_helpers import QueryCounter
+from sync.attempt import Outcome
+from sync.runtime import Runtime
+from tests.api_helpers import Api, QueryCounter
 from tests.factories import NOW, SHARDS, make_invoice
+from tests.sync_helpers import Mock, drive
 
 
 def _scalar(s: Session, sql: str, **params: object) -> int:
@@ -162,3 +167,91 @@ def test_generate_continues_numbering_and_domain_finalize_follows(
         assert _scalar(s, "SELECT count(*) FROM invoices") == 701
         _numbers_are_gap_free(s)
         assert rollup.verify(s) == []
+
+
+def test_make_run_reuses_its_demo_tokens_and_revokes_the_ones_it_replaces(
+    committed: sessionmaker[Session], tmp_path: Path
+) -> None:
+    path = tmp_path / "demo-tokens.json"
+    first = seed.run(committed, now=NOW, shards=SHARDS, out=io.StringIO(), tokens_file=path)
+    assert json.loads(path.read_text()) == first
+    assert path.stat().st_mode & 0o077 == 0  # live credentials: owner-only
+    again = seed.run(committed, now=NOW, shards=SHARDS, out=io.StringIO(), tokens_file=path)
+    assert again == first  # nothing minted on the second run
+    assert seed.stored_tokens(path) == first
+
+    # A token that no longer works (revoked by hand here) is replaced, and only that one.
+    with committed() as s, s.begin():
+        row = organizations.resolve_token(s, first["acme"], now=NOW)
+        assert row is not None
+        row.revoked_at = NOW - timedelta(seconds=1)
+    third = seed.run(committed, now=NOW, shards=SHARDS, out=io.StringIO(), tokens_file=path)
+    assert third["acme"] != first["acme"]
+    assert {k: v for k, v in third.items() if k != "acme"} == {
+        k: v for k, v in first.items() if k != "acme"
+    }
+    # Without the file every token is new, and the ones they replace stop working.
+    fresh = seed.run(committed, now=NOW, shards=SHARDS, out=io.StringIO())
+    with committed() as s:
+        assert all(organizations.resolve_token(s, t, now=NOW) for t in fresh.values())
+        assert not any(organizations.resolve_token(s, t, now=NOW) for t in third.values())
+        live_demo = _scalar(
+            s, "SELECT count(*) FROM api_tokens WHERE name = 'demo' AND revoked_at IS NULL"
+        )
+        assert live_demo == len(seed.DEMO_SLUGS) + 1
+
+
+def test_demo_has_one_failed_sync_that_resync_repairs(
+    committed: sessionmaker[Session], rt: Runtime, mock: Mock
+) -> None:
+    seed.run(committed, now=NOW, shards=SHARDS, out=io.StringIO())
+    with committed() as s:
+        failed = s.execute(
+            sa.text(
+                "SELECT i.id, o.slug FROM invoice_sync y JOIN invoices i ON i.id = y.invoice_id"
+                " JOIN organizations o ON o.id = i.organization_id WHERE y.state = 'failed'"
+            )
+        ).all()
+        assert [slug for _, slug in failed] == [seed.FAILED_SYNC_SLUG]
+        invoice_id = failed[0][0]
+        row = s.get(tables.InvoiceSync, invoice_id)
+        assert row is not None and row.last_error_code == "resource_missing"
+        assert row.next_attempt_at is None  # waits for a person, not for the sweeper
+        history = _scalar(
+            s, "SELECT count(*) FROM sync_attempts WHERE invoice_id = :i", i=invoice_id
+        )
+        assert history == 1
+
+    # What the dashboard's Resync button does (resyncInvoice), then a real push to the mock.
+    with committed() as s, s.begin():
+        inv = s.get(tables.Invoice, invoice_id)
+        assert inv is not None
+        outbox.request_resync(s, inv, now=NOW)
+    assert drive(rt, invoice_id)[-1] == Outcome.SYNCED
+    with committed() as s:
+        inv = s.get(tables.Invoice, invoice_id)
+        assert inv is not None and inv.stripe_invoice_id
+    remote = mock.remote_for(inv.public_id)
+    assert len(remote) == 1 and remote[0]["total"] == inv.total_cents
+
+
+def test_invoice_numbers_are_found_in_any_case(api: Api, committed: sessionmaker[Session]) -> None:
+    with committed() as s, s.begin():
+        inv = make_invoice(
+            s,
+            organizations.create(
+                s,
+                slug="case-co",
+                name="Case",
+                billing_email="b@case.example",
+                default_currency="USD",
+            ),
+            status="open",
+        )
+        admin, _ = organizations.create_token(
+            s, scope=TokenScope.ADMIN, organization=None, name="t"
+        )
+    assert inv.number and inv.number.isupper()
+    query = "query($id: ID!) { invoice(id: $id) { number } }"
+    for ref in (inv.number, inv.number.lower(), inv.number.capitalize()):
+        assert api.data(query, admin, id=ref) == {"invoice": {"number": inv.number}}, ref

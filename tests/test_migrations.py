@@ -60,3 +60,34 @@ def test_models_match_migrations(engine: sa.Engine) -> None:
         d for d in diff if not (isinstance(d, tuple) and d[0] in ("remove_index", "add_index"))
     ]
     assert relevant == []
+
+
+def _guards(url: str) -> tuple[set[str], str]:
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            triggers = set(
+                conn.execute(
+                    sa.text("SELECT tgname FROM pg_trigger WHERE tgname LIKE '%truncate_guard'")
+                ).scalars()
+            )
+            body = conn.execute(
+                sa.text("SELECT prosrc FROM pg_proc WHERE proname = 'invoice_items_guard'")
+            ).scalar_one()
+        return triggers, str(body)
+    finally:
+        engine.dispose()
+
+
+def test_finalized_holes_migration_downgrades_to_the_old_guards(scratch_url: str) -> None:
+    """0003 replaces 0001's trigger functions in place; its downgrade puts the old bodies back
+    and drops the TRUNCATE triggers, and upgrading again reinstates them."""
+    upgrade(scratch_url)
+    new = _guards(scratch_url)
+    assert new[0] == {"invoices_truncate_guard", "invoice_items_truncate_guard"}
+    assert "old_status" in new[1]
+    downgrade(scratch_url, "0001")
+    old = _guards(scratch_url)
+    assert old[0] == set() and "parent_status" in old[1] and "old_status" not in old[1]
+    upgrade(scratch_url)
+    assert _guards(scratch_url) == new

@@ -147,11 +147,13 @@ def visible_organization(caller: Caller, slug: str) -> tables.Organization | Non
 
 
 def visible_invoice(caller: Caller, ref: str) -> tables.Invoice | None:
-    """By public id (inv_...) or number (ACME-0007): public ids have an underscore, numbers not."""
+    """By public id (inv_...) or number (ACME-0007): public ids have an underscore, numbers not.
+    Numbers are stored upper-case, so `acme-0007` is the same invoice (and the unique index on
+    `number` still serves the lookup)."""
     inv = tables.Invoice
-    column = inv.number if "_" not in ref else inv.public_id
+    match = inv.number == ref.upper() if "_" not in ref else inv.public_id == ref
     return caller.session.exec(
-        select(inv).where(column == ref, *visible_to(require_viewer(caller), inv.organization_id))
+        select(inv).where(match, *visible_to(require_viewer(caller), inv.organization_id))
     ).first()
 
 
