@@ -82,3 +82,47 @@ class Busy(DomainError):
     """A lock could not be taken in time; the client may retry."""
 
     code = "BUSY"
+
+
+class UnknownOrganization(DomainError):
+    code = "UNKNOWN_ORGANIZATION"
+
+
+class UnknownProduct(DomainError):
+    """No price for this product in the organization's currency at the event's time."""
+
+    code = "UNKNOWN_PRODUCT"
+
+
+class OutOfWindow(DomainError):
+    """Usage older than 35 days or more than 5 minutes ahead (Stripe's meter event window)."""
+
+    code = "OUT_OF_WINDOW"
+
+
+class IdempotencyConflict(DomainError):
+    """An event id seen before with a different payload."""
+
+    code = "IDEMPOTENCY_CONFLICT"
+
+
+class PeriodClosed(DomainError):
+    """Late usage with no open draft to land on (even the current period's is finalized)."""
+
+    code = "PERIOD_CLOSED"
+
+
+class UsageLinesMetered(DomainError):
+    """Usage lines of a draft fed by ingestion come from events only, never by hand."""
+
+    code = "USAGE_LINES_METERED"
+
+
+class PriceHistoryFixed(DomainError):
+    """A price version may not start in the past once an earlier version could have priced usage."""
+
+    code = "PRICE_HISTORY_FIXED"
+
+
+class AlreadyExists(DomainError):
+    code = "ALREADY_EXISTS"
