@@ -136,9 +136,7 @@ def place(
                     "FOR NO KEY UPDATE"
                 ),
                 {"ids": sorted(set(ids.values()))},
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         retry: dict[tuple[int, date], str] = {}
         for key, tkey in target.items():
@@ -203,9 +201,7 @@ def add_quantities(
         session.execute(
             sa.text("SELECT id, period_start FROM invoices WHERE id = ANY(:ids)"),
             {"ids": sorted({k.invoice_id for k in keys})},
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     rows = session.execute(
         sa.text(
