@@ -31,6 +31,7 @@ from gql.core.context import Context, Viewer
 from gql.core.errors import request_id_var
 from gql.invoices.dataloaders import make_loaders
 from gql.schema import schema
+from gql.usage import http as usage_http
 from models import organizations
 from models.db import make_engine, session_factory
 from models.tables import TokenScope
@@ -170,6 +171,7 @@ def create_app(
             Route("/readyz", readyz),
             Route("/metrics", metrics),
             *dashboard.routes(),
+            *usage_http.routes(graphql.sessions),
         ],
         middleware=[Middleware(RequestContext)],
     )

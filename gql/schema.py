@@ -24,7 +24,10 @@ from gql.core.scalars import SCALARS
 from gql.invoices.mutations import InvoiceMutations
 from gql.invoices.queries import InvoiceQueries
 from gql.metrics import ERRORS, REQUEST_SECONDS
+from gql.prices.mutations import PriceMutations
+from gql.prices.queries import PriceQueries
 from gql.summary.queries import SummaryQueries
+from gql.usage.mutations import UsageMutations
 
 # Limits, with the reasons: the deepest useful query (organization > invoices > edges > node >
 # lineItems > edges > node > amount > formatted) is 9 levels; 12 leaves room without allowing
@@ -128,12 +131,12 @@ class Metrics(SchemaExtension):
 
 
 @strawberry.type
-class Query(InvoiceQueries, SummaryQueries):
+class Query(InvoiceQueries, SummaryQueries, PriceQueries):
     pass
 
 
 @strawberry.type
-class Mutation(InvoiceMutations):
+class Mutation(InvoiceMutations, UsageMutations, PriceMutations):
     pass
 
 

@@ -191,6 +191,9 @@ class InvoiceItem(SQLModel, table=True):
     price_id: int | None = Field(
         default=None, sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("prices.id"))
     )
+    # Earliest and latest occurred_at of a usage aggregate's events (the projection's run rate).
+    first_usage_at: datetime | None = Field(default=None, sa_column=_ts())
+    last_usage_at: datetime | None = Field(default=None, sa_column=_ts())
     created_at: datetime | None = Field(
         default=None, sa_column=_ts(nullable=False, server_default=True)
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import NamedTuple
@@ -28,6 +29,20 @@ from models.tables import InvoiceStatus
 # Namespace of the advisory lock that serialises the creation of an organization's usage draft
 # (the second key is the organization id); taken only when no draft exists yet.
 DRAFT_LOCK_NAMESPACE = 0x75736167  # "usag"
+
+
+@dataclass
+class Aggregate:
+    """What a batch adds to one line: its summed quantity and its events' time span."""
+
+    quantity: Decimal
+    first: datetime
+    last: datetime
+
+    def add(self, quantity: Decimal, at: datetime) -> None:
+        self.quantity += quantity
+        self.first = min(self.first, at)
+        self.last = max(self.last, at)
 
 
 class LineKey(NamedTuple):
@@ -171,7 +186,7 @@ def describe(key: LineKey, invoice_period: date | None = None) -> str:
 
 def add_quantities(
     session: Session,
-    totals: Mapping[LineKey, Decimal],
+    totals: Mapping[LineKey, Aggregate],
     prices: Mapping[int, PriceVersion],
     *,
     now: datetime,
@@ -207,16 +222,20 @@ def add_quantities(
         sa.text(
             "INSERT INTO invoice_items AS l (public_id, invoice_id, kind, description, product, app, "
             "region, unit, quantity, unit_price, amount_cents, period_start, period_end, price_id, "
-            "created_at) SELECT pub, inv, 'usage', descr, pr, a, r, un, q, up, amt, ps, pe, pid, :now "
+            "first_usage_at, last_usage_at, created_at) "
+            "SELECT pub, inv, 'usage', descr, pr, a, r, un, q, up, amt, ps, pe, pid, f, la, :now "
             "FROM unnest(CAST(:pub AS text[]), CAST(:inv AS bigint[]), CAST(:descr AS text[]), "
             "CAST(:pr AS text[]), CAST(:a AS text[]), CAST(:r AS text[]), CAST(:un AS text[]), "
             "CAST(:q AS numeric[]), CAST(:up AS numeric[]), CAST(:amt AS bigint[]), "
-            "CAST(:ps AS date[]), CAST(:pe AS date[]), CAST(:pid AS bigint[])) "
-            "WITH ORDINALITY AS u(pub, inv, descr, pr, a, r, un, q, up, amt, ps, pe, pid, n) "
+            "CAST(:ps AS date[]), CAST(:pe AS date[]), CAST(:pid AS bigint[]), "
+            "CAST(:f AS timestamptz[]), CAST(:la AS timestamptz[])) "
+            "WITH ORDINALITY AS u(pub, inv, descr, pr, a, r, un, q, up, amt, ps, pe, pid, f, la, n) "
             "ORDER BY n "
             "ON CONFLICT (invoice_id, product, app, region, price_id, period_start) "
             "WHERE price_id IS NOT NULL "
-            "DO UPDATE SET quantity = l.quantity + EXCLUDED.quantity "
+            "DO UPDATE SET quantity = l.quantity + EXCLUDED.quantity, "
+            "first_usage_at = LEAST(l.first_usage_at, EXCLUDED.first_usage_at), "
+            "last_usage_at = GREATEST(l.last_usage_at, EXCLUDED.last_usage_at) "
             "RETURNING l.id, l.invoice_id, l.quantity, l.unit_price, l.amount_cents, "
             "(l.xmax = 0) AS inserted"
         ),
@@ -228,12 +247,16 @@ def add_quantities(
             "a": [k.app for k in keys],
             "r": [k.region for k in keys],
             "un": [prices[k.price_id].unit for k in keys],
-            "q": [totals[k] for k in keys],
+            "q": [totals[k].quantity for k in keys],
             "up": [prices[k.price_id].unit_price for k in keys],
-            "amt": [line_amount_cents(totals[k], prices[k.price_id].unit_price) for k in keys],
+            "amt": [
+                line_amount_cents(totals[k].quantity, prices[k.price_id].unit_price) for k in keys
+            ],
             "ps": [k.period_start for k in keys],
             "pe": [next_month(k.period_start) for k in keys],
             "pid": [k.price_id for k in keys],
+            "f": [totals[k].first for k in keys],
+            "la": [totals[k].last for k in keys],
             "now": now,
         },
     ).all()

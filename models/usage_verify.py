@@ -9,10 +9,8 @@ events, in one transaction.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -22,7 +20,7 @@ from models.errors import InvoiceNotDraft, NotFound
 from models.money import line_amount_cents
 from models.prices import PriceVersion
 from models.tables import InvoiceStatus
-from models.usage_lines import LineKey
+from models.usage_lines import Aggregate, LineKey
 
 
 @dataclass(frozen=True)
@@ -34,18 +32,21 @@ class UsageDiff:
     stored: tuple[object, ...]
 
 
-def _recomputed(session: Session, invoice_ids: list[int] | None) -> dict[LineKey, Decimal]:
+def _recomputed(session: Session, invoice_ids: list[int] | None) -> dict[LineKey, Aggregate]:
     where = "i.status = 'draft'" + (" AND i.id = ANY(:ids)" if invoice_ids is not None else "")
     rows = session.execute(
         sa.text(
             "SELECT e.invoice_id, e.product, e.app, e.region, e.price_id, e.period_start, "
-            "sum(e.quantity) AS q FROM usage_events e JOIN invoices i ON i.id = e.invoice_id "
+            "sum(e.quantity) AS q, min(e.occurred_at) AS f, max(e.occurred_at) AS la "
+            "FROM usage_events e JOIN invoices i ON i.id = e.invoice_id "
             f"WHERE {where} GROUP BY 1, 2, 3, 4, 5, 6"
         ),
         {"ids": invoice_ids or []},
     ).all()
     return {
-        LineKey(r.invoice_id, r.product, r.app, r.region, r.price_id, r.period_start): r.q
+        LineKey(r.invoice_id, r.product, r.app, r.region, r.price_id, r.period_start): Aggregate(
+            r.q, r.f, r.la
+        )
         for r in rows
     }
 
@@ -63,11 +64,14 @@ def verify(session: Session) -> list[UsageDiff]:
             r.quantity,
             r.unit_price,
             r.amount_cents,
+            r.first_usage_at,
+            r.last_usage_at,
         )
         for r in session.execute(
             sa.text(
                 "SELECT l.invoice_id, l.product, l.app, l.region, l.price_id, l.period_start, "
-                "l.quantity, l.unit_price, l.amount_cents FROM invoice_items l "
+                "l.quantity, l.unit_price, l.amount_cents, l.first_usage_at, l.last_usage_at "
+                "FROM invoice_items l "
                 "JOIN invoices i ON i.id = l.invoice_id "
                 "WHERE i.status = 'draft' AND l.price_id IS NOT NULL"
             )
@@ -76,10 +80,14 @@ def verify(session: Session) -> list[UsageDiff]:
     prices = _prices(session, {k.price_id for k in [*expected, *stored]})
     diffs: list[UsageDiff] = []
     for key in sorted(set(expected) | set(stored), key=_order):
-        q = expected.get(key, Decimal(0))
         price = prices[key.price_id].unit_price
-        want = (q, price, line_amount_cents(q, price)) if key in expected else ()
-        have = stored.get(key, ())
+        agg = expected.get(key)
+        want: tuple[object, ...] = (
+            (agg.quantity, price, line_amount_cents(agg.quantity, price), agg.first, agg.last)
+            if agg
+            else ()
+        )
+        have: tuple[object, ...] = stored.get(key, ())
         if want != have:
             diffs.append(UsageDiff(key.invoice_id, "line", key, want, have))
     for r in session.execute(
@@ -139,9 +147,8 @@ def replay(
         {"id": mapping.invoice_id},
     )
     totals = _recomputed(session, [mapping.invoice_id])
-    by_key: dict[LineKey, Decimal] = defaultdict(Decimal, totals)
     usage_lines.add_quantities(
-        session, by_key, _prices(session, {k.price_id for k in by_key}), now=now
+        session, totals, _prices(session, {k.price_id for k in totals}), now=now
     )
     inv = session.execute(
         sa.text("SELECT subtotal_cents FROM invoices WHERE id = :id"), {"id": mapping.invoice_id}

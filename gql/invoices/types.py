@@ -17,6 +17,7 @@ from models.money import format_money
 if TYPE_CHECKING:
     from gql.invoices.filters import InvoiceFilter
     from gql.summary.types import MonthlySummary
+    from gql.usage.types import UpcomingInvoice
 
 InvoiceStatus = strawberry.enum(
     tables.InvoiceStatus, name="InvoiceStatus", description="Lifecycle of an invoice."
@@ -423,6 +424,16 @@ class Organization:
             currency=currency,
             default_currency=self.row.default_currency,
         )
+
+    @strawberry.field(
+        description="The month so far: the current period's usage draft, with breakdowns and a projection; null before its first usage."
+    )
+    def upcoming_invoice(
+        self, info: Info
+    ) -> Annotated[UpcomingInvoice, strawberry.lazy("gql.usage.types")] | None:
+        from gql.usage.queries import upcoming_invoice
+
+        return upcoming_invoice(info, self.row.id or 0)
 
     @strawberry.field(description="Invoices per sync state: is Stripe in step with us?")
     def sync_health(self, info: Info) -> SyncHealth:

@@ -32,7 +32,8 @@ Choices, and why:
 - `usage_drafts` maps (organization, period) to the draft that usage of that period goes to, so
   concurrent ingests agree on one draft; the row stays after the invoice is finalized, which is
   how a late event learns that its period is closed.
-- `invoice_items.price_id` marks a usage aggregate (NULL for hand-written lines); the partial
+- `invoice_items.price_id` marks a usage aggregate (NULL for hand-written lines), and
+  `first_usage_at` / `last_usage_at` span its events (the projection's run rate); the partial
   unique index on (invoice_id, product, app, region, price_id, period_start) NULLS NOT DISTINCT is
   the line key the ingest upserts into.
 
@@ -208,6 +209,9 @@ def upgrade() -> None:
     )
 
     op.add_column("invoice_items", sa.Column("price_id", sa.BigInteger))
+    # The span of a usage line's events (min and max occurred_at): the projection's run rate.
+    op.add_column("invoice_items", sa.Column("first_usage_at", sa.DateTime(timezone=True)))
+    op.add_column("invoice_items", sa.Column("last_usage_at", sa.DateTime(timezone=True)))
     op.create_foreign_key(
         "fk_invoice_items_price_id_prices", "invoice_items", "prices", ["price_id"], ["id"]
     )
@@ -226,6 +230,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("uq_invoice_items_usage_key", table_name="invoice_items")
+    op.drop_column("invoice_items", "last_usage_at")
+    op.drop_column("invoice_items", "first_usage_at")
     op.drop_column("invoice_items", "price_id")  # its FK and CHECK go with it
     op.execute("DROP TABLE usage_events")  # and every partition with it
     op.execute("DROP FUNCTION IF EXISTS usage_events_ensure_partition(date)")
