@@ -63,7 +63,7 @@ def product_of(line: LineInput) -> str:
 
 
 def events_for(
-    slug: str, lines: list[LineInput], *, start: date, now: datetime, per_line: int = 12
+    slug: str, lines: list[LineInput], *, start: date, now: datetime, per_line: int = 4
 ) -> Iterator[UsageEventInput]:
     """Each usage line's quantity as `per_line` events spread evenly from `start` to `now`
     (the last part carries the rounding remainder, so the events sum to the line exactly)."""
