@@ -7,7 +7,7 @@ UV := .tools/bin/uv
 endif
 RUN := $(UV) run --frozen
 
-.PHONY: install run test lint typecheck check schema bench-api bench-sync bench-summary bench-generate stop clean
+.PHONY: install run test lint typecheck check schema bench-api bench-sync bench-summary bench-generate bench-usage stop clean
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -51,6 +51,9 @@ bench-sync: install
 
 bench-summary: install
 	$(RUN) python bench/summary.py
+
+bench-usage: install
+	$(RUN) python bench/usage.py
 
 stop: install
 	$(RUN) billing stop

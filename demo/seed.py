@@ -29,8 +29,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
-from demo import prices
-from models import invoices, organizations, tables
+from demo import metered, prices
+from models import invoices, organizations, tables, usage
 from models.db import transaction
 from models.invoices import LineInput
 from models.tables import LineItemKind, TokenScope
@@ -468,6 +468,11 @@ def run(
     are reused and the file is rewritten; without it, every run mints new ones."""
     if is_seeded(factory):
         with transaction(factory) as s:
+            if s.exec(select(tables.Price.id)).first() is None:  # seeded before prices existed
+                currencies = {
+                    o.default_currency.strip() for o in s.exec(select(tables.Organization))
+                }
+                metered.seed_prices(s, currencies=currencies, effective_from=now)
             demo = col(tables.Organization.slug).in_(DEMO_SLUGS)
             stmt = select(tables.Organization).where(demo).order_by(col(tables.Organization.id))
             kept = _live_stored_tokens(s, tokens_file, now=now)
@@ -491,6 +496,9 @@ def run(
             )
             for p in profiles
         ]
+        metered.seed_prices(
+            s, currencies={p.currency for p in profiles}, effective_from=_at(months[0])
+        )
         for index, start in enumerate(months):
             end = _next_month(start)
             current = index == len(months) - 1
@@ -540,10 +548,25 @@ def _seed_month(
             int(span.total_seconds())
         )
         fraction = min(Decimal(1), fraction).quantize(Decimal("0.0001"))
-        draft = invoices.create_draft(
-            s, org, currency=p.currency, period_start=start, period_end=end, now=now
-        )
-        _add(s, draft, _usage_lines(rng, p, index, start, end, fraction), now=now)
+        # The month in progress goes through the ingestion path, as a metering pipeline would
+        # have sent it; only the flat monthly lines (subscriptions, credits) are added by hand.
+        lines = _usage_lines(rng, p, index, start, end, fraction)
+        metered_lines = [x for x in lines if x.kind == LineItemKind.USAGE]
+        events = list(metered.events_for(p.slug, metered_lines, start=start, now=now))
+        for i in range(0, len(events), usage.MAX_EVENTS_PER_CALL):
+            result = usage.record_usage(s, events[i : i + usage.MAX_EVENTS_PER_CALL], now=now)
+            assert not result.rejected, result.rejected[:3]
+        assert org.id is not None
+        mapping = s.get(tables.UsageDraft, (org.id, start))
+        if mapping is not None:
+            draft = s.get_one(tables.Invoice, mapping.invoice_id, populate_existing=True)
+        else:
+            draft = invoices.create_draft(
+                s, org, currency=p.currency, period_start=start, period_end=end, now=now
+            )
+        flat = [x for x in lines if x.kind != LineItemKind.USAGE]
+        if flat:
+            _add(s, draft, flat, now=now)
         return 1
     lines = _usage_lines(rng, p, index, start, end, Decimal(1))
     if p.slug == "nimbus-labs" and index == 9:

@@ -157,6 +157,10 @@ def run_stack(
         Child("worker", _cli("worker", "--concurrency", "2")),
         Child("beat", _cli("beat")),
     ]
+    if tokens and "admin" in tokens:
+        # A simulated metering feed, so that the month so far moves while you watch.
+        feed_url = f"http://{host}:{port}/v1/usage"
+        children.append(Child("feed", _cli("feed", "--url", feed_url, "--token", tokens["admin"])))
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:

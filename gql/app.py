@@ -31,6 +31,7 @@ from gql.core.context import Context
 from gql.core.errors import request_id_var
 from gql.core.permissions import viewer_from_authorization
 from gql.schema import schema
+from gql.usage import http as usage_http
 from models.db import make_engine, session_factory
 from settings import Settings
 
@@ -163,6 +164,7 @@ def create_app(
             Route("/metrics", metrics),
             *dashboard.routes(),
             *graphiql_static.routes(),
+            *usage_http.routes(graphql.sessions),
         ],
         middleware=[Middleware(RequestContext)],
     )

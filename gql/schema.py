@@ -24,8 +24,12 @@ from gql.core.scalars import SCALARS
 from gql.invoices.mutations import InvoiceMutations
 from gql.invoices.queries import InvoiceQueries
 from gql.metrics import ERRORS, REQUEST_SECONDS
+from gql.organizations.mutations import OrganizationMutations
 from gql.organizations.queries import OrganizationQueries
+from gql.prices.mutations import PriceMutations
+from gql.prices.queries import PriceQueries
 from gql.summary.queries import SummaryQueries
+from gql.usage.mutations import UsageMutations
 
 # Limits, with the reasons: the deepest useful query (organization > invoices > edges > node >
 # lineItems > edges > node > amount > formatted) is 9 levels; 12 leaves room without allowing
@@ -105,12 +109,12 @@ class Metrics(SchemaExtension):
 
 # Field order in the SDL follows the bases: viewer, organization, invoice(s), monthlySummary.
 @strawberry.type
-class Query(OrganizationQueries, InvoiceQueries, SummaryQueries):
+class Query(OrganizationQueries, InvoiceQueries, SummaryQueries, PriceQueries):
     pass
 
 
 @strawberry.type
-class Mutation(InvoiceMutations):
+class Mutation(InvoiceMutations, UsageMutations, PriceMutations, OrganizationMutations):
     pass
 
 

@@ -28,6 +28,14 @@ class ErrorCode(StrEnum):
     INVALID_VALUE = "INVALID_VALUE"
     TOO_MANY_ITEMS = "TOO_MANY_ITEMS"
     BUSY = "BUSY"
+    UNKNOWN_ORGANIZATION = "UNKNOWN_ORGANIZATION"
+    UNKNOWN_PRODUCT = "UNKNOWN_PRODUCT"
+    OUT_OF_WINDOW = "OUT_OF_WINDOW"
+    IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+    PERIOD_CLOSED = "PERIOD_CLOSED"
+    USAGE_LINES_METERED = "USAGE_LINES_METERED"
+    PRICE_HISTORY_FIXED = "PRICE_HISTORY_FIXED"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
 
 
 class DomainError(Exception):
@@ -98,3 +106,47 @@ class Busy(DomainError):
     """A lock could not be taken in time; the client may retry."""
 
     code = ErrorCode.BUSY
+
+
+class UnknownOrganization(DomainError):
+    code = ErrorCode.UNKNOWN_ORGANIZATION
+
+
+class UnknownProduct(DomainError):
+    """No price for this product in the organization's currency at the event's time."""
+
+    code = ErrorCode.UNKNOWN_PRODUCT
+
+
+class OutOfWindow(DomainError):
+    """Usage older than 35 days or more than 5 minutes ahead (Stripe's meter event window)."""
+
+    code = ErrorCode.OUT_OF_WINDOW
+
+
+class IdempotencyConflict(DomainError):
+    """An event id seen before with a different payload."""
+
+    code = ErrorCode.IDEMPOTENCY_CONFLICT
+
+
+class PeriodClosed(DomainError):
+    """Late usage with no open draft to land on (even the current period's is finalized)."""
+
+    code = ErrorCode.PERIOD_CLOSED
+
+
+class UsageLinesMetered(DomainError):
+    """Usage lines of a draft fed by ingestion come from events only, never by hand."""
+
+    code = ErrorCode.USAGE_LINES_METERED
+
+
+class PriceHistoryFixed(DomainError):
+    """A price version may not start in the past once an earlier version could have priced usage."""
+
+    code = ErrorCode.PRICE_HISTORY_FIXED
+
+
+class AlreadyExists(DomainError):
+    code = ErrorCode.ALREADY_EXISTS

@@ -30,6 +30,7 @@ from models.errors import (
     NegativeQuantity,
     NotFound,
     TooManyItems,
+    UsageLinesMetered,
 )
 from models.ids import new_public_id
 from models.money import (
@@ -203,6 +204,16 @@ def add_lines(
         )
     if not lines:
         raise InvalidValue("items cannot be empty", field=("items",))
+    if any(line.kind == LineItemKind.USAGE for line in lines) and _is_usage_draft(
+        session, invoice_id
+    ):
+        # Its usage lines are aggregates of recorded events (`billing usage verify` checks them
+        # against the events); a hand-written usage line would be invisible to that check.
+        raise UsageLinesMetered(
+            "this draft is fed by usage ingestion: record usage events instead of USAGE lines "
+            "(one-off, subscription, credit and adjustment lines can still be added)",
+            field=("items",),
+        )
     if len(lines) > MAX_ITEMS_PER_CALL:
         raise TooManyItems(f"at most {MAX_ITEMS_PER_CALL} items per call", field=("items",))
     if invoice.line_item_count + len(lines) > MAX_ITEMS_PER_INVOICE:
@@ -228,6 +239,11 @@ def add_lines(
     invoice.updated_at = now
     session.flush()
     return items
+
+
+def _is_usage_draft(session: Session, invoice_id: int) -> bool:
+    stmt = select(tables.UsageDraft.invoice_id).where(tables.UsageDraft.invoice_id == invoice_id)
+    return session.exec(stmt).first() is not None
 
 
 def finalize(

@@ -140,3 +140,18 @@ def format_money(cents: int, currency: str) -> str:
     number = f"{whole:,}" + (f".{minor:0{exponent}d}" if exponent else "")
     symbol = CURRENCY_SYMBOLS.get(currency)
     return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {currency}"
+
+
+def format_unit_price(unit_price: Decimal, currency: str, unit: str) -> str:
+    """A unit price (in minor units) for people, in major units: `$0.000000270 / second`,
+    `$0.02 / GB`, `$0.025 / GB`. Below one minor unit it keeps three significant digits, so a
+    per-second rate reads as a number instead of `0.000027006173¢`."""
+    exponent = CURRENCY_EXPONENTS.get(currency, 2)
+    major = unit_price.scaleb(-exponent)
+    places = max(exponent, decimal_places(major))
+    if 0 < abs(unit_price) < 1:
+        places = max(exponent, min(places, -major.adjusted() + 2))
+    shown = major.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    symbol = CURRENCY_SYMBOLS.get(currency)
+    number = f"{shown:,f}"
+    return f"{symbol}{number} / {unit}" if symbol else f"{number} {currency} / {unit}"

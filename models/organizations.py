@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from models import tables
-from models.errors import InvalidValue, NotFound
+from models.errors import AlreadyExists, InvalidValue, NotFound
 from models.ids import new_public_id
 from models.money import normalize_currency
 from models.tables import TokenScope
@@ -38,6 +38,19 @@ def create(
         )
     if "@" not in billing_email:
         raise InvalidValue("billing email must be an e-mail address", field=("billingEmail",))
+    if not name.strip():
+        raise InvalidValue("name is required", field=("name",))
+    taken = session.exec(
+        select(tables.Organization.slug).where(
+            (tables.Organization.slug == slug) | (tables.Organization.invoice_prefix == prefix)
+        )
+    ).first()
+    if taken is not None:
+        what = "slug" if taken == slug else "invoice prefix"
+        raise AlreadyExists(
+            f"an organization already has this {what} ({slug if taken == slug else prefix})",
+            field=("slug",),
+        )
     org = tables.Organization(
         public_id=new_public_id("org"),
         slug=slug,

@@ -44,6 +44,7 @@ class LineItemKind(StrEnum):
 class TokenScope(StrEnum):
     MEMBER = "member"
     ADMIN = "admin"
+    METERING = "metering"  # the platform's usage pipeline: may post usage, nothing else
 
 
 class SyncStatus(StrEnum):
@@ -186,6 +187,13 @@ class InvoiceItem(SQLModel, table=True):
         ),
     )
     stripe_line_id: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    # Set only on usage aggregates (the ingest's upsert target); NULL on hand-written lines.
+    price_id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("prices.id"))
+    )
+    # Earliest and latest occurred_at of a usage aggregate's events (the projection's run rate).
+    first_usage_at: datetime | None = Field(default=None, sa_column=_ts())
+    last_usage_at: datetime | None = Field(default=None, sa_column=_ts())
     created_at: datetime | None = Field(
         default=None, sa_column=_ts(nullable=False, server_default=True)
     )
@@ -271,3 +279,89 @@ class InvoiceMonthlyRollup(SQLModel, table=True):
     invoice_count: int = Field(default=0, sa_column=_bigint(default=0))
     subtotal_cents: int = Field(default=0, sa_column=_bigint(default=0))
     total_cents: int = Field(default=0, sa_column=_bigint(default=0))
+
+
+class Price(SQLModel, table=True):
+    """One version of a unit price; append-only (a trigger refuses UPDATE and DELETE)."""
+
+    __tablename__ = "prices"
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
+    )
+    product: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    unit: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    currency: str = Field(sa_column=sa.Column(sa.CHAR(3), nullable=False))
+    unit_price: Decimal = Field(sa_column=sa.Column(sa.Numeric(24, 12), nullable=False))
+    effective_from: datetime = Field(sa_column=_ts(nullable=False))
+    organization_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("organizations.id")),
+    )
+    created_at: datetime | None = Field(
+        default=None, sa_column=_ts(nullable=False, server_default=True)
+    )
+
+
+class UsageDraft(SQLModel, table=True):
+    """Which draft the usage of one organization's period goes to. Kept after finalize: that is
+    how late usage learns its period is closed."""
+
+    __tablename__ = "usage_drafts"
+
+    organization_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger, sa.ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    period_start: date = Field(sa_column=sa.Column(sa.Date, primary_key=True))
+    invoice_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger,
+            sa.ForeignKey("invoices.id", ondelete="CASCADE"),
+            nullable=False,
+            unique=True,
+        )
+    )
+
+
+class UsageEventId(SQLModel, table=True):
+    """An organization's event id, unique forever (usage_events is partitioned by month and
+    cannot promise that), with the payload hash that tells a duplicate from a conflict."""
+
+    __tablename__ = "usage_event_ids"
+
+    organization_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger, sa.ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    event_id: str = Field(sa_column=sa.Column(sa.Text, primary_key=True))
+    payload_sha256: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    occurred_at: datetime = Field(sa_column=_ts(nullable=False))
+    received_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+class UsageEvent(SQLModel, table=True):
+    """An accepted usage event (append-only, partitioned by month of occurred_at), with the
+    price version and the draft it was added to."""
+
+    __tablename__ = "usage_events"
+
+    organization_id: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True))
+    event_id: str = Field(sa_column=sa.Column(sa.Text, primary_key=True))
+    occurred_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), primary_key=True))
+    period_start: date = Field(sa_column=sa.Column(sa.Date, nullable=False))
+    product: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    app: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    region: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    quantity: Decimal = Field(sa_column=sa.Column(sa.Numeric(20, 9), nullable=False))
+    price_id: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    invoice_id: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    metadata_: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=sa.Column(
+            "metadata", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")
+        ),
+    )
+    received_at: datetime = Field(sa_column=_ts(nullable=False))

@@ -39,7 +39,8 @@ pytest_plugins = ["tests.api_helpers", "tests.sync_helpers"]
 TEST_DATABASE = f"billing_test_{os.getpid()}"
 ALL_TABLES = (
     "sync_attempts, invoice_sync, invoice_monthly_rollups, invoice_items, invoices, "
-    "invoice_number_sequences, api_tokens, organizations"
+    "invoice_number_sequences, api_tokens, organizations, "
+    "usage_events, usage_event_ids, usage_drafts, prices"
 )
 
 

@@ -8,7 +8,8 @@
    top-level UNAUTHENTICATED and `data: null` before any resolver runs. Introspection alone is
    allowed, so GraphiQL can load the schema before a token is set. Every root field also names
    `IsAuthenticated`, so a field is closed even if the extension were dropped.
-3. Platform writes: `IsPlatformAdmin` on the admin mutations. A member gets a top-level FORBIDDEN
+3. Platform writes: `IsPlatformAdmin` on the admin mutations. Usage in: `CanRecordUsage`
+   (GraphQL `recordUsage`) and `can_record_usage` (POST /v1/usage) — admin and metering tokens. A member gets a top-level FORBIDDEN
    before any lookup, so it learns nothing about the invoice or organization it named.
 4. What a viewer may see: `visible_to`, the one scoping rule (admins: every organization;
    members: their own), used by every organization and invoice lookup and list. Children are
@@ -128,14 +129,41 @@ class IsPlatformAdmin(BasePermission):
         return viewer is not None and viewer.is_admin
 
 
+USAGE_WRITERS = frozenset({TokenScope.ADMIN, TokenScope.METERING})
+
+
+def can_record_usage(viewer: Viewer) -> bool:
+    """The metering pipeline and platform admins post usage; members never do."""
+    return viewer.scope in USAGE_WRITERS
+
+
+class CanRecordUsage(BasePermission):
+    message = "recording usage needs an admin or a metering token"
+    error_extensions = {"code": "FORBIDDEN"}
+
+    def has_permission(self, source: object, info: Info[Caller, Any], **kwargs: object) -> bool:
+        viewer = info.context.viewer_or_none
+        return viewer is not None and can_record_usage(viewer)
+
+
 # 4. What a viewer may see.
 def visible_to(viewer: Viewer, organization_id: Any) -> list[sa.ColumnElement[bool]]:
     """WHERE conditions limiting rows to what the viewer may see, given the column that holds
     the row's organization id (`tables.Invoice.organization_id`, `tables.Organization.id`).
-    Admins: none. Members: their organization's rows only."""
+    Admins: none. Members: their organization's rows only. A metering token belongs to no
+    organization: it posts usage and reads nothing."""
     if viewer.is_admin:
         return []
+    if viewer.organization_id is None:
+        return [sa.false()]
     return [col(organization_id) == viewer.organization_id]
+
+
+def can_see(viewer: Viewer, organization_id: int) -> bool:
+    """The same rule as `visible_to`, for a row already in memory."""
+    return viewer.is_admin or (
+        viewer.organization_id is not None and viewer.organization_id == organization_id
+    )
 
 
 # 5. Lookups: what you cannot see is missing.

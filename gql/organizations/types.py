@@ -17,6 +17,8 @@ from gql.invoices.types import InvoiceConnection
 from gql.organizations.enums import TokenScope
 from gql.summary.resolvers import summary_for
 from gql.summary.types import MonthlySummary
+from gql.usage.queries import upcoming_invoice
+from gql.usage.types import UpcomingInvoice
 from models import tables
 
 Row = strawberry.Parent[tables.Organization]
@@ -54,6 +56,11 @@ def _monthly_summary(
     )
 
 
+def _upcoming_invoice(parent: Row, info: Info) -> UpcomingInvoice | None:
+    assert parent.id is not None
+    return upcoming_invoice(info, parent.id)
+
+
 def _sync_health(parent: Row, info: Info) -> SyncHealth:
     assert parent.id is not None
     return sync_health(info, parent.id)
@@ -78,6 +85,10 @@ class Organization:
     monthly_summary: list[MonthlySummary] = strawberry.field(
         resolver=_monthly_summary,
         description="Every month of the given years (at most 10), per currency, zeros included.",
+    )
+    upcoming_invoice: UpcomingInvoice | None = strawberry.field(
+        resolver=_upcoming_invoice,
+        description="The month so far: the current period's usage draft, with breakdowns and a projection; null before its first usage.",
     )
     sync_health: SyncHealth = strawberry.field(
         resolver=_sync_health,

@@ -32,6 +32,11 @@ const Q_INVOICE = `query($id: ID!, $after: String) { invoice(id: $id) {
   syncState { ${SYNC} history(last: 5) { startedAt step outcome errorCode errorMessage httpStatus } }
   lineItems(first: 100, after: $after) { pageInfo { hasNextPage endCursor }
     nodes { id kind description product app region unit quantity unitPrice amount { ${MONEY} } } } } }`;
+const GROUP = `name total { ${MONEY} } projectedTotal { ${MONEY} }`;
+const Q_SO_FAR = `query($org: String!) { organization(slug: $org) { name upcomingInvoice {
+  asOf total { ${MONEY} } projectedTotal { ${MONEY} } invoice { id periodStart periodEnd lineItemCount }
+  byProduct { ${GROUP} } byApp { ${GROUP} } byRegion { ${GROUP} } } }
+  prices(currency: null) { product formatted effectiveFrom } }`;
 const M_RESYNC = `mutation($id: ID!) { resyncInvoice(input: { invoiceId: $id }) {
   invoice { id syncState { ${SYNC} } } userErrors { field code message } } }`;
 
@@ -100,6 +105,7 @@ async function renderHome() {
     : "";
   main.innerHTML = `
     <section class="card controls">${yearBoxes} ${scopeSelect}</section>
+    <section class="card" id="sofar" hidden></section>
     <section id="charts"><p class="muted">Loading spend…</p></section>
     ${state.viewer.isAdmin ? `<section class="card" id="failed"><h2>Failed syncs</h2><p class="muted">Loading…</p></section>` : ""}
     <section class="card" id="list"><h2>Invoices</h2><p class="muted">Loading…</p></section>`;
@@ -112,7 +118,39 @@ async function renderHome() {
     state.cursors = [null];
     renderHome().catch(showError);
   });
-  await Promise.all([loadCharts(years), loadList(), state.viewer.isAdmin ? loadFailed() : null]);
+  await Promise.all([loadCharts(years), loadList(), loadSoFar(), state.viewer.isAdmin ? loadFailed() : null]);
+}
+
+// "This month so far": the current usage draft, refreshed every few seconds while it is shown
+// (the metering feed of `make run` keeps adding to it). One organization: the member's own, or
+// the operator's selected scope.
+let soFarTimer = null;
+async function loadSoFar() {
+  clearTimeout(soFarTimer);
+  const target = document.getElementById("sofar");
+  const org = state.viewer.isAdmin ? state.scope : state.viewer.organizations[0]?.slug;
+  if (!target || !org) return;
+  const data = await gql(Q_SO_FAR, { org });
+  const up = data.organization?.upcomingInvoice;
+  if (!up) return;
+  const group = (title, rows) => `<div><h3>${title}</h3><table>${rows.slice(0, 8).map((g) =>
+    `<tr><td>${escapeHtml(g.name ?? "—")}</td><td class="num">${escapeHtml(g.total.formatted)}</td>
+     <td class="num muted">→ ${escapeHtml(g.projectedTotal.formatted)}</td></tr>`).join("")}</table></div>`;
+  const latest = new Map(data.prices.map((p) => [p.product, p.formatted]));
+  const used = new Set(up.byProduct.map((g) => g.name));
+  const priceList = [...latest].filter(([product]) => used.has(product))
+    .map(([product, text]) => `<li>${escapeHtml(product)}: ${escapeHtml(text)}</li>`).join("");
+  target.hidden = false;
+  target.innerHTML = `<h2>This month so far</h2>
+    <p><strong class="big">${escapeHtml(up.total.formatted)}</strong> so far,
+      projected <strong>${escapeHtml(up.projectedTotal.formatted)}</strong> by ${shortDate(up.invoice.periodEnd)}
+      <span class="muted">(as of ${escapeHtml(when(up.asOf))}, ${up.invoice.lineItemCount} lines;
+      <a href="#/invoices/${encodeURIComponent(up.invoice.id)}">the draft</a>)</span></p>
+    <div class="groups">${group("By product", up.byProduct)}${group("By app", up.byApp)}${group("By region", up.byRegion)}</div>
+    <details><summary>Unit prices</summary><ul>${priceList}</ul></details>`;
+  soFarTimer = setTimeout(() => {
+    if (document.getElementById("sofar")) loadSoFar().catch(() => {});
+  }, 5000);
 }
 
 async function loadCharts(years) {

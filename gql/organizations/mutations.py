@@ -1,0 +1,44 @@
+"""createOrganization (admin): a new customer to bill, without the demo seed."""
+
+from __future__ import annotations
+
+import strawberry
+
+from gql.core.context import Info
+from gql.core.errors import UserError, returns_user_errors
+from gql.core.permissions import IsPlatformAdmin
+from gql.organizations.inputs import CreateOrganizationInput
+from gql.organizations.types import Organization
+from models import organizations, tables
+
+
+@strawberry.type(description="Result of createOrganization.")
+class OrganizationPayload:
+    organization: tables.Organization | None = strawberry.field(
+        graphql_type=Organization | None, default=None, description="The new organization."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Empty on success; otherwise nothing was written."
+    )
+
+
+@strawberry.type
+class OrganizationMutations:
+    @strawberry.mutation(
+        description="Create an organization to bill (admin).",
+        permission_classes=[IsPlatformAdmin],
+    )
+    @returns_user_errors(OrganizationPayload)
+    def create_organization(
+        self, info: Info, input: CreateOrganizationInput
+    ) -> OrganizationPayload:
+        ctx = info.context
+        with ctx.transaction() as s:
+            org = organizations.create(
+                s,
+                slug=input.slug,
+                name=input.name,
+                billing_email=input.billing_email,
+                default_currency=input.currency,
+            )
+        return OrganizationPayload(organization=org)

@@ -1,0 +1,128 @@
+"""POST /v1/usage: the metering pipeline's way in (up to 10,000 events a request).
+
+Plain JSON over HTTP rather than GraphQL because a 10,000-event batch through the GraphQL
+executor costs more in input coercion than the ingest itself. The same domain function answers
+both. Errors of the request as a whole are JSON with a `code`, never a 500 for client mistakes:
+401 UNAUTHENTICATED, 403 FORBIDDEN, 400 MALFORMED_BODY, 413 TOO_MANY_EVENTS / BODY_TOO_LARGE.
+Per-event problems are in the 200 answer's `rejected` list.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gql.core import permissions
+from models import usage
+from models.db import transaction
+
+log = logging.getLogger("billing.api")
+MAX_BODY_BYTES = 16 * 1024 * 1024  # 10,000 events of ~1 KB each, with room
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status)
+
+
+class PartitionKeeper:
+    """Creates the usage_events partitions of the current and next month the first time this
+    process sees a new month (two workers racing serialise on an advisory lock). If it fails,
+    ingestion still works: the DEFAULT partition takes the rows until it succeeds."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+        self.month: date | None = None
+
+    def ensure(self, now: datetime) -> None:
+        month = usage.month_start(now)
+        if self.month == month:
+            return
+        try:
+            with transaction(self.sessions) as s:
+                usage.ensure_partitions(s, now=now, months_ahead=1)
+            self.month = month
+        except Exception:  # the default partition covers; retry on the next request
+            log.exception("could not create usage_events partitions")
+
+
+def _parse_body(raw: bytes) -> list[Any] | JSONResponse:
+    try:
+        # Exact numbers: a JSON 0.1 becomes Decimal("0.1"), never a binary float.
+        body = json.loads(raw, parse_float=Decimal)
+    except (ValueError, RecursionError):
+        return _error(400, "MALFORMED_BODY", "the body is not valid JSON")
+    if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+        return _error(400, "MALFORMED_BODY", 'send a JSON object {"events": [...]}')
+    events: list[Any] = body["events"]
+    if len(events) > usage.MAX_EVENTS_PER_CALL:
+        return _error(
+            413,
+            "TOO_MANY_EVENTS",
+            f"at most {usage.MAX_EVENTS_PER_CALL:,} events per request; split the batch",
+        )
+    return events
+
+
+def routes(
+    sessions: sessionmaker[Session], clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> list[Route]:
+    keeper = PartitionKeeper(sessions)
+
+    def authorize(header: str) -> JSONResponse | None:
+        with sessions() as s:
+            viewer = permissions.viewer_from_authorization(s, header, now=clock())
+        if viewer is None:
+            return _error(
+                401,
+                "UNAUTHENTICATED",
+                "send Authorization: Bearer <a live admin or metering token>",
+            )
+        if not permissions.can_record_usage(viewer):
+            return _error(403, "FORBIDDEN", "posting usage needs an admin or a metering token")
+        return None
+
+    def ingest(events: list[Any]) -> dict[str, Any]:
+        now = clock()
+        keeper.ensure(now)
+        inputs = [usage.UsageEventInput.from_json(e) for e in events]
+        with transaction(sessions) as s:
+            result = usage.record_usage(s, inputs, now=now)
+        return {
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "rejected": [
+                {"index": r.index, "id": r.id, "code": r.code, "message": r.message}
+                for r in result.rejected
+            ],
+        }
+
+    async def post_usage(request: Request) -> Response:
+        denied = await run_in_threadpool(authorize, request.headers.get("authorization", ""))
+        if denied is not None:
+            return denied
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return _error(413, "BODY_TOO_LARGE", f"the body is over {MAX_BODY_BYTES:,} bytes")
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_BODY_BYTES:
+                return _error(413, "BODY_TOO_LARGE", f"the body is over {MAX_BODY_BYTES:,} bytes")
+        events = _parse_body(raw)
+        if isinstance(events, JSONResponse):
+            return events
+        answer = await run_in_threadpool(ingest, events)
+        return JSONResponse(answer)
+
+    return [Route("/v1/usage", post_usage, methods=["POST"])]

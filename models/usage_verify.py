@@ -1,0 +1,156 @@
+"""`billing usage verify` and `billing usage replay`: drafts' usage lines against their events.
+
+Verify recomputes every draft's usage aggregates from the events that landed on it (grouped by
+the line key) and compares quantity, unit price and amount line by line, and each draft's totals
+with the sum of its lines. It reads every event of every open draft, so it is a batch job (like
+`billing rollup verify`), never a request path. Replay rebuilds one draft's usage lines from its
+events, in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from models import organizations, tables, usage_lines
+from models.errors import InvoiceNotDraft, NotFound
+from models.money import line_amount_cents
+from models.prices import PriceVersion
+from models.tables import InvoiceStatus
+from models.usage_lines import Aggregate, LineKey
+
+
+@dataclass(frozen=True)
+class UsageDiff:
+    invoice_id: int
+    what: str  # "line" or "totals"
+    key: LineKey | None
+    expected: tuple[object, ...]
+    stored: tuple[object, ...]
+
+
+def _recomputed(session: Session, invoice_ids: list[int] | None) -> dict[LineKey, Aggregate]:
+    where = "i.status = 'draft'" + (" AND i.id = ANY(:ids)" if invoice_ids is not None else "")
+    rows = session.execute(
+        sa.text(
+            "SELECT e.invoice_id, e.product, e.app, e.region, e.price_id, e.period_start, "
+            "sum(e.quantity) AS q, min(e.occurred_at) AS f, max(e.occurred_at) AS la "
+            "FROM usage_events e JOIN invoices i ON i.id = e.invoice_id "
+            f"WHERE {where} GROUP BY 1, 2, 3, 4, 5, 6"
+        ),
+        {"ids": invoice_ids or []},
+    ).all()
+    return {
+        LineKey(r.invoice_id, r.product, r.app, r.region, r.price_id, r.period_start): Aggregate(
+            r.q, r.f, r.la
+        )
+        for r in rows
+    }
+
+
+def _prices(session: Session, ids: set[int]) -> dict[int, PriceVersion]:
+    rows = session.exec(select(tables.Price).where(col(tables.Price.id).in_(sorted(ids)))).all()
+    return {v.id: v for v in (PriceVersion.from_row(r) for r in rows)}
+
+
+def verify(session: Session) -> list[UsageDiff]:
+    """Every difference between the drafts' usage lines and their events; empty when exact."""
+    expected = _recomputed(session, None)
+    stored = {
+        LineKey(r.invoice_id, r.product, r.app, r.region, r.price_id, r.period_start): (
+            r.quantity,
+            r.unit_price,
+            r.amount_cents,
+            r.first_usage_at,
+            r.last_usage_at,
+        )
+        for r in session.execute(
+            sa.text(
+                "SELECT l.invoice_id, l.product, l.app, l.region, l.price_id, l.period_start, "
+                "l.quantity, l.unit_price, l.amount_cents, l.first_usage_at, l.last_usage_at "
+                "FROM invoice_items l "
+                "JOIN invoices i ON i.id = l.invoice_id "
+                "WHERE i.status = 'draft' AND l.price_id IS NOT NULL"
+            )
+        )
+    }
+    prices = _prices(session, {k.price_id for k in [*expected, *stored]})
+    diffs: list[UsageDiff] = []
+    for key in sorted(set(expected) | set(stored), key=_order):
+        price = prices[key.price_id].unit_price
+        agg = expected.get(key)
+        want: tuple[object, ...] = (
+            (agg.quantity, price, line_amount_cents(agg.quantity, price), agg.first, agg.last)
+            if agg
+            else ()
+        )
+        have: tuple[object, ...] = stored.get(key, ())
+        if want != have:
+            diffs.append(UsageDiff(key.invoice_id, "line", key, want, have))
+    for r in session.execute(
+        sa.text(
+            "SELECT i.id, i.subtotal_cents, i.total_cents, i.line_item_count, "
+            "coalesce(sum(l.amount_cents), 0) AS s, count(l.id) AS n FROM invoices i "
+            "JOIN usage_drafts d ON d.invoice_id = i.id "
+            "LEFT JOIN invoice_items l ON l.invoice_id = i.id "
+            "WHERE i.status = 'draft' GROUP BY i.id ORDER BY i.id"
+        )
+    ):
+        want_totals = (int(r.s), int(r.s), int(r.n))
+        have_totals = (r.subtotal_cents, r.total_cents, r.line_item_count)
+        if want_totals != have_totals:
+            diffs.append(UsageDiff(r.id, "totals", None, want_totals, have_totals))
+    return diffs
+
+
+def _order(k: LineKey) -> tuple[object, ...]:
+    return (k.invoice_id, k.product, k.app or "", k.region or "", k.price_id, k.period_start)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    invoice_id: int
+    lines: int
+    subtotal_cents: int
+
+
+def replay(
+    session: Session, *, organization_slug: str, period_start: date, now: datetime
+) -> ReplayResult:
+    """Rebuild the usage lines of one organization's draft for a period from its events: delete
+    them, re-aggregate, re-insert, and recompute the draft's totals from all its lines. Raises
+    NotFound (no usage draft for that period) or InvoiceNotDraft. Caller commits."""
+    org = organizations.by_slug(session, organization_slug)
+    mapping = session.get(tables.UsageDraft, (org.id, period_start))
+    if mapping is None:
+        raise NotFound(f"{organization_slug} has no usage draft for {period_start:%Y-%m}")
+    status = session.execute(
+        sa.text("SELECT status FROM invoices WHERE id = :id FOR NO KEY UPDATE"),
+        {"id": mapping.invoice_id},
+    ).scalar_one()
+    if status != InvoiceStatus.DRAFT:
+        raise InvoiceNotDraft(f"the {period_start:%Y-%m} invoice is {status}; only drafts replay")
+    session.execute(
+        sa.text("DELETE FROM invoice_items WHERE invoice_id = :id AND price_id IS NOT NULL"),
+        {"id": mapping.invoice_id},
+    )
+    # Start the totals from the hand-written lines; add_quantities adds the usage lines' amounts.
+    session.execute(
+        sa.text(
+            "UPDATE invoices i SET subtotal_cents = t.s, total_cents = t.s, line_item_count = t.n "
+            "FROM (SELECT coalesce(sum(amount_cents), 0) AS s, count(*) AS n FROM invoice_items "
+            "WHERE invoice_id = :id) t WHERE i.id = :id"
+        ),
+        {"id": mapping.invoice_id},
+    )
+    totals = _recomputed(session, [mapping.invoice_id])
+    usage_lines.add_quantities(
+        session, totals, _prices(session, {k.price_id for k in totals}), now=now
+    )
+    inv = session.execute(
+        sa.text("SELECT subtotal_cents FROM invoices WHERE id = :id"), {"id": mapping.invoice_id}
+    ).scalar_one()
+    return ReplayResult(mapping.invoice_id, len(totals), int(inv))
