@@ -527,6 +527,17 @@ def test_timeout_holds_then_drops_without_executing(base_url: str, admin: httpx.
     with pytest.raises(stripe.APIConnectionError):
         sdk(base_url).v1.invoices.create(params={"customer": customer.id})
     assert mock_invoices(admin) == []
+    # The first request is still held on the server after the impatient client left; wait until
+    # the mock has counted both, so the count cannot land in the next test's statistics.
+    deadline = time.monotonic() + 10
+    while _timeouts_counted(admin) < 2:
+        assert time.monotonic() < deadline, "the held request never finished"
+        time.sleep(0.05)
+
+
+def _timeouts_counted(admin: httpx.Client) -> int:
+    counts = admin.get("/_mock/stats").json()["requests"].get("POST /v1/invoices", {})
+    return int(counts.get("timeout", 0))
 
 
 def test_count_rules_are_spent(client: stripe.StripeClient, admin: httpx.Client) -> None:
