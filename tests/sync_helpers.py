@@ -22,10 +22,12 @@ from sqlmodel import Session
 
 from models import outbox, tables
 from models.tables import SyncStatus
+from settings import Settings
 from sync import attempt, runtime
-from sync.attempt import Outcome, Runtime
+from sync.attempt import Outcome
 from sync.config import SyncConfig
 from sync.mock_stripe import create_app
+from sync.runtime import Runtime
 from tests.factories import make_invoice, make_org
 
 
@@ -98,11 +100,9 @@ def sync_config(database_url: str, redis_url: str, mock: Mock) -> Iterator[SyncC
     """Tiny backoffs, a 1 s breaker, a short HTTP timeout, and a queue and Redis namespace
     that no other test run shares."""
     queue = f"billing-test-{os.getpid()}"
+    settings = Settings(database_url=database_url, redis_url=redis_url, sync_queue=queue)
     cfg = replace(
-        SyncConfig.load(),
-        database_url=database_url,
-        redis_url=redis_url,
-        queue=queue,
+        SyncConfig.from_settings(settings),
         stripe_api_base=mock.url,
         stripe_timeout_seconds=2.0,
         rate_limit_per_second=1000.0,
@@ -123,7 +123,7 @@ def rt(sync_config: SyncConfig, committed: sessionmaker[Session]) -> Iterator[Ru
     """A sync runtime on the test database (its own engine: workers have their own sessions),
     also installed for the Celery task functions of this process. Its jitter is seeded, so a
     run's backoffs are the same every time."""
-    built = replace(runtime.build(sync_config), rng=random.Random(JITTER_SEED))
+    built = runtime.build(sync_config, rng=random.Random(JITTER_SEED))
     runtime.install(built)
     yield built
     runtime.install(None)

@@ -16,8 +16,9 @@ from sqlmodel import Session
 
 from models import invoices, outbox, tables
 from sync import push, runtime
-from sync.attempt import Outcome, Runtime
+from sync.attempt import Outcome
 from sync.grouping import remote_lines
+from sync.runtime import Runtime
 from tests.factories import NOW, SHARDS, make_invoice, make_org, usage_line
 from tests.sync_helpers import (
     Mock,
