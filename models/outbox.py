@@ -286,6 +286,8 @@ def fail(
     read. A FAILED verdict on an attempt that a void or resync overtook becomes PENDING instead:
     that request deserves its own attempt. Returns the new state, or None if the lease was
     lost."""
+    if state not in (SyncStatus.RETRYING, SyncStatus.FAILED):
+        raise IllegalSyncTransition(f"a failed attempt cannot leave the row {state.value}")
     check(SyncStatus.SYNCING, state)
     row = session.execute(
         _FAIL,
@@ -345,7 +347,7 @@ _TAKE_DUE = sa.text(
         INSERT INTO sync_attempts (invoice_id, attempt, step, outcome, started_at, duration_ms,
                                    calls, error_class, error_code, error_message)
         SELECT invoice_id, attempts, 'unknown',
-               CASE WHEN state = :st_failed THEN 'failed' ELSE 'retry' END,
+               CASE WHEN state = :st_failed THEN :outcome_failed ELSE :outcome_retry END,
                coalesce(last_attempt_at, now()),
                least(2147483647, (extract(epoch FROM now() - coalesce(last_attempt_at, now()))
                                   * 1000))::int,
@@ -379,6 +381,9 @@ def take_due(session: Session, *, batch: int, hold_seconds: float, max_attempts:
             "hold": hold_seconds,
             "max": max_attempts,
             "lost_message": LOST_MESSAGE,
+            # sync_attempts.outcome, spelled as the sync's verdicts (`sync.classify.Action`).
+            "outcome_failed": "failed",
+            "outcome_retry": "retry",
             **_STATES,
         },
     ).all()
