@@ -37,10 +37,13 @@ def _settings() -> Settings:
 def _environment() -> Settings:
     """Settings with DATABASE_URL and REDIS_URL filled in (embedded servers when unset), exported
     so that every process started from here talks to the same servers."""
-    from devstack.services import resolve_urls
-
     base = _settings()
-    db_url, redis_url = resolve_urls(base.database_url, base.redis_url, base.local_dir)
+    if base.database_url and base.redis_url:
+        db_url, redis_url = base.database_url, base.redis_url
+    else:  # only then: the embedded servers' module is slow to import (workers start often)
+        from devstack.services import resolve_urls
+
+        db_url, redis_url = resolve_urls(base.database_url, base.redis_url, base.local_dir)
     os.environ["DATABASE_URL"] = db_url
     os.environ["REDIS_URL"] = redis_url
     return base.model_copy(update={"database_url": db_url, "redis_url": redis_url})
