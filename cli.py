@@ -1,7 +1,9 @@
 """`billing`: the composition root. The only module that imports gql, sync and models together.
 
-It resolves where PostgreSQL and Redis are (the environment, or embedded servers started on
-demand), exports them to child processes, and wires the API to the sync through a plain
+It parses the settings (`settings.Settings`, the only reader of the environment besides the
+embedded-server lookup here), resolves where PostgreSQL and Redis are (the environment, or
+embedded servers started on demand), exports them to child processes, builds each process's
+engine and Redis client once, and wires the API to the sync through a plain
 `enqueue_sync(invoice_id)` callable, so that `gql` never imports Celery.
 """
 
@@ -12,24 +14,66 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import settings as settings_mod
+from settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    import redis
+    import sqlalchemy as sa
+
+    from sync.config import SyncConfig
 
 
-def _environment() -> settings_mod.Settings:
+def _settings() -> Settings:
+    """The environment, parsed once; a bad value ends the command with its variable named."""
+    try:
+        return Settings.from_env()
+    except SettingsError as e:
+        print(f"billing: {e}", file=sys.stderr)
+        raise SystemExit(2) from e
+
+
+def _environment() -> Settings:
     """Settings with DATABASE_URL and REDIS_URL filled in (embedded servers when unset), exported
     so that every process started from here talks to the same servers."""
-    from devstack.services import resolve_urls
+    base = _settings()
+    if base.database_url and base.redis_url:
+        db_url, redis_url = base.database_url, base.redis_url
+    else:  # only then: the embedded servers' module is slow to import (workers start often)
+        from devstack.services import resolve_urls
 
-    base = settings_mod.load()
-    db_url, redis_url = resolve_urls(base.database_url, base.redis_url, base.local_dir)
+        db_url, redis_url = resolve_urls(base.database_url, base.redis_url, base.local_dir)
     os.environ["DATABASE_URL"] = db_url
     os.environ["REDIS_URL"] = redis_url
-    return settings_mod.load()
+    return base.model_copy(update={"database_url": db_url, "redis_url": redis_url})
 
 
-def _database_url(cfg: settings_mod.Settings) -> str:
+def _engine(cfg: Settings, *, pool_size: int | None = None) -> sa.Engine:
+    from models.db import make_engine
+
+    return make_engine(_database_url(cfg), pool_size=pool_size or cfg.db_pool_size)
+
+
+def _redis(cfg: Settings) -> redis.Redis:
+    import redis
+
+    assert cfg.redis_url is not None
+    # Short timeouts: the API's /readyz and /metrics must answer even when Redis hangs.
+    return redis.Redis.from_url(cfg.redis_url, socket_timeout=1, socket_connect_timeout=1)
+
+
+def _sync_config(cfg: Settings) -> SyncConfig:
+    """The sync's view of the settings, and the Celery app configured with it."""
+    from sync import celery_app
+    from sync.config import SyncConfig
+
+    sync_cfg = SyncConfig.from_settings(cfg)
+    celery_app.configure(sync_cfg)
+    return sync_cfg
+
+
+def _database_url(cfg: Settings) -> str:
     assert cfg.database_url is not None
     return cfg.database_url
 
@@ -53,29 +97,29 @@ def cmd_env(args: argparse.Namespace) -> int:
 def cmd_stop(args: argparse.Namespace) -> int:
     from devstack.services import stop_embedded
 
-    stop_embedded(settings_mod.load().local_dir)
+    stop_embedded(_settings().local_dir)
     print("embedded servers stopped")
     return 0
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
     from demo import seed
-    from models.db import make_engine, session_factory
+    from models.db import session_factory
 
     cfg = _environment()
-    factory = session_factory(make_engine(_database_url(cfg), pool_size=2))
+    factory = session_factory(_engine(cfg, pool_size=2))
     seed.run(factory, now=datetime.now(UTC), shards=cfg.rollup_platform_shards, out=sys.stdout)
     return 0
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     from models import organizations
-    from models.db import make_engine, session_factory, transaction
+    from models.db import session_factory, transaction
     from models.errors import DomainError
     from models.tables import TokenScope
 
     cfg = _environment()
-    factory = session_factory(make_engine(_database_url(cfg), pool_size=1))
+    factory = session_factory(_engine(cfg, pool_size=1))
     try:
         with transaction(factory) as s:
             org = organizations.by_slug(s, args.org) if args.org else None
@@ -127,10 +171,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_rollup(args: argparse.Namespace) -> int:
     from models import rollup
-    from models.db import make_engine, session_factory, transaction
+    from models.db import session_factory, transaction
 
     cfg = _environment()
-    factory = session_factory(make_engine(_database_url(cfg), pool_size=1))
+    factory = session_factory(_engine(cfg, pool_size=1))
     if args.action == "rebuild":
         with transaction(factory) as s:
             rows = rollup.rebuild(s, shards=cfg.rollup_platform_shards)
@@ -150,11 +194,11 @@ def cmd_rollup(args: argparse.Namespace) -> int:
 
 def cmd_usage(args: argparse.Namespace) -> int:
     from models import usage, usage_verify
-    from models.db import make_engine, session_factory, transaction
+    from models.db import session_factory, transaction
     from models.errors import DomainError
 
     cfg = _environment()
-    factory = session_factory(make_engine(_database_url(cfg), pool_size=1))
+    factory = session_factory(_engine(cfg, pool_size=1))
     now = datetime.now(UTC)
     if args.action == "partitions":
         with transaction(factory) as s:
@@ -188,11 +232,11 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
 def cmd_org_create(args: argparse.Namespace) -> int:
     from models import organizations
-    from models.db import make_engine, session_factory, transaction
+    from models.db import session_factory, transaction
     from models.errors import DomainError
 
     cfg = _environment()
-    factory = session_factory(make_engine(_database_url(cfg), pool_size=1))
+    factory = session_factory(_engine(cfg, pool_size=1))
     try:
         with transaction(factory) as s:
             org = organizations.create(
@@ -219,25 +263,26 @@ def cmd_feed(args: argparse.Namespace) -> int:
     )
 
 
-def _enqueue_sync_factory() -> Callable[[int], None]:
-    from sync.celery_app import enqueue_sync
-
-    return enqueue_sync
-
-
 def asgi_app() -> Any:
-    """uvicorn factory (`cli:asgi_app`): each worker process builds its own app, engine and pool."""
+    """uvicorn factory (`cli:asgi_app`): each worker process builds its own settings (from the
+    environment `serve` exported), engine, Redis client and app; the app's lifespan disposes
+    the engine and client."""
     from gql import logs
     from gql.app import create_app
     from sync import health
+    from sync.celery_app import enqueue_sync
 
     logs.configure()
-    cfg = settings_mod.load()
+    cfg = _settings()
+    sync_cfg = _sync_config(cfg)
+    engine, client = _engine(cfg), _redis(cfg)
     return create_app(
         cfg,
-        enqueue_sync=_enqueue_sync_factory(),
-        readiness=[health.readiness_check(cfg)],
-        metrics_collectors=[health.collector(cfg)],
+        engine=engine,
+        redis=client,
+        enqueue_sync=enqueue_sync,
+        readiness=[health.readiness_check(client, sync_cfg)],
+        metrics_collectors=[health.SyncCollector(engine, client, sync_cfg)],
     )
 
 
@@ -260,16 +305,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from sync.celery_app import run_worker
 
-    _environment()
-    run_worker(concurrency=args.concurrency, hostname=args.hostname)
+    # Each worker process builds its own engine and Redis client after Celery's fork, from
+    # this config (a connection must never be shared across the fork).
+    _sync_config(_environment())
+    run_worker(concurrency=args.concurrency, hostname=args.hostname, loglevel=args.loglevel)
     return 0
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from sync.celery_app import run_beat
 
-    _environment()
-    run_beat()
+    cfg = _environment()
+    sync_cfg = _sync_config(cfg)
+    schedule = Path(args.schedule) if args.schedule else None
+    run_beat(schedule or cfg.local_dir / f"celerybeat-{sync_cfg.queue}", loglevel=args.loglevel)
     return 0
 
 
@@ -286,7 +337,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from devstack.services import embedded_running
     from devstack.supervisor import run_stack
 
-    given = settings_mod.load()
+    given = _settings()
     # Stop the embedded servers on exit only if this run started them: a second terminal (the
     # tests, a benchmark) may be using servers that were already up.
     started_here = not (given.database_url and given.redis_url) and not embedded_running(
@@ -370,9 +421,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("worker", help="a Celery worker for the Stripe sync")
     s.add_argument("--concurrency", type=int, default=4)
     s.add_argument("--hostname", default=None)
+    s.add_argument("--loglevel", default="INFO")
     s.set_defaults(func=cmd_worker)
 
     s = sub.add_parser("beat", help="Celery beat: the sync sweeper and reconciler schedule")
+    s.add_argument("--schedule", help="beat's schedule file (default: under BILLING_LOCAL_DIR)")
+    s.add_argument("--loglevel", default="INFO")
     s.set_defaults(func=cmd_beat)
 
     s = sub.add_parser("mock-stripe", help="the mock Stripe HTTP server")

@@ -1,49 +1,87 @@
-"""Process settings, read once from the environment.
+"""Process settings: one typed object, parsed from the environment once, by the composition root
+(`cli.py`), and passed down. Nothing else reads the environment.
 
 Every value has a default that works on a developer machine; `DATABASE_URL` and `REDIS_URL`
-are optional because the composition root starts embedded servers when they are missing.
+are optional because the composition root starts embedded servers when they are missing. An
+empty variable means its default (as `VAR= billing serve` did before). A bad value fails at
+start-up with an error that names the variable (`Settings.from_env`).
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 PROJECT_ROOT = Path(__file__).resolve().parent
+DEFAULT_QUEUE = "billing-sync"
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw else default
+def _env(name: str) -> AliasChoices:
+    # The variable's exact name is both how it is read and how an error refers to it.
+    return AliasChoices(name)
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
+class SettingsError(Exception):
+    """A setting in the environment has a value we cannot use; the message names it."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str | None = field(default_factory=lambda: os.environ.get("DATABASE_URL"))
-    redis_url: str | None = field(default_factory=lambda: os.environ.get("REDIS_URL"))
-    local_dir: Path = field(
-        default_factory=lambda: Path(os.environ.get("BILLING_LOCAL_DIR", PROJECT_ROOT / ".local"))
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        frozen=True, extra="ignore", env_ignore_empty=True, populate_by_name=True
     )
-    stripe_api_base: str = field(
-        default_factory=lambda: os.environ.get("STRIPE_API_BASE", "http://127.0.0.1:12111")
-    )
-    stripe_api_key: str = field(
-        default_factory=lambda: os.environ.get("STRIPE_API_KEY", "sk_test_billing_local")
-    )
-    stripe_rate_limit_per_second: float = field(
-        default_factory=lambda: _env_float("STRIPE_RATE_LIMIT", 25.0)
-    )
-    stripe_lines_chunk: int = field(default_factory=lambda: _env_int("STRIPE_LINES_CHUNK", 50))
-    sync_max_attempts: int = field(default_factory=lambda: _env_int("SYNC_MAX_ATTEMPTS", 8))
-    rollup_platform_shards: int = field(default_factory=lambda: _env_int("ROLLUP_SHARDS", 16))
-    db_pool_size: int = field(default_factory=lambda: _env_int("DB_POOL_SIZE", 10))
 
+    database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
+    local_dir: Path = Field(PROJECT_ROOT / ".local", validation_alias=_env("BILLING_LOCAL_DIR"))
+    db_pool_size: int = Field(10, ge=1, validation_alias=_env("DB_POOL_SIZE"))
+    rollup_platform_shards: int = Field(16, ge=1, validation_alias=_env("ROLLUP_SHARDS"))
 
-def load() -> Settings:
-    return Settings()
+    stripe_api_base: str = Field("http://127.0.0.1:12111", validation_alias=_env("STRIPE_API_BASE"))
+    stripe_api_key: SecretStr = Field(
+        SecretStr("sk_test_billing_local"), validation_alias=_env("STRIPE_API_KEY")
+    )
+    stripe_rate_limit_per_second: float = Field(
+        25.0, gt=0, validation_alias=_env("STRIPE_RATE_LIMIT")
+    )
+    stripe_lines_chunk: int = Field(50, ge=1, validation_alias=_env("STRIPE_LINES_CHUNK"))
+    stripe_timeout_seconds: float = Field(20.0, gt=0, validation_alias=_env("STRIPE_TIMEOUT"))
+    stripe_connect_timeout_seconds: float = Field(
+        5.0, gt=0, validation_alias=_env("STRIPE_CONNECT_TIMEOUT")
+    )
+
+    # The Celery queue, and the namespace of our Redis keys (rate limit bucket, breaker): two
+    # deployments or two test runs sharing one Redis never see each other's messages or state.
+    sync_queue: str = Field(DEFAULT_QUEUE, validation_alias=_env("BILLING_SYNC_QUEUE"))
+    sync_max_attempts: int = Field(8, ge=1, validation_alias=_env("SYNC_MAX_ATTEMPTS"))
+    sync_backoff_base_seconds: float = Field(2.0, ge=0, validation_alias=_env("SYNC_BACKOFF_BASE"))
+    sync_backoff_cap_seconds: float = Field(600.0, ge=0, validation_alias=_env("SYNC_BACKOFF_CAP"))
+    # A claim holds the invoice this long; it must outlast the task's hard time limit, so a
+    # live attempt never loses its lease to a second worker.
+    sync_lease_seconds: float = Field(180.0, gt=0, validation_alias=_env("SYNC_LEASE_SECONDS"))
+    sync_breaker_seconds: float = Field(30.0, gt=0, validation_alias=_env("SYNC_BREAKER_SECONDS"))
+    sync_sweep_every_seconds: float = Field(2.0, gt=0, validation_alias=_env("SYNC_SWEEP_EVERY"))
+    sync_sweep_batch: int = Field(500, ge=1, validation_alias=_env("SYNC_SWEEP_BATCH"))
+    # How long an enqueued row is left alone by the sweeper: covers the wait in the queue.
+    sync_sweep_hold_seconds: float = Field(60.0, ge=0, validation_alias=_env("SYNC_SWEEP_HOLD"))
+    # The sweeper tops the queue up to this depth, never more (back-pressure on month end).
+    sync_max_queue_depth: int = Field(2000, ge=1, validation_alias=_env("SYNC_MAX_QUEUE_DEPTH"))
+    sync_reconcile_every_seconds: float = Field(
+        300.0, gt=0, validation_alias=_env("SYNC_RECONCILE_EVERY")
+    )
+    sync_reconcile_after_seconds: float = Field(
+        86400.0, ge=0, validation_alias=_env("SYNC_RECONCILE_AFTER")
+    )
+    sync_reconcile_batch: int = Field(20, ge=1, validation_alias=_env("SYNC_RECONCILE_BATCH"))
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Parse the environment; SettingsError naming each bad variable and why."""
+        try:
+            return cls()
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+            )
+            raise SettingsError(f"invalid settings in the environment: {problems}") from e

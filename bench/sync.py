@@ -189,19 +189,17 @@ def big_invoices_check(mock_url: str, engine: sa.Engine) -> list[dict[str, Any]]
     return out
 
 
-def worker_argv(queue: str, name: str) -> list[str]:
+def worker_argv(name: str) -> list[str]:
+    # Through the composition root, which configures the Celery app from the settings; the
+    # queue comes from BILLING_SYNC_QUEUE in the environment.
     return [
         sys.executable,
         "-m",
-        "celery",
-        "-A",
-        "sync.celery_app",
+        "cli",
         "worker",
-        "-Q",
-        queue,
-        "-c",
+        "--concurrency",
         "4",
-        "-n",
+        "--hostname",
         name,
         "--loglevel=WARNING",
     ]
@@ -269,10 +267,10 @@ def chaos(args: argparse.Namespace) -> None:
     }
     try:
         wait_http(f"{mock_url}/_mock/stats")
-        procs["w1"] = start(worker_argv(queue, f"w1-{port}@%h"), env, log=LOG_DIR / "worker1.log")
-        procs["w2"] = start(worker_argv(queue, f"w2-{port}@%h"), env, log=LOG_DIR / "worker2.log")
-        beat_argv = [sys.executable, "-m", "celery", "-A", "sync.celery_app", "beat"]
-        beat_argv += ["--loglevel=WARNING", "-s", str(LOG_DIR / f"beat-{port}")]
+        procs["w1"] = start(worker_argv(f"w1-{port}@%h"), env, log=LOG_DIR / "worker1.log")
+        procs["w2"] = start(worker_argv(f"w2-{port}@%h"), env, log=LOG_DIR / "worker2.log")
+        beat_argv = [sys.executable, "-m", "cli", "beat"]
+        beat_argv += ["--loglevel=WARNING", "--schedule", str(LOG_DIR / f"beat-{port}")]
         procs["beat"] = start(beat_argv, env, log=LOG_DIR / "beat.log")
         started = time.monotonic()
         kills = 0
@@ -293,7 +291,7 @@ def chaos(args: argparse.Namespace) -> None:
                 stop(procs["w1"], kill=True)
                 kills += 1
                 procs["w1"] = start(
-                    worker_argv(queue, f"w1-{port}-{kills}@%h"), env, log=LOG_DIR / "worker1.log"
+                    worker_argv(f"w1-{port}-{kills}@%h"), env, log=LOG_DIR / "worker1.log"
                 )
                 log(f"  {elapsed:5.0f}s killed worker 1 (SIGKILL) at {dict(s)}, restarted")
             time.sleep(0.5)

@@ -1,7 +1,9 @@
 """The Starlette application: /graphql, /dashboard, /healthz, /readyz, /metrics.
 
-Built by `create_app`, called from the composition root (cli.py) with the sync's enqueue
-function, so this package never imports Celery.
+Built by `create_app`, called from the composition root (cli.py) with the settings, the engine
+and Redis client it built for this process, and the sync's enqueue function, so this package
+never imports Celery and never reads the environment. The app owns the engine and client it is
+handed: its lifespan disposes them on shutdown.
 """
 
 from __future__ import annotations
@@ -10,14 +12,15 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 import sqlalchemy as sa
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.registry import Collector
+from redis import Redis
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -32,7 +35,7 @@ from gql.core.errors import request_id_var
 from gql.core.permissions import viewer_from_authorization
 from gql.schema import schema
 from gql.usage import http as usage_http
-from models.db import make_engine, session_factory
+from models.db import session_factory
 from settings import Settings
 
 log = logging.getLogger("billing.api")
@@ -84,11 +87,12 @@ class RequestContext:
 
 
 class BillingGraphQL(GraphQL[Context, None]):
-    def __init__(self, settings: Settings, enqueue_sync: Callable[[int], None]) -> None:
+    def __init__(
+        self, settings: Settings, engine: sa.Engine, enqueue_sync: Callable[[int], None]
+    ) -> None:
         super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=False)
-        assert settings.database_url is not None
-        self.engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
-        self.sessions = session_factory(self.engine)
+        self.engine = engine
+        self.sessions = session_factory(engine)
         self.enqueue_sync = enqueue_sync
         self.rollup_shards = settings.rollup_platform_shards
 
@@ -112,14 +116,16 @@ class BillingGraphQL(GraphQL[Context, None]):
 def create_app(
     settings: Settings,
     *,
+    engine: sa.Engine,
+    redis: Redis,
     enqueue_sync: Callable[[int], None],
     readiness: Sequence[Readiness] = (),
     metrics_collectors: Sequence[Collector] = (),
 ) -> Starlette:
-    graphql = BillingGraphQL(settings, enqueue_sync)
-    redis_client = (
-        redis.Redis.from_url(settings.redis_url, socket_timeout=1) if settings.redis_url else None
-    )
+    """The app over `engine` and `redis` (owned from here on: disposed by the lifespan).
+    `readiness` and `metrics_collectors` are built once by the caller on the same objects."""
+    graphql = BillingGraphQL(settings, engine, enqueue_sync)
+    redis_client = redis
 
     def check_database() -> tuple[str, bool, str]:
         try:
@@ -130,19 +136,29 @@ def create_app(
             return "database", False, type(e).__name__
 
     def check_redis() -> tuple[str, bool, str]:
-        if redis_client is None:
-            return "redis", False, "REDIS_URL not set"
         try:
             redis_client.ping()
             return "redis", True, "ok"
-        except redis.RedisError as e:
+        except RedisError as e:
             return "redis", False, type(e).__name__
 
     checks: list[Readiness] = [check_database, check_redis, *readiness]
-    for collector in metrics_collectors:
-        # Already registered by an earlier app in this process (the tests build several).
-        with contextlib.suppress(ValueError):
-            REGISTRY.register(collector)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        registered: list[Collector] = []
+        for collector in metrics_collectors:
+            # Another app of this process (the tests build several) may hold the names.
+            with contextlib.suppress(ValueError):
+                REGISTRY.register(collector)
+                registered.append(collector)
+        try:
+            yield
+        finally:
+            for collector in registered:
+                REGISTRY.unregister(collector)
+            redis_client.close()
+            engine.dispose()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -167,6 +183,7 @@ def create_app(
             *usage_http.routes(graphql.sessions),
         ],
         middleware=[Middleware(RequestContext)],
+        lifespan=lifespan,
     )
-    app.state.engine = graphql.engine
+    app.state.engine = engine
     return app

@@ -8,19 +8,18 @@ Every attempt that claimed the row leaves one `sync_attempts` row.
 from __future__ import annotations
 
 import logging
-import random
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from sync import outbox_sql, push
+from models import outbox
+from models.tables import SyncStatus
+from sync import history, push
 from sync.classify import Action, Verdict, classify, retry_delay
-from sync.config import SyncConfig
 from sync.metrics import SYNC_ATTEMPTS, SYNC_ERRORS, SYNC_LATENCY, SYNC_SECONDS
+from sync.runtime import Runtime
 from sync.stripe_client import StripeGateway
 
 log = logging.getLogger("billing.sync")
@@ -36,16 +35,6 @@ class Outcome(StrEnum):
     LOST = "lost"  # our lease expired and someone else took the row over
 
 
-@dataclass
-class Runtime:
-    """What an attempt needs, built once per process (`sync.runtime`)."""
-
-    sessions: sessionmaker[Session]
-    gateway: StripeGateway
-    config: SyncConfig
-    rng: random.Random = field(default_factory=random.Random)
-
-
 def run(rt: Runtime, invoice_id: int, *, owner: str) -> Outcome:
     """One attempt. Idempotent: a second message for the same invoice finds it claimed or done.
     `owner` must be unique per attempt (it is the lease token)."""
@@ -53,11 +42,11 @@ def run(rt: Runtime, invoice_id: int, *, owner: str) -> Outcome:
         # The row stays due, and is no longer marked as enqueued (this message is spent), so
         # the sweeper re-enqueues it as soon as the breaker closes.
         with rt.sessions() as session, session.begin():
-            outbox_sql.release_hold(session, invoice_id)
+            outbox.release_hold(session, invoice_id)
         return Outcome.PAUSED
     with rt.sessions() as session:
         with session.begin():
-            lease = outbox_sql.claim(
+            lease = outbox.claim(
                 session, invoice_id, owner=owner, lease_seconds=rt.config.lease_seconds
             )
         if lease is None:
@@ -65,7 +54,7 @@ def run(rt: Runtime, invoice_id: int, *, owner: str) -> Outcome:
         return _attempt(rt, session, lease)
 
 
-def _attempt(rt: Runtime, session: Session, lease: outbox_sql.Lease) -> Outcome:
+def _attempt(rt: Runtime, session: Session, lease: outbox.Lease) -> Outcome:
     started_at = datetime.now(UTC)
     clock = time.perf_counter()
     stripe = rt.gateway.for_attempt()
@@ -91,8 +80,8 @@ def _attempt(rt: Runtime, session: Session, lease: outbox_sql.Lease) -> Outcome:
         return _record_failure(rt, session, lease, verdict, progress, started_at, clock, stripe)
     seconds = time.perf_counter() - clock
     with session.begin():
-        state = outbox_sql.succeed(session, lease)
-        outbox_sql.record_attempt(
+        state = outbox.succeed(session, lease)
+        history.record_attempt(
             session,
             invoice_id=lease.invoice_id,
             attempt=lease.attempt,
@@ -106,7 +95,7 @@ def _attempt(rt: Runtime, session: Session, lease: outbox_sql.Lease) -> Outcome:
     SYNC_ATTEMPTS.labels("ok").inc()
     if state is None:
         return Outcome.LOST
-    if state != "synced":
+    if state != SyncStatus.SYNCED:
         return Outcome.AGAIN
     finalized_at = target.invoice.finalized_at if target else None
     if finalized_at and not lease.verify_requested:
@@ -117,7 +106,7 @@ def _attempt(rt: Runtime, session: Session, lease: outbox_sql.Lease) -> Outcome:
 def _record_failure(
     rt: Runtime,
     session: Session,
-    lease: outbox_sql.Lease,
+    lease: outbox.Lease,
     verdict: Verdict,
     progress: push.Progress,
     started_at: datetime,
@@ -128,8 +117,9 @@ def _record_failure(
     the attempt given back: an outage of our key must not use up invoices' attempts)."""
     cfg = rt.config
     refund = verdict.action == Action.PAUSE
+    state: SyncStatus
     if verdict.action == Action.PAUSE:
-        state, delay = "retrying", max(1.0, rt.gateway.breaker.open_seconds_left())
+        state, delay = SyncStatus.RETRYING, max(1.0, rt.gateway.breaker.open_seconds_left())
     elif verdict.action == Action.RETRY and lease.attempt < cfg.max_attempts:
         delay = retry_delay(
             lease.attempt,
@@ -138,32 +128,37 @@ def _record_failure(
             retry_after=verdict.retry_after,
             rng=rt.rng,
         )
-        state = "retrying"
+        state = SyncStatus.RETRYING
     else:
-        state, delay = "failed", 0.0
+        state, delay = SyncStatus.FAILED, 0.0
     seconds = time.perf_counter() - clock
     with session.begin():
-        stored = outbox_sql.fail(
-            session, lease, verdict, state=state, delay_seconds=delay, refund_attempt=refund
+        stored = outbox.fail(
+            session,
+            lease,
+            verdict.error(),
+            state=state,
+            delay_seconds=delay,
+            refund_attempt=refund,
         )
-        outbox_sql.record_attempt(
+        history.record_attempt(
             session,
             invoice_id=lease.invoice_id,
             attempt=lease.attempt,
             step=progress.step,
-            outcome=verdict.action.value if state != "failed" else "failed",
+            outcome=verdict.action.value if state != SyncStatus.FAILED else Action.FAIL.value,
             started_at=started_at,
             duration_ms=int(seconds * 1000),
             calls=stripe.calls,
             verdict=verdict,
         )
     outcome = {
-        "retrying": Outcome.RETRY,
-        "failed": Outcome.FAILED,
-        "pending": Outcome.AGAIN,
+        SyncStatus.RETRYING: Outcome.RETRY,
+        SyncStatus.FAILED: Outcome.FAILED,
+        SyncStatus.PENDING: Outcome.AGAIN,
         None: Outcome.LOST,
     }[stored]
-    if refund and stored == "retrying":
+    if refund and stored == SyncStatus.RETRYING:
         outcome = Outcome.PAUSED
     SYNC_SECONDS.observe(seconds)
     SYNC_ATTEMPTS.labels(outcome.value).inc()

@@ -1,6 +1,6 @@
 """The Celery application. Redis is the broker; results are ignored (the state lives in
-Postgres). Configured lazily, on first use, from the environment (REDIS_URL, BILLING_SYNC_QUEUE
-...), so importing this module connects to nothing and reads nothing.
+Postgres). Configured by the composition root (`configure(config)`, from the Settings that
+cli.py parsed), so importing this module connects to nothing and reads nothing.
 
 Settings that matter, and why:
 - task_acks_late + task_reject_on_worker_lost: a message is acknowledged only after its task ran,
@@ -18,12 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
+from sync import runtime
 from sync.classify import treat_as_transient
 from sync.config import SyncConfig
 
@@ -50,8 +52,7 @@ def time_limits(lease_seconds: float) -> tuple[float, float]:
 treat_as_transient(SoftTimeLimitExceeded)
 
 
-def _settings() -> dict[str, Any]:
-    cfg = SyncConfig.load()
+def celery_settings(cfg: SyncConfig) -> dict[str, Any]:
     soft, hard = time_limits(cfg.lease_seconds)
     return {
         "broker_url": cfg.redis_url,
@@ -80,14 +81,20 @@ def _settings() -> dict[str, Any]:
 
 
 app = Celery("billing", include=["sync.tasks"])
-app.add_defaults(_settings)  # a callable: evaluated when the configuration is first read
+
+
+def configure(cfg: SyncConfig) -> Celery:
+    """Point the app at its broker and queue, and give this process's sync Runtime its config.
+    Called once by the composition root, before a worker, beat or enqueue starts."""
+    app.conf.update(celery_settings(cfg))
+    runtime.configure(cfg)
+    return app
 
 
 @worker_process_init.connect
 def _fresh_runtime(**_: Any) -> None:
-    """After the fork: no engine, pool or socket inherited from the parent process."""
-    from sync import runtime
-
+    """After the fork: no engine, pool or socket inherited from the parent process; the
+    Runtime is built again from the configured (inherited, plain-data) config."""
     runtime.install(None)
 
 
@@ -107,18 +114,16 @@ def enqueue_sync(invoice_id: int) -> None:
         )
 
 
-def run_worker(concurrency: int = 4, hostname: str | None = None) -> None:
+def run_worker(concurrency: int = 4, hostname: str | None = None, loglevel: str = "INFO") -> None:
     """A worker consuming the sync queue (blocks until stopped)."""
     name = hostname or f"billing-{os.getpid()}@{socket.gethostname()}"
     app.worker_main(
-        ["worker", "-Q", queue_name(), "-c", str(concurrency), "-n", name, "--loglevel=INFO"]
+        ["worker", "-Q", queue_name(), "-c", str(concurrency), "-n", name, f"--loglevel={loglevel}"]
     )
 
 
-def run_beat() -> None:
-    """Celery beat with the sweeper and reconciler schedule (blocks until stopped). Run one."""
-    import settings
-
-    folder = settings.load().local_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    app.start(["beat", "--loglevel=INFO", "-s", str(folder / f"celerybeat-{queue_name()}")])
+def run_beat(schedule: Path, loglevel: str = "INFO") -> None:
+    """Celery beat with the sweeper and reconciler schedule (blocks until stopped), keeping its
+    schedule in the file `schedule`. Run one."""
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    app.start(["beat", f"--loglevel={loglevel}", "-s", str(schedule)])

@@ -19,6 +19,9 @@ import redis
 import stripe
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from models.outbox import SyncError
+from sync.errors import BreakerOpen, Mismatch, RateLimiterTimeout
+
 
 class Action(StrEnum):
     RETRY = "retry"
@@ -37,19 +40,15 @@ class Verdict:
     request_id: str | None = None
     retry_after: float | None = None
 
-
-class Mismatch(Exception):
-    """Stripe holds something other than our invoice, and it cannot be repaired there."""
-
-    code = "MISMATCH"
-
-
-class BreakerOpen(Exception):
-    """Syncing is paused after an authentication error; no call was made."""
-
-
-class RateLimiterTimeout(Exception):
-    """No token from the shared rate limiter in time: the fleet is over its Stripe budget."""
+    def error(self) -> SyncError:
+        """What the outbox row shows of this failure."""
+        return SyncError(
+            error_class=self.error_class,
+            code=self.code,
+            message=self.message,
+            http_status=self.http_status,
+            request_id=self.request_id,
+        )
 
 
 # Exceptions of the task runner that mean "this attempt ran out of time" (Celery's

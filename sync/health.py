@@ -1,53 +1,33 @@
 """What the API process shows about the sync: the breaker for /readyz, and gauges for /metrics
 (invoices by sync state, queue depth, breaker). Reads Redis and Postgres directly and never
-imports Celery, so the API stays free of it; the composition root wires these in.
+imports Celery, so the API stays free of it. The composition root builds these once, on the
+engine and Redis client it hands to the app; nothing here opens a connection of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from functools import cache
 
 import redis
 import sqlalchemy as sa
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from models.db import make_engine
-from settings import Settings
+from models.tables import SyncStatus
 from sync.breaker import Breaker, BreakerState
 from sync.config import SyncConfig
+from sync.runtime import breaker as make_breaker
 from sync.sweeper import queue_depth
 
-SYNC_STATES = ("pending", "syncing", "synced", "retrying", "failed")
+# A draft has no row, so NOT_REQUIRED is never counted here.
+SYNC_STATES = tuple(s for s in SyncStatus if s != SyncStatus.NOT_REQUIRED)
 
 
-@cache
-def _redis(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
-
-
-def _breaker(redis_url: str, namespace: str | None) -> Breaker:
-    cfg = SyncConfig.load()
-    return Breaker(
-        _redis(redis_url), base_seconds=cfg.breaker_seconds, namespace=namespace or cfg.queue
-    )
-
-
-def breaker_state(redis_url: str, *, namespace: str | None = None) -> BreakerState:
-    """closed, open (no calls to Stripe), or half_open (one probe allowed). Raises RedisError."""
-    return _breaker(redis_url, namespace).state()
-
-
-def breaker_open(redis_url: str, *, namespace: str | None = None) -> bool:
-    return breaker_state(redis_url, namespace=namespace) == BreakerState.OPEN
-
-
-def readiness(redis_url: str, *, namespace: str | None = None) -> tuple[str, bool, str]:
+def readiness(breaker: Breaker) -> tuple[str, bool, str]:
     """("stripe_sync", ok, detail): not ok while the breaker pauses the sync (Stripe rejected
     our API key) or its state cannot be read."""
     try:
-        state = breaker_state(redis_url, namespace=namespace)
+        state = breaker.state()
     except redis.RedisError as e:
         return "stripe_sync", False, f"breaker state unreadable: {type(e).__name__}"
     if state == BreakerState.CLOSED:
@@ -59,12 +39,12 @@ def readiness(redis_url: str, *, namespace: str | None = None) -> tuple[str, boo
     )
 
 
-def readiness_check(settings: Settings) -> Callable[[], tuple[str, bool, str]]:
-    """`readiness` bound to the settings' Redis, as the API's /readyz takes its checks."""
-    redis_url = settings.redis_url or ""
+def readiness_check(client: redis.Redis, config: SyncConfig) -> Callable[[], tuple[str, bool, str]]:
+    """`readiness` on one breaker over the app's Redis client, as /readyz takes its checks."""
+    breaker = make_breaker(client, config)
 
     def check() -> tuple[str, bool, str]:
-        return readiness(redis_url)
+        return readiness(breaker)
 
     return check
 
@@ -73,10 +53,11 @@ class SyncCollector(Collector):
     """Invoices by sync state, queue depth and breaker, read at scrape time (one GROUP BY over
     the partial-indexed state column, one LLEN, one EXISTS)."""
 
-    def __init__(self, database_url: str, redis_url: str, *, queue: str | None = None) -> None:
-        self.engine = make_engine(database_url, pool_size=1)
-        self.redis_url = redis_url
-        self.queue = queue or SyncConfig.load().queue
+    def __init__(self, engine: sa.Engine, client: redis.Redis, config: SyncConfig) -> None:
+        self.engine = engine
+        self.client = client
+        self.queue = config.queue
+        self.breaker = make_breaker(client, config)
 
     def collect(self) -> Iterator[Metric]:
         states = GaugeMetricFamily(
@@ -89,7 +70,7 @@ class SyncCollector(Collector):
                 ).all()
             counts = {str(state): int(n) for state, n in rows}
             for state in SYNC_STATES:
-                states.add_metric([state], float(counts.get(state, 0)))
+                states.add_metric([state.value], float(counts.get(state.value, 0)))
         except sa.exc.SQLAlchemyError:
             pass  # no samples rather than a failed scrape
         yield states
@@ -98,16 +79,10 @@ class SyncCollector(Collector):
             "billing_sync_breaker_open", "1 while the sync is paused by the auth breaker"
         )
         try:
-            client = _redis(self.redis_url)
-            depth.add_metric([], float(queue_depth(client, self.queue)))
-            open_ = breaker_open(self.redis_url, namespace=self.queue)
+            depth.add_metric([], float(queue_depth(self.client, self.queue)))
+            open_ = self.breaker.state() == BreakerState.OPEN
             breaker.add_metric([], 1.0 if open_ else 0.0)
         except redis.RedisError:
             pass
         yield depth
         yield breaker
-
-
-def collector(settings: Settings) -> Collector:
-    assert settings.database_url is not None and settings.redis_url is not None
-    return SyncCollector(settings.database_url, settings.redis_url)

@@ -14,7 +14,7 @@ import time
 
 import redis
 
-from sync.classify import RateLimiterTimeout
+from sync.errors import RateLimiterTimeout
 
 _RESERVE = """
 local rate = tonumber(ARGV[1])

@@ -28,7 +28,7 @@ from sqlmodel import Session, col, select
 from models import tables
 from models.tables import InvoiceStatus
 from sync import keys, remote_ids
-from sync.classify import Mismatch
+from sync.errors import Mismatch
 from sync.grouping import LINE_KEY, RemoteLine, remote_lines
 from sync.stripe_client import RemoteInvoice, RemoteLineRef, StripeGateway
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from sync.classify import Mismatch
+from sync.errors import Mismatch
 
 
 def store_customer_id(session: Session, organization_id: int, customer_id: str) -> str:

@@ -21,7 +21,7 @@ import stripe
 
 from sync import keys
 from sync.breaker import Breaker
-from sync.classify import BreakerOpen
+from sync.errors import BreakerOpen
 from sync.grouping import GROUP_KEY, LINE_KEY, RemoteLine
 from sync.limiter import RateLimiter
 from sync.metrics import STRIPE_CALL_SECONDS, STRIPE_CALLS

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import redis
 
+from models import outbox
 from models.db import transaction
-from sync import outbox_sql
-from sync.attempt import Runtime
+from sync.runtime import Runtime
 
 log = logging.getLogger("billing.sync")
 
@@ -35,7 +35,7 @@ def sweep(rt: Runtime, enqueue: Callable[[int], None], *, depth: int = 0) -> int
     if room <= 0:
         return 0
     with transaction(rt.sessions) as s:
-        due = outbox_sql.take_due(
+        due = outbox.take_due(
             s, batch=room, hold_seconds=cfg.sweep_hold_seconds, max_attempts=cfg.max_attempts
         )
     for invoice_id in due:
@@ -54,7 +54,7 @@ def reconcile(rt: Runtime, enqueue: Callable[[int], None]) -> int:
     if rt.gateway.breaker.is_open():
         return 0
     with transaction(rt.sessions) as s:
-        ids = outbox_sql.mark_for_reconcile(
+        ids = outbox.mark_for_reconcile(
             s, older_than_seconds=cfg.reconcile_after_seconds, batch=cfg.reconcile_batch
         )
     for invoice_id in ids:

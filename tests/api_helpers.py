@@ -8,10 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from gql.app import create_app
+from models.db import make_engine
 from settings import Settings
 
 
@@ -39,12 +41,15 @@ class Api:
 @pytest.fixture
 def api(database_url: str, redis_url: str) -> Iterator[Api]:
     enqueued: list[int] = []
+    settings = Settings(database_url=database_url, redis_url=redis_url)
     app = create_app(
-        Settings(database_url=database_url, redis_url=redis_url), enqueue_sync=enqueued.append
+        settings,
+        engine=make_engine(database_url, pool_size=settings.db_pool_size),
+        redis=redis.Redis.from_url(redis_url, socket_timeout=1),
+        enqueue_sync=enqueued.append,
     )
-    with TestClient(app) as client:
+    with TestClient(app) as client:  # its lifespan disposes the engine and Redis client
         yield Api(client=client, enqueued=enqueued)
-    app.state.engine.dispose()
 
 
 class QueryCounter:

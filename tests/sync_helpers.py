@@ -4,8 +4,8 @@ Runtime wired to it, and a queue and Redis namespace of this test run's own."""
 from __future__ import annotations
 
 import os
+import random
 import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -18,10 +18,13 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from models import outbox, tables
+from models.tables import SyncStatus
+from settings import Settings
 from stripe_mock import running
 from sync import attempt, runtime
-from sync.attempt import Outcome, Runtime
+from sync.attempt import Outcome
 from sync.config import SyncConfig
+from sync.runtime import Runtime
 from tests.factories import make_invoice, make_org
 
 
@@ -84,11 +87,9 @@ def sync_config(database_url: str, redis_url: str, mock: Mock) -> Iterator[SyncC
     """Tiny backoffs, a 1 s breaker, a short HTTP timeout, and a queue and Redis namespace
     that no other test run shares."""
     queue = f"billing-test-{os.getpid()}"
+    settings = Settings(database_url=database_url, redis_url=redis_url, sync_queue=queue)
     cfg = replace(
-        SyncConfig.load(),
-        database_url=database_url,
-        redis_url=redis_url,
-        queue=queue,
+        SyncConfig.from_settings(settings),
         stripe_api_base=mock.url,
         stripe_timeout_seconds=2.0,
         rate_limit_per_second=1000.0,
@@ -107,13 +108,16 @@ def sync_config(database_url: str, redis_url: str, mock: Mock) -> Iterator[SyncC
 @pytest.fixture
 def rt(sync_config: SyncConfig, committed: sessionmaker[Session]) -> Iterator[Runtime]:
     """A sync runtime on the test database (its own engine: workers have their own sessions),
-    also installed for the Celery task functions of this process."""
-    built = runtime.build(sync_config)
+    also installed for the Celery task functions of this process. Its jitter is seeded, so a
+    run's backoffs are the same every time."""
+    built = runtime.build(sync_config, rng=random.Random(JITTER_SEED))
     runtime.install(built)
     yield built
     runtime.install(None)
     built.sessions.kw["bind"].dispose()
 
+
+JITTER_SEED = 20260101
 
 _attempts = iter(range(1, 1_000_000))
 
@@ -123,15 +127,38 @@ def run_once(rt: Runtime, invoice_id: int | None) -> Outcome:
     return attempt.run(rt, invoice_id, owner=f"test-{next(_attempts)}")
 
 
+def advance_to_due(rt: Runtime, invoice_id: int | None) -> float | None:
+    """Let time pass until a RETRYING invoice is due, without waiting: the sync's clock is the
+    database's `now()`, so the test moves the row's `next_attempt_at` to now instead. Returns
+    how far the clock was moved (seconds), or None when the row was not waiting for a backoff.
+    """
+    with rt.sessions() as s, s.begin():
+        ahead = s.execute(
+            sa.text(
+                "UPDATE invoice_sync AS s SET next_attempt_at = now()"
+                " FROM invoice_sync AS old"
+                " WHERE s.invoice_id = :i AND old.invoice_id = s.invoice_id"
+                " AND s.state = :retrying AND s.next_attempt_at > now()"
+                " RETURNING extract(epoch FROM old.next_attempt_at - now())"
+            ),
+            {"i": invoice_id, "retrying": SyncStatus.RETRYING},
+        ).scalar_one_or_none()
+    return None if ahead is None else float(ahead)
+
+
 def drive(rt: Runtime, invoice_id: int | None, *, max_runs: int = 12) -> list[Outcome]:
-    """Attempts until the invoice settles (SYNCED or FAILED), waiting out each short backoff."""
+    """Attempts until the invoice settles (SYNCED or FAILED). Before each one, time moves on
+    to the row's due time (`advance_to_due`), so the outcome never depends on how long the
+    seeded jitter happened to be, and a backoff is checked against its bound, not slept."""
     outcomes: list[Outcome] = []
     for _ in range(max_runs):
+        ahead = advance_to_due(rt, invoice_id)
+        if ahead is not None and outcomes and outcomes[-1] == Outcome.RETRY:
+            assert ahead <= rt.config.backoff_cap_seconds, f"backoff of {ahead} s over its cap"
         outcome = run_once(rt, invoice_id)
         outcomes.append(outcome)
         if outcome in (Outcome.SYNCED, Outcome.FAILED):
             return outcomes
-        time.sleep(rt.config.backoff_cap_seconds + 0.02)
     return outcomes
 
 

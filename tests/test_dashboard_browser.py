@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+import redis
 import sqlalchemy as sa
 import uvicorn
 from sqlalchemy.orm import sessionmaker
@@ -28,6 +29,7 @@ from sqlmodel import Session
 
 from gql.app import create_app
 from models import invoices, outbox, rollup, tables
+from models.db import make_engine
 from settings import PROJECT_ROOT, Settings
 from tests.factories import SHARDS, make_org, make_token, usage_line
 
@@ -114,7 +116,10 @@ def _make_data(factory: sessionmaker[Session]) -> tuple[str, str, str, int]:
 @contextmanager
 def _serve(database_url: str, redis_url: str) -> Iterator[str]:
     app = create_app(
-        Settings(database_url=database_url, redis_url=redis_url), enqueue_sync=lambda _id: None
+        Settings(database_url=database_url, redis_url=redis_url),
+        engine=make_engine(database_url, pool_size=2),
+        redis=redis.Redis.from_url(redis_url, socket_timeout=1),
+        enqueue_sync=lambda _id: None,
     )
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

@@ -15,9 +15,10 @@ from sqlmodel import Session
 
 from models import outbox, tables
 from sync import health, sweeper, tasks
-from sync.attempt import Outcome, Runtime
+from sync.attempt import Outcome
 from sync.breaker import Breaker, BreakerState
 from sync.limiter import RateLimiter
+from sync.runtime import Runtime
 from tests.factories import NOW
 from tests.sync_helpers import (
     Mock,
@@ -181,8 +182,8 @@ def test_an_auth_error_pauses_everything_until_the_key_works(
         "AuthenticationError",
         401,
     )
-    assert health.breaker_open(rt.config.redis_url, namespace=rt.config.queue)
-    name, ok, detail = health.readiness(rt.config.redis_url, namespace=rt.config.queue)
+    assert rt.gateway.breaker.state() == BreakerState.OPEN
+    name, ok, detail = health.readiness(rt.gateway.breaker)
     assert (name, ok) == ("stripe_sync", False) and "paused" in detail
 
     calls = mock.total_requests()
@@ -197,7 +198,7 @@ def test_an_auth_error_pauses_everything_until_the_key_works(
     time.sleep(rt.config.breaker_seconds + 0.1)  # open period over: half-open, one probe
     assert drive(rt, a.id) == [Outcome.SYNCED]
     assert drive(rt, b.id) == [Outcome.SYNCED]
-    assert health.readiness(rt.config.redis_url, namespace=rt.config.queue)[1]
+    assert health.readiness(rt.gateway.breaker)[1]
 
 
 def test_the_breaker_admits_one_probe_when_half_open(rt: Runtime) -> None:
@@ -242,7 +243,8 @@ def test_metrics_collector_reads_states_queue_and_breaker(
     finalized(committed)
     registry = CollectorRegistry()
     cfg = rt.config
-    registry.register(health.SyncCollector(cfg.database_url, cfg.redis_url, queue=cfg.queue))
+    engine = rt.sessions.kw["bind"]
+    registry.register(health.SyncCollector(engine, rt.gateway.breaker.client, cfg))
     text = generate_latest(registry).decode()
     assert 'billing_sync_invoices{state="pending"} 1.0' in text
     assert "billing_sync_queue_depth 0.0" in text and "billing_sync_breaker_open 0.0" in text

@@ -11,14 +11,8 @@ import stripe
 from sqlalchemy.exc import OperationalError
 
 from sync import keys
-from sync.classify import (
-    Action,
-    BreakerOpen,
-    Mismatch,
-    RateLimiterTimeout,
-    classify,
-    retry_delay,
-)
+from sync.classify import Action, classify, retry_delay
+from sync.errors import BreakerOpen, Mismatch, RateLimiterTimeout
 
 
 def _headers(**extra: str) -> dict[str, str]:

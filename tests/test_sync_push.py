@@ -16,8 +16,9 @@ from sqlmodel import Session
 
 from models import invoices, outbox, tables
 from sync import push, runtime
-from sync.attempt import Outcome, Runtime
+from sync.attempt import Outcome
 from sync.grouping import remote_lines
+from sync.runtime import Runtime
 from tests.factories import NOW, SHARDS, make_invoice, make_org, usage_line
 from tests.sync_helpers import (
     Mock,
@@ -91,6 +92,20 @@ def test_server_errors_are_retried_with_the_state_shown(
     assert_exactly_once(mock, inv, lines=3)
     steps = [(h["step"], h["outcome"], h["http_status"]) for h in history(committed, inv.id)]
     assert steps == [("create", "retry", 500), ("verify", "ok", None)]
+
+
+def test_a_long_backoff_is_driven_not_waited_for(
+    rt: Runtime, mock: Mock, committed: sessionmaker[Session]
+) -> None:
+    """Minutes of backoff cost the test nothing: time moves to the due time, and the delay the
+    seeded jitter chose is checked against its cap."""
+    patient = replace(
+        rt, config=replace(rt.config, backoff_base_seconds=300.0, backoff_cap_seconds=600.0)
+    )
+    inv = finalized(committed)
+    mock.faults([{"endpoint": "POST /v1/invoices", "fault": "error_500", "count": 2}])
+    assert drive(patient, inv.id) == [Outcome.RETRY, Outcome.RETRY, Outcome.SYNCED]
+    assert_exactly_once(mock, inv, lines=3)
 
 
 def test_rate_limits_honour_retry_after(

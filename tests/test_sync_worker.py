@@ -55,11 +55,12 @@ def spawn(sync_config: SyncConfig, tmp_path: Path) -> Iterator[Spawn]:
 
     def start(kind: str) -> subprocess.Popen[bytes]:
         n = len(procs)
-        argv = [sys.executable, "-m", "celery", "-A", "sync.celery_app", kind]
+        # Through the composition root, as `billing worker` / `billing beat` run in production.
+        argv = [sys.executable, "-m", "cli", kind]
         if kind == "worker":
-            argv += ["-Q", sync_config.queue, "-c", "2", "-n", f"t{os.getpid()}-{n}@%h"]
+            argv += ["--concurrency", "2", "--hostname", f"t{os.getpid()}-{n}@%h"]
         else:
-            argv += ["-s", str(logs / f"beat-{n}")]
+            argv += ["--schedule", str(logs / f"beat-{n}")]
         log = open(logs / f"{kind}-{n}.log", "wb")  # noqa: SIM115 - outlives this function
         files.append(log)
         proc = subprocess.Popen(
@@ -154,7 +155,8 @@ def test_a_worker_killed_mid_sync_is_taken_over_without_a_duplicate(
 
 def _enqueue_in_subprocess(cfg: SyncConfig, redis_url: str, invoice_id: int) -> float:
     code = (
-        "import time; from sync.celery_app import enqueue_sync; t = time.monotonic(); "
+        "import time, cli; from sync.celery_app import enqueue_sync; "
+        "cli._sync_config(cli._settings()); t = time.monotonic(); "
         f"enqueue_sync({invoice_id}); print(time.monotonic() - t)"
     )
     out = subprocess.run(
