@@ -17,7 +17,7 @@ from enum import StrEnum
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from sync import outbox_sql, push
+from sync import memory, outbox_sql, push
 from sync.classify import Action, Verdict, classify, retry_delay
 from sync.config import SyncConfig
 from sync.metrics import SYNC_ATTEMPTS, SYNC_ERRORS, SYNC_LATENCY, SYNC_SECONDS
@@ -86,6 +86,11 @@ def _attempt(rt: Runtime, session: Session, lease: outbox_sql.Lease) -> Outcome:
         if session.in_transaction():
             session.rollback()
         verdict = classify(e)
+        if memory.is_replayed_500(e) and progress.step in memory.KEYED_STEPS:
+            # Stripe will replay this 500 for this key forever: the next attempt reads the
+            # remote state, and sends the step under the next key generation if still needed.
+            with session.begin():
+                memory.bump(session, lease.invoice_id, progress.step)
         if verdict.kind == "internal":
             log.exception("sync attempt hit a bug", extra={"invoice_id": lease.invoice_id})
         return _record_failure(rt, session, lease, verdict, progress, started_at, clock, stripe)
