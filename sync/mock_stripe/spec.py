@@ -15,6 +15,7 @@ no test can pass on a shape Stripe never sends.
 
 from __future__ import annotations
 
+import builtins
 import sys
 import types
 import typing
@@ -88,7 +89,7 @@ class _Names(dict[str, Any]):
         self.module = module
 
     def __missing__(self, name: str) -> Any:
-        found = vars(self.module).get(name)
+        found = vars(self.module).get(name, getattr(builtins, name, None))
         if found is None:
             found = getattr(stripe, name, None) or getattr(sp, name, None)
         return Any if found is None else found
