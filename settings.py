@@ -43,6 +43,10 @@ class Settings:
     sync_max_attempts: int = field(default_factory=lambda: _env_int("SYNC_MAX_ATTEMPTS", 8))
     rollup_platform_shards: int = field(default_factory=lambda: _env_int("ROLLUP_SHARDS", 16))
     db_pool_size: int = field(default_factory=lambda: _env_int("DB_POOL_SIZE", 10))
+    # Comma-separated: during a rotation both the old and the new endpoint secret verify.
+    stripe_webhook_secrets: str = field(
+        default_factory=lambda: os.environ.get("STRIPE_WEBHOOK_SECRETS", "whsec_billing_local")
+    )
 
 
 def load() -> Settings:

@@ -20,7 +20,7 @@ from gql.invoices.inputs import (
     RetryFailedSyncsInput,
 )
 from gql.invoices.types import Invoice
-from models import invoices, outbox, tables
+from models import invoices, outbox, payments, recreate, tables
 
 
 class IsAdmin(BasePermission):
@@ -111,9 +111,10 @@ class InvoiceMutations:
     def mark_invoice_paid(self, info: Info, input: InvoiceIdInput) -> InvoicePayload:
         ctx = info.context
         with ctx.transaction() as s:
-            inv = invoices.mark_paid(
+            inv = payments.mark_paid(
                 s, ctx.invoice_for_viewer(str(input.invoice_id)), now=ctx.now()
             )
+        ctx.enqueue_sync(inv.id or 0)  # tells Stripe: pay with paid_out_of_band
         return _ok(inv)
 
     @strawberry.mutation(description="OPEN -> UNCOLLECTIBLE (admin).", permission_classes=[IsAdmin])
@@ -154,7 +155,10 @@ class InvoiceMutations:
         ctx = info.context
         with ctx.transaction() as s:
             inv = ctx.invoice_for_viewer(str(input.invoice_id))
-            outbox.request_resync(s, inv, now=ctx.now())
+            if input.recreate:
+                recreate.request_recreate(s, inv, now=ctx.now())
+            else:
+                outbox.request_resync(s, inv, now=ctx.now())
         ctx.enqueue_sync(inv.id or 0)
         return _ok(inv)
 

@@ -11,6 +11,7 @@ from strawberry.scalars import JSON
 from gql.core.context import Info
 from gql.core.pagination import Edge, PageInfo, check_first, id_cursor, parse_id_cursor
 from gql.core.scalars import BigInt, DecimalString
+from gql.invoices.payment import InvoicePayment, resolve_payment, resolve_remote_due_date
 from models import tables
 from models.money import format_money
 
@@ -193,6 +194,10 @@ class SyncState:
     last_error: SyncError | None = strawberry.field(
         description="The last error, while the invoice is RETRYING or FAILED."
     )
+    remote_due_date: date | None = strawberry.field(
+        resolver=resolve_remote_due_date,
+        description="Due date sent to Stripe: dueDate, or sync day + 14 days if synced late.",
+    )
 
     @classmethod
     def from_row(cls, invoice_id: int, r: tables.InvoiceSync | None) -> SyncState:
@@ -272,6 +277,9 @@ class Invoice:
         description="The Stripe invoice id, once the sync created it."
     )
     created_at: datetime | None = strawberry.field(description="When the draft was created.")
+    payment: InvoicePayment | None = strawberry.field(
+        resolver=resolve_payment, description="Collection on Stripe; null for drafts."
+    )
 
     @classmethod
     def from_row(cls, r: tables.Invoice) -> Invoice:
