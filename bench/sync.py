@@ -211,7 +211,9 @@ def payments_phase(engine: sa.Engine, mock_url: str, database_url: str) -> dict[
             payments.mark_paid(s, s.get_one(Invoice, invoice_id), now=datetime.now(UTC))
     started = time.monotonic()
     wait_settled(engine, timeout=300, started=started)
-    flushed = httpx.post(f"{mock_url}/_mock/webhooks/flush", timeout=300).json()
+    flushed = httpx.post(
+        f"{mock_url}/_mock/webhooks/flush", params={"timeout": 600}, timeout=660
+    ).json()
     remote = {
         i["id"]: i for i in httpx.get(f"{mock_url}/_mock/invoices", timeout=120).json()["data"]
     }

@@ -113,8 +113,13 @@ def admin_routes(state: MockState, endpoints: Sequence[str]) -> list[Route]:
         return JSONResponse(body, status)
 
     async def flush_webhooks(request: Request) -> JSONResponse:
-        """Deliver every held event now and answer once all are delivered (or given up)."""
-        done = await asyncio.to_thread(state.webhooks.flush)
+        """Deliver every held event now and answer once all are delivered (or given up), or
+        after `?timeout=` seconds (30 by default)."""
+        try:
+            timeout = float(request.query_params.get("timeout", "30"))
+        except ValueError:
+            return _bad_request("timeout must be a number of seconds")
+        done = await asyncio.to_thread(state.webhooks.flush, timeout)
         return JSONResponse({"flushed": done, **state.webhooks.stats()})
 
     async def webhook_stats(request: Request) -> JSONResponse:
