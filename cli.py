@@ -276,7 +276,7 @@ def asgi_app() -> Any:
     cfg = _settings()
     sync_cfg = _sync_config(cfg)
     engine, client = _engine(cfg), _redis(cfg)
-    return create_app(
+    app = create_app(
         cfg,
         engine=engine,
         redis=client,
@@ -284,6 +284,18 @@ def asgi_app() -> Any:
         readiness=[health.readiness_check(client, sync_cfg)],
         metrics_collectors=[health.SyncCollector(engine, client, sync_cfg)],
     )
+    add_webhooks(app, cfg)
+    return app
+
+
+def add_webhooks(app: Any, cfg: Settings) -> None:
+    """`POST /webhooks/stripe` on the API (sync.webhooks verifies, models.payments applies),
+    wired here so that gql imports neither sync nor the Stripe SDK."""
+    from models.db import session_factory
+    from sync import webhooks
+
+    secrets = webhooks.parse_secrets(cfg.stripe_webhook_secrets.get_secret_value())
+    app.router.routes.append(webhooks.route(session_factory(app.state.engine), secrets))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -329,7 +341,15 @@ def cmd_mock_stripe(args: argparse.Namespace) -> int:
 
     options = settings_from_json(args.faults) if args.faults else {}
     options.setdefault("idempotency_ttl_seconds", args.idempotency_ttl)
-    serve(args.host, args.port, **options)
+    cfg = _settings()
+    # Kept under .local/ so that a restarted `make run` still finds its customers and invoices.
+    state = args.state or str(cfg.local_dir / "mock-stripe" / "state.jsonl")
+    options.setdefault("webhook_url", args.webhook_url)
+    options.setdefault(
+        "webhook_secrets",
+        [s for s in cfg.stripe_webhook_secrets.get_secret_value().split(",") if s][:1],
+    )
+    serve(args.host, args.port, state_path=None if state == "none" else state, **options)
     return 0
 
 
@@ -437,6 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
         help='start-up faults as the JSON body of POST /_mock/faults, e.g. \'{"rules": [...], "seed": 1}\'',
     )
     s.add_argument("--idempotency-ttl", type=float, default=86400.0)
+    s.add_argument("--state", help="journal file that keeps objects across restarts ('none')")
+    s.add_argument(
+        "--webhook-url",
+        default="http://127.0.0.1:8000/webhooks/stripe",
+        help="where events are posted, signed with STRIPE_WEBHOOK_SECRETS' first secret",
+    )
     s.set_defaults(func=cmd_mock_stripe)
 
     s = sub.add_parser("env", help="print DATABASE_URL and REDIS_URL (starting embedded servers)")

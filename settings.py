@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         frozen=True, extra="ignore", env_ignore_empty=True, populate_by_name=True
     )
+    # Comma-separated: during a rotation both the old and the new endpoint secret verify.
+    stripe_webhook_secrets: SecretStr = Field(
+        SecretStr("whsec_billing_local"), validation_alias=_env("STRIPE_WEBHOOK_SECRETS")
+    )
 
     database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))

@@ -3,9 +3,13 @@
 Real PostgreSQL (its own database, `billing_bench_sync`), real Redis, two real `celery worker`
 processes (concurrency 4 each) plus `celery beat`, and the mock Stripe over HTTP in its own
 process, injecting faults on every endpoint: 10% 500s, 5% 429s (Retry-After 1 s), 5% timeouts,
-2% lost responses, with an idempotency TTL of 4 s so that retries outlive their keys. Worker 1 is
-killed with SIGKILL twice and restarted. The run ends when every invoice is SYNCED or FAILED;
-then what the mock holds is compared with the database, and ONE JSON line is printed.
+2% lost responses, with an idempotency TTL of 4 s so that retries outlive their keys. Stripe's
+real semantics on top (issue 13): search lags 60 s behind writes, 20% of create answers are
+lost, 2% of requests get a *saved* 500 (stored for the key and replayed to every retry, half of
+them after executing), and webhooks arrive duplicated (30%), late and reordered (up to 3 s).
+Worker 1 is killed with SIGKILL twice and restarted. The run ends when every invoice is SYNCED
+or FAILED; then payments are driven (paid and declined on the mock, marked paid here), and
+what the mock holds is compared with the database, and ONE JSON line is printed.
 
 The second phase (skip with --skip-outage, or run alone with --auth-outage) answers every request
 with 401 while new invoices arrive: it shows the circuit breaker (no call while it is open, one
@@ -40,12 +44,19 @@ from sync.breaker import Breaker
 from sync.grouping import remote_lines
 
 FAULTS = [
+    # Lost create answers first: the rules are tried in order and the first that fires wins.
+    {"endpoint": "POST /v1/invoices", "fault": "lost_response", "probability": 0.20},
+    {"endpoint": "POST /v1/customers", "fault": "lost_response", "probability": 0.20},
+    {"endpoint": "*", "fault": "saved_500", "probability": 0.01, "executed": True},
+    {"endpoint": "*", "fault": "saved_500", "probability": 0.01, "executed": False},
     {"endpoint": "*", "fault": "error_500", "probability": 0.10},
     {"endpoint": "*", "fault": "rate_limit", "probability": 0.05, "retry_after": 1},
     {"endpoint": "*", "fault": "timeout", "probability": 0.05, "seconds": 1.5},
     {"endpoint": "*", "fault": "lost_response", "probability": 0.02},
 ]
 IDEMPOTENCY_TTL = 4
+SEARCH_LAG = 60
+WEBHOOK_SECRET = "whsec_bench_sync"
 PRODUCTS = ["machines-shared-cpu", "machines-performance-cpu", "egress", "volume-storage", "ipv4"]
 REGIONS = ["ams", "fra", "lhr", "iad", "ord", "sjc", "nrt", "sin", "syd", "gru", "jnb", "bom"]
 LOG_DIR = ROOT / "bench" / "out"
@@ -133,7 +144,9 @@ def expected_on_stripe(engine: sa.Engine) -> dict[str, tuple[int, int]]:
     return out
 
 
-def compare(mock_url: str, engine: sa.Engine) -> dict[str, Any]:
+def compare(
+    mock_url: str, engine: sa.Engine, *, paid_on_mock: set[str] | None = None
+) -> dict[str, Any]:
     remote = httpx.get(f"{mock_url}/_mock/invoices", timeout=120).json()["data"]
     by_id: dict[str, list[dict[str, Any]]] = {}
     for inv in remote:
@@ -154,10 +167,73 @@ def compare(mock_url: str, engine: sa.Engine) -> dict[str, Any]:
             if pid in firsts
             and (firsts[pid]["lines"]["total_count"] != n or len(firsts[pid]["lines"]["data"]) != n)
         ),
-        "not_open_on_mock": sum(
-            1 for pid in expected if pid in firsts and firsts[pid]["status"] != "open"
+        "not_as_expected_on_mock": sum(
+            1
+            for pid in expected
+            if pid in firsts
+            and firsts[pid]["status"] != ("paid" if pid in (paid_on_mock or set()) else "open")
         ),
         "max_lines_on_one_mock_invoice": max((len(i["lines"]["data"]) for i in remote), default=0),
+    }
+
+
+def duplicate_customers(mock_url: str) -> int:
+    customers = httpx.get(f"{mock_url}/_mock/customers", timeout=60).json()["data"]
+    per_org = Counter(c["metadata"].get("org_id") for c in customers)
+    return sum(n - 1 for n in per_org.values())
+
+
+def payments_phase(engine: sa.Engine, mock_url: str, database_url: str) -> dict[str, Any]:
+    """Drive payments after the sync settled, under the same faults: 5% of the invoices paid by
+    card on the mock, 2.5% declined, 5% marked paid here (the sync tells Stripe). Webhooks come
+    duplicated, late and reordered. Checks every one ended where it should."""
+    from models import payments
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT i.id, i.public_id, i.stripe_invoice_id FROM invoices i"
+                " JOIN invoice_sync s ON s.invoice_id = i.id"
+                " WHERE s.state = 'synced' AND i.status = 'open' ORDER BY i.id"
+            )
+        ).all()
+    n = len(rows) // 20
+    by_card, declined, here = rows[:n], rows[n : n + n // 2], rows[2 * n : 3 * n]
+    for _, _, remote in by_card:
+        httpx.post(f"{mock_url}/_mock/invoices/{remote}/pay", json={}, timeout=30)
+    for _, _, remote in declined:
+        httpx.post(f"{mock_url}/_mock/invoices/{remote}/pay", json={"fail": True}, timeout=30)
+    factory = session_factory(engine)
+    with transaction(factory) as s:
+        from models.tables import Invoice
+
+        for invoice_id, _, _ in here:
+            payments.mark_paid(s, s.get_one(Invoice, invoice_id), now=datetime.now(UTC))
+    started = time.monotonic()
+    wait_settled(engine, timeout=300, started=started)
+    flushed = httpx.post(
+        f"{mock_url}/_mock/webhooks/flush", params={"timeout": 600}, timeout=660
+    ).json()
+    remote = {
+        i["id"]: i for i in httpx.get(f"{mock_url}/_mock/invoices", timeout=120).json()["data"]
+    }
+    with engine.connect() as conn:
+        status = dict(conn.execute(sa.text("SELECT id, status FROM invoices")).all())
+        payment = dict(
+            conn.execute(sa.text("SELECT invoice_id, status FROM invoice_payments")).all()
+        )
+    return {
+        "paid_by_card_not_paid_here": sum(1 for i, _, _ in by_card if status[i] != "paid"),
+        "declined_not_failed_here": sum(
+            1 for i, _, _ in declined if status[i] != "open" or payment.get(i) != "failed"
+        ),
+        "paid_here_not_paid_on_stripe": sum(
+            1 for _, _, r in here if remote.get(r, {}).get("status") != "paid"
+        ),
+        "payments": {"by_card": len(by_card), "declined": len(declined), "marked_here": len(here)},
+        "webhooks": {k: flushed[k] for k in ("delivered", "duplicated", "failed", "pending")},
+        "payment_phase_seconds": round(time.monotonic() - started, 1),
+        "expected_paid_on_mock": [pid for _, pid, _ in [*by_card, *here]],
     }
 
 
@@ -255,18 +331,33 @@ def chaos(args: argparse.Namespace) -> None:
         "SYNC_LEASE_SECONDS": "20",
         "SYNC_BREAKER_SECONDS": str(BREAKER_SECONDS),
         "BILLING_LOCAL_DIR": str(LOG_DIR / "state"),
+        "STRIPE_WEBHOOK_SECRETS": WEBHOOK_SECRET,
     }
+    api_port = free_port()
     rules = [] if args.auth_outage else FAULTS
-    faults = json.dumps({"rules": rules, "idempotency_ttl_seconds": IDEMPOTENCY_TTL, "seed": 42})
+    faults = json.dumps(
+        {
+            "rules": rules,
+            "idempotency_ttl_seconds": IDEMPOTENCY_TTL,
+            "search_lag_seconds": 0 if args.auth_outage else SEARCH_LAG,
+            "seed": 42,
+            "webhook_url": f"http://127.0.0.1:{api_port}/webhooks/stripe",
+            "webhook_secrets": [WEBHOOK_SECRET],
+            "webhook_duplicate_probability": 0.3,
+            "webhook_max_delay_seconds": 3,
+        }
+    )
     procs = {
         "mock": start(
-            cli("mock-stripe", "--port", str(port), "--faults", faults),
+            cli("mock-stripe", "--port", str(port), "--faults", faults, "--state", "none"),
             env,
             log=LOG_DIR / "mock.log",
-        )
+        ),
+        "api": start(cli("serve", "--port", str(api_port)), env, log=LOG_DIR / "api.log"),
     }
     try:
         wait_http(f"{mock_url}/_mock/stats")
+        wait_http(f"http://127.0.0.1:{api_port}/healthz")
         procs["w1"] = start(worker_argv(f"w1-{port}@%h"), env, log=LOG_DIR / "worker1.log")
         procs["w2"] = start(worker_argv(f"w2-{port}@%h"), env, log=LOG_DIR / "worker2.log")
         beat_argv = [sys.executable, "-m", "cli", "beat"]
@@ -299,12 +390,15 @@ def chaos(args: argparse.Namespace) -> None:
         s = states(engine)
         stats = httpx.get(f"{mock_url}/_mock/stats").json()
         total = sum(s.values())
+        pay = {} if args.auth_outage else payments_phase(engine, mock_url, database_url)
         result: dict[str, Any] = {
             "bench": "sync-chaos",
             "invoices": total,
             "synced": s["synced"],
             "failed": s["failed"],
-            **compare(mock_url, engine),
+            **compare(mock_url, engine, paid_on_mock=set(pay.pop("expected_paid_on_mock", []))),
+            "duplicate_customers": duplicate_customers(mock_url),
+            **pay,
             "big_invoices": big_invoices_check(mock_url, engine),
             "stripe_calls": stats["total"],
             "calls_per_invoice": round(stats["total"] / max(1, total), 2),

@@ -237,6 +237,18 @@ class InvoiceSync(SQLModel, table=True):
     updated_at: datetime | None = Field(
         default=None, sa_column=_ts(nullable=False, server_default=True)
     )
+    # The due date sent to Stripe, fixed by the first create (never a past date; NOTES.md).
+    remote_due_date: date | None = Field(default=None, sa_column=sa.Column(sa.Date))
+    # Step -> idempotency key generation, bumped when Stripe replays a saved 500 for a key.
+    key_generations: dict[str, int] = Field(
+        default_factory=dict,
+        sa_column=sa.Column(JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    )
+    # Remote invoices given up by `resyncInvoice(recreate: true)`: never adopted again.
+    replaced_stripe_invoice_ids: list[str] = Field(
+        default_factory=list,
+        sa_column=sa.Column(JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    )
 
 
 class SyncAttempt(SQLModel, table=True):
@@ -365,3 +377,48 @@ class UsageEvent(SQLModel, table=True):
         ),
     )
     received_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "pending"
+    FAILED = "failed"
+    SUCCEEDED = "succeeded"
+
+
+class StripeEvent(SQLModel, table=True):
+    """A verified Stripe webhook event, stored once by its id before it is acted on."""
+
+    __tablename__ = "stripe_events"
+
+    id: str = Field(sa_column=sa.Column(sa.Text, primary_key=True))
+    type: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    object_id: str | None = Field(default=None, sa_column=sa.Column(sa.Text, index=True))
+    created: datetime = Field(sa_column=_ts(nullable=False))
+    received_at: datetime | None = Field(
+        default=None, sa_column=_ts(nullable=False, server_default=True)
+    )
+    outcome: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    payload: dict[str, Any] = Field(sa_column=sa.Column(JSONB, nullable=False))
+
+
+class InvoicePayment(SQLModel, table=True):
+    """Where collecting an invoice stands on Stripe, from its webhook events."""
+
+    __tablename__ = "invoice_payments"
+
+    invoice_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger, sa.ForeignKey("invoices.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    status: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    attempt_count: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+    last_failure_message: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    next_attempt_at: datetime | None = Field(default=None, sa_column=_ts())
+    # `created` of the newest Stripe event applied: an older one arriving later is ignored.
+    as_of: datetime = Field(sa_column=_ts(nullable=False))
+    updated_at: datetime | None = Field(
+        default=None, sa_column=_ts(nullable=False, server_default=True)
+    )

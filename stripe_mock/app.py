@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -21,6 +22,7 @@ from .handlers import ENDPOINTS, OPERATIONS
 from .ids import new_request_id
 from .state import Defaults, MockState
 from .stats import UNMATCHED
+from .webhooks import WebhookSettings
 
 
 class MockStripe(Starlette):
@@ -54,17 +56,32 @@ def create_app(
     idempotency_ttl_seconds: float = 86400,
     seed: int | None = None,
     search_lag_seconds: float = 0.0,
+    state_path: Path | str | None = None,
+    webhook_url: str | None = None,
+    webhook_secrets: list[str] | None = None,
+    webhook_duplicate_probability: float = 0.0,
+    webhook_max_delay_seconds: float = 0.0,
 ) -> MockStripe:
     """Build a mock Stripe; `rules` use the `POST /_mock/faults` format and raise ValueError.
 
     `search_lag_seconds` hides new objects from `/search` for that long, as Stripe's search
-    index lags behind writes (retrieve and list see them at once).
+    index lags behind writes (retrieve and list see them at once). `state_path`: a journal
+    file that keeps objects across restarts (None: memory only). `webhook_*`: where events
+    are posted, signed with which secrets, and how often duplicated or held back.
     """
     state = MockState.create(
         Defaults(
             idempotency_ttl_seconds=idempotency_ttl_seconds,
             seed=seed,
             search_lag_seconds=search_lag_seconds,
+            state_path=Path(state_path) if state_path else None,
+            webhooks=WebhookSettings(
+                url=webhook_url,
+                secrets=list(webhook_secrets or []),
+                duplicate_probability=webhook_duplicate_probability,
+                max_delay_seconds=webhook_max_delay_seconds,
+                seed=seed,
+            ),
         ),
         parse_rules(rules or [], ENDPOINTS),
     )

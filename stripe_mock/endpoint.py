@@ -2,7 +2,12 @@
 
 The order mirrors what a client can observe from Stripe: injected 500/429/401 and timeouts
 happen before execution and leave no trace; `slow` and `lost_response` happen after it, so
-the object exists and the idempotency key holds the result.
+the object exists and the idempotency key holds the result. A `saved_500` is what Stripe does
+when it fails after it began executing: the 500 is the key's result, replayed to every retry
+with the same key (`Idempotent-Replayed: true`), whether the change happened or not.
+
+Every request is checked against Stripe's spec (`spec.check_request`) before anything else
+happens to it, and every answer against the response schema (`spec.check_response`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from . import errors
+from . import errors, shapes, spec, webhooks
 from .auth import api_key
 from .drop import Connections, drop_connection
 from .faults import Rule
@@ -26,6 +31,7 @@ from .operations import JSON, Operation
 from .params import Reader
 from .state import MockState
 from .stats import LOST, TIMEOUT
+from .store import Store
 
 logger = logging.getLogger("stripe_mock")
 
@@ -64,12 +70,19 @@ class ApiEndpoint:
                 self.state.stats.record(self.operation.endpoint, TIMEOUT)
                 return await drop_connection(self.connections, scope, receive, send)
             params = await _params(Request(scope, receive))
+            spec.check_request(self.operation.endpoint, params)
         except errors.StripeError as e:
             return await self._fail(send, e)
 
         key = headers.get("idempotency-key") if self.operation.method == "POST" else None
+        saved_500 = rule is not None and rule.fault == "saved_500"
         if key is None:
-            response = self._execute(scope, params)
+            if saved_500:
+                assert rule is not None
+                if rule.executed:
+                    self._execute(scope, params, key=None)
+                return await self._fail(send, errors.api_error_500())
+            response = self._execute(scope, params, key=None)
             if isinstance(response, errors.ParamError):
                 return await self._fail(send, response)
             return await self._deliver(scope, receive, send, rule, response, replayed=False)
@@ -83,7 +96,18 @@ class ApiEndpoint:
                 await asyncio.sleep(rule.seconds)
             return await self._deliver(scope, receive, send, rule, claim.response, replayed=True)
 
-        response = self._execute(scope, params)
+        if saved_500:
+            assert rule is not None
+            if rule.executed:
+                self._execute(scope, params, key=key)
+            error = errors.api_error_500()
+            stored = StoredResponse(
+                error.status, encode(error.body()), (), str(scope.get(REQUEST_ID, ""))
+            )
+            self.state.idempotency.complete(key, stored)
+            return await self._deliver(scope, receive, send, None, stored, replayed=False)
+
+        response = self._execute(scope, params, key=key)
         if isinstance(response, errors.ParamError):
             # Rejected before executing: Stripe keeps no result, so the key stays usable.
             self.state.idempotency.release(key)
@@ -106,25 +130,41 @@ class ApiEndpoint:
                 raise early
         return rule
 
-    def _execute(self, scope: Scope, params: JSON) -> StoredResponse | errors.ParamError:
+    def _execute(
+        self, scope: Scope, params: JSON, *, key: str | None
+    ) -> StoredResponse | errors.ParamError:
         """Run the handler; a ParamError comes back unexecuted, anything else is a result."""
         store = self.state.store
         status = 200
         headers: tuple[tuple[str, str], ...] = ()
+        request_id = str(scope.get(REQUEST_ID, ""))
         try:
             with store.lock:
-                body = self.operation.handler(store, scope["path_params"], Reader(params))
+                try:
+                    body = self.operation.handler(store, scope["path_params"], Reader(params))
+                finally:
+                    self._publish_events(store, request_id, key)
+            spec.check_response(body, total_count_requested="include" in params)
         except errors.ParamError as e:
             return e
         except errors.StripeError as e:
             status, body, headers = e.status, e.body(), tuple(e.headers.items())
+        except spec.SpecError as e:
+            # The mock answered something Stripe never sends: a bug of the mock, which must
+            # fail loudly rather than let a test pass on it.
+            logger.error("stripe_mock answer to %s breaks Stripe's spec: %s", self.operation, e)
+            error = errors.api_error_500()
+            status, body, headers = error.status, error.body(), ()
         except Exception:
             # A bug in the mock must not leave the key in flight forever: answer like a
             # Stripe 500, which the sync retries.
             logger.exception("stripe_mock handler failed for %s", self.operation.endpoint)
             error = errors.api_error_500()
             status, body, headers = error.status, error.body(), ()
-        return StoredResponse(status, encode(body), headers, str(scope.get(REQUEST_ID, "")))
+        return StoredResponse(status, encode(body), headers, request_id)
+
+    def _publish_events(self, store: Store, request_id: str, key: str | None) -> None:
+        publish_events(self.state, store, request_id=request_id, key=key)
 
     async def _fail(self, send: Send, error: errors.StripeError) -> None:
         self.state.stats.record(self.operation.endpoint, error.status)
@@ -149,6 +189,26 @@ class ApiEndpoint:
         if replayed:
             headers += [("Idempotent-Replayed", "true"), ("Original-Request", response.request_id)]
         await send_json(send, response.status, response.body, headers)
+
+
+def publish_events(
+    state: MockState, store: Store, *, request_id: str | None, key: str | None
+) -> None:
+    """Turn the changes a request made into webhook events (caller holds the store lock, so
+    each event carries the object as it was right after that change)."""
+    if store.events:
+        drained, store.events = store.events, []
+        state.webhooks.send(
+            [
+                webhooks.event(
+                    kind,
+                    shapes.invoice(inv, store.customers.get(inv.customer)),
+                    request_id=request_id,
+                    key=key,
+                )
+                for kind, inv in drained
+            ]
+        )
 
 
 def _early_error(rule: Rule) -> errors.StripeError | None:

@@ -138,3 +138,13 @@ def unrecognized_url(method: str, path: str) -> StripeError:
 
 def _seconds_header(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+
+
+def card_declined() -> StripeError:
+    # What Stripe answers `pay` with when the charge fails (stripe-python: CardError).
+    return StripeError(
+        402,
+        "card_error",
+        "Your card was declined (the mock's declined card).",
+        code="card_declined",
+    )

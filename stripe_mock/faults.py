@@ -14,9 +14,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-FaultKind = Literal["error_500", "rate_limit", "timeout", "slow", "lost_response", "auth_error"]
+FaultKind = Literal[
+    "error_500", "saved_500", "rate_limit", "timeout", "slow", "lost_response", "auth_error"
+]
 FAULT_KINDS: tuple[FaultKind, ...] = (
     "error_500",
+    "saved_500",
     "rate_limit",
     "timeout",
     "slow",
@@ -26,7 +29,9 @@ FAULT_KINDS: tuple[FaultKind, ...] = (
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_SLOW_SECONDS = 2.0
 DEFAULT_RETRY_AFTER = 1.0
-_RULE_KEYS = frozenset({"endpoint", "fault", "probability", "count", "seconds", "retry_after"})
+_RULE_KEYS = frozenset(
+    {"endpoint", "fault", "probability", "count", "seconds", "retry_after", "executed"}
+)
 
 
 class RuleError(ValueError):
@@ -41,6 +46,9 @@ class Rule:
     remaining: int | None
     seconds: float
     retry_after: float
+    # saved_500 only: whether the request ran before the 500 was stored for its key. Either
+    # way a client cannot tell from the answer, which is the point.
+    executed: bool = True
     fired: int = 0
 
     def describe(self) -> dict[str, Any]:
@@ -53,6 +61,8 @@ class Rule:
             described["seconds"] = self.seconds
         if self.fault == "rate_limit":
             described["retry_after"] = self.retry_after
+        if self.fault == "saved_500":
+            described["executed"] = self.executed
         described["fired"] = self.fired
         return described
 
@@ -88,6 +98,9 @@ def _parse_rule(item: object, index: int, known: set[str]) -> Rule:
     ):
         raise RuleError(f"{where}: count must be a non-negative integer")
     default_seconds = DEFAULT_TIMEOUT_SECONDS if fault == "timeout" else DEFAULT_SLOW_SECONDS
+    executed = item.get("executed", True)
+    if not isinstance(executed, bool):
+        raise RuleError(f"{where}: executed must be true or false")
     return Rule(
         endpoint=str(endpoint),
         fault=cast(FaultKind, fault),
@@ -95,6 +108,7 @@ def _parse_rule(item: object, index: int, known: set[str]) -> Rule:
         remaining=count,
         seconds=_seconds(item, "seconds", default_seconds, where),
         retry_after=_seconds(item, "retry_after", DEFAULT_RETRY_AFTER, where),
+        executed=executed,
     )
 
 

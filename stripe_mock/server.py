@@ -90,6 +90,11 @@ def serve(
     idempotency_ttl_seconds: float = 86400,
     seed: int | None = None,
     search_lag_seconds: float = 0.0,
+    state_path: str | None = None,
+    webhook_url: str | None = None,
+    webhook_secrets: list[str] | None = None,
+    webhook_duplicate_probability: float = 0.0,
+    webhook_max_delay_seconds: float = 0.0,
 ) -> None:
     """Serve the mock until interrupted (`billing mock-stripe`)."""
     app = create_app(
@@ -97,6 +102,11 @@ def serve(
         idempotency_ttl_seconds=idempotency_ttl_seconds,
         seed=seed,
         search_lag_seconds=search_lag_seconds,
+        state_path=state_path,
+        webhook_url=webhook_url,
+        webhook_secrets=webhook_secrets,
+        webhook_duplicate_probability=webhook_duplicate_probability,
+        webhook_max_delay_seconds=webhook_max_delay_seconds,
     )
     server = MockServer(app, socket.create_server((host, port)))
     # uvicorn catches SIGINT/SIGTERM, shuts down, then re-raises the signal, as `uvicorn.run`.

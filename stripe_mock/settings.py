@@ -1,6 +1,8 @@
 """The JSON settings object shared by `POST /_mock/faults` and start-up configuration.
 
-`{"rules": [...], "idempotency_ttl_seconds": 5, "seed": 42, "search_lag_seconds": 0}`;
+`{"rules": [...], "idempotency_ttl_seconds": 5, "seed": 42, "search_lag_seconds": 0,
+  "webhook_url": "http://127.0.0.1:8000/webhooks/stripe", "webhook_secrets": ["whsec_..."],
+  "webhook_duplicate_probability": 0.1, "webhook_max_delay_seconds": 5}`;
 every key is optional, and an absent key leaves that setting as it is.
 """
 
@@ -14,7 +16,20 @@ from typing import Any
 from .faults import Rule, RuleError, parse_rules
 from .handlers import ENDPOINTS
 
-_KEYS = frozenset({"rules", "idempotency_ttl_seconds", "seed", "search_lag_seconds"})
+_WEBHOOK_KEYS = frozenset(
+    {
+        "webhook_url",
+        "webhook_secrets",
+        "webhook_duplicate_probability",
+        "webhook_max_delay_seconds",
+    }
+)
+_KEYS = (
+    frozenset(
+        {"rules", "idempotency_ttl_seconds", "seed", "search_lag_seconds", "unsupported_currencies"}
+    )
+    | _WEBHOOK_KEYS
+)
 
 
 class SettingsError(ValueError):
@@ -28,6 +43,10 @@ class Settings:
     search_lag_seconds: float | None
     reseed: bool
     seed: int | None
+    # Only the webhook_* keys that were given.
+    webhooks: dict[str, Any]
+    # Currencies the account cannot charge in (Stripe refuses them with 400); None: unchanged.
+    unsupported_currencies: list[str] | None = None
 
 
 def parse_settings(payload: object, endpoints: Iterable[str]) -> Settings:
@@ -42,7 +61,25 @@ def parse_settings(payload: object, endpoints: Iterable[str]) -> Settings:
     seed = payload.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise SettingsError("seed must be an integer or null")
+    webhooks = {k: payload[k] for k in _WEBHOOK_KEYS if k in payload}
+    url = webhooks.get("webhook_url")
+    if url is not None and not isinstance(url, str):
+        raise SettingsError("webhook_url must be a URL string or null")
+    secrets = webhooks.get("webhook_secrets", [])
+    if not isinstance(secrets, list) or not all(isinstance(x, str) and x for x in secrets):
+        raise SettingsError("webhook_secrets must be a list of non-empty strings")
+    probability = webhooks.get("webhook_duplicate_probability", 0)
+    if not isinstance(probability, int | float) or not 0 <= probability <= 1:
+        raise SettingsError("webhook_duplicate_probability must be between 0 and 1")
+    _seconds(payload, "webhook_max_delay_seconds")
+    currencies = payload.get("unsupported_currencies")
+    if currencies is not None and (
+        not isinstance(currencies, list) or not all(isinstance(c, str) for c in currencies)
+    ):
+        raise SettingsError("unsupported_currencies must be a list of currency codes")
     return Settings(
+        unsupported_currencies=[c.lower() for c in currencies] if currencies is not None else None,
+        webhooks=webhooks,
         rules=rules,
         idempotency_ttl_seconds=_seconds(payload, "idempotency_ttl_seconds"),
         search_lag_seconds=_seconds(payload, "search_lag_seconds"),

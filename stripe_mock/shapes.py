@@ -1,5 +1,6 @@
-"""Stripe's JSON shapes for the mock's objects (only the fields the mock can fill honestly;
-fields it does not model carry Stripe's value for an object that never set them)."""
+"""Stripe's JSON shapes for the mock's objects: every field Stripe's spec makes required, the
+optional ones the mock can fill honestly, and nothing Stripe does not send (`spec.py` checks
+each answer against the SDK's resource classes)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ def list_object(
     return body
 
 
+def deleted(object_name: str, object_id: str) -> JSON:
+    return {"id": object_id, "object": object_name, "deleted": True}
+
+
 def search_result(url: str, data: Sequence[JSON], *, next_page: str | None) -> JSON:
     return {
         "object": "search_result",
@@ -37,7 +42,7 @@ def customer(c: Customer) -> JSON:
     return {
         "id": c.id,
         "object": "customer",
-        "balance": 0,
+        "balance": c.balance,
         "created": c.created,
         "currency": None,
         "delinquent": False,
@@ -85,6 +90,7 @@ def line(item: InvoiceItem) -> JSON:
         "pretax_credit_amounts": [],
         "pricing": None,
         "quantity": 1,
+        "subtotal": item.amount,
         "taxes": [],
     }
 
@@ -108,55 +114,81 @@ def invoice_item(item: InvoiceItem) -> JSON:
         "pricing": None,
         "proration": False,
         "quantity": 1,
+        "quantity_decimal": "1",
         "tax_rates": [],
     }
 
 
-def invoice(inv: Invoice, cust: Customer | None, *, all_lines: bool = False) -> JSON:
+def invoice(
+    inv: Invoice, cust: Customer | None, *, all_lines: bool = False, total_count: bool = False
+) -> JSON:
+    """`total_count`: only the mock's own admin listing shows a count, never the API."""
     shown = inv.items if all_lines else inv.items[:EMBEDDED_LINES]
     total = inv.total
-    amount_paid = total if inv.status == "paid" else 0
+    # After finalization the customer's balance has been applied: what is left is due.
+    due = inv.amount_due_after_balance if inv.amount_due_after_balance is not None else total
+    due = max(0, due)
+    paid = inv.status == "paid"
     return {
         "id": inv.id,
         "object": "invoice",
-        "amount_due": total,
+        "amount_due": due,
         "amount_overpaid": 0,
-        "amount_paid": amount_paid,
-        "amount_remaining": 0 if inv.status in ("paid", "void") else total - amount_paid,
-        "attempt_count": 0,
-        "attempted": False,
+        "amount_paid": due if paid and not inv.paid_out_of_band else 0,
+        "amount_paid_off_stripe": due if paid and inv.paid_out_of_band else 0,
+        "amount_remaining": 0 if inv.status in ("paid", "void") else due,
+        "amount_shipping": 0,
+        "attempt_count": inv.attempt_count,
+        "attempted": inv.attempt_count > 0,
         "auto_advance": inv.auto_advance,
+        "automatic_tax": {
+            "disabled_reason": None,
+            "enabled": False,
+            "liability": None,
+            "provider": None,
+            "status": None,
+        },
         "collection_method": inv.collection_method,
         "created": inv.created,
         "currency": inv.currency,
         "customer": inv.customer,
         "customer_email": cust.email if cust else None,
         "customer_name": cust.name if cust else None,
+        "default_tax_rates": [],
         "description": inv.description,
         "discounts": [],
         "due_date": inv.due_date,
         "effective_at": inv.finalized_at,
-        "ending_balance": None if inv.status == "draft" else 0,
+        "ending_balance": inv.ending_balance,
         "footer": None,
         "hosted_invoice_url": None,
         "invoice_pdf": None,
+        "issuer": {"type": "self"},
         "lines": list_object(
             f"/v1/invoices/{inv.id}/lines",
             [line(item) for item in shown],
             has_more=len(shown) < len(inv.items),
-            total=len(inv.items),
+            total=len(inv.items) if total_count else None,
         ),
         "livemode": False,
         "metadata": dict(inv.metadata),
+        "next_payment_attempt": inv.next_payment_attempt,
         "number": inv.number,
+        "payment_settings": {
+            "default_mandate": None,
+            "payment_method_options": None,
+            "payment_method_types": None,
+        },
         "period_end": inv.created,
         "period_start": inv.created,
-        "starting_balance": 0,
+        "post_payment_credit_notes_amount": 0,
+        "pre_payment_credit_notes_amount": 0,
+        "starting_balance": inv.starting_balance,
         "statement_descriptor": None,
         "status": inv.status,
         "status_transitions": {
             "finalized_at": inv.finalized_at,
-            "marked_uncollectible_at": None,
+            "marked_uncollectible_at": inv.marked_uncollectible_at,
             "paid_at": inv.paid_at,
             "voided_at": inv.voided_at,
         },

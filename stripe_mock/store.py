@@ -10,9 +10,14 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import errors
 from .ids import new_id, new_invoice_prefix
+from .persist import Journal
+
+# Stripe's Smart Retries try a failed payment again a few days later.
+PAYMENT_RETRY_SECONDS = 3 * 86400
 
 
 @dataclass
@@ -25,6 +30,8 @@ class Customer:
     metadata: dict[str, str]
     invoice_prefix: str
     next_invoice_sequence: int = 1
+    # Negative: credit the customer holds, applied to its next invoices (Stripe's sign).
+    balance: int = 0
 
 
 @dataclass
@@ -62,6 +69,14 @@ class Invoice:
     finalized_at: int | None = None
     paid_at: int | None = None
     voided_at: int | None = None
+    marked_uncollectible_at: int | None = None
+    starting_balance: int = 0
+    ending_balance: int | None = None
+    # What is left to collect after the customer's balance was applied at finalization.
+    amount_due_after_balance: int | None = None
+    paid_out_of_band: bool = False
+    attempt_count: int = 0
+    next_payment_attempt: int | None = None
 
     @property
     def total(self) -> int:
@@ -89,13 +104,42 @@ def merge_metadata(current: dict[str, str], update: dict[str, str]) -> dict[str,
 
 
 class Store:
-    def __init__(self, *, search_lag_seconds: float = 0.0) -> None:
+    def __init__(self, *, search_lag_seconds: float = 0.0, journal: Journal | None = None) -> None:
         self.lock = threading.RLock()
         self.search_lag_seconds = search_lag_seconds
         # Dicts keep insertion order, which is creation order: lists are served newest first.
         self.customers: dict[str, Customer] = {}
         self.invoices: dict[str, Invoice] = {}
         self.invoice_items: dict[str, InvoiceItem] = {}
+        # (event type, invoice) of the changes a request made, drained under the lock by the
+        # caller, which turns them into webhook events with the object as it is at that moment.
+        self.events: list[tuple[str, Invoice]] = []
+        self.unsupported_currencies: set[str] = set()
+        self.journal = journal
+        if journal is not None:
+            journal.restore(self)
+
+    def _saved(self, *objects: Customer | Invoice | InvoiceItem) -> None:
+        if self.journal is not None:
+            for obj in objects:
+                self.journal.put(obj)
+
+    def _emit(self, event_type: str, invoice: Invoice) -> None:
+        self.events.append((event_type, invoice))
+
+    def restore(self, kind: str, record: dict[str, Any]) -> None:
+        """Put back one object read from the journal (later records replace earlier ones)."""
+        if kind == "customer":
+            self.customers[record["id"]] = Customer(**record)
+        elif kind == "item":
+            self.invoice_items[record["id"]] = InvoiceItem(**record)
+        elif kind == "invoice":
+            item_ids = record.pop("item_ids")
+            invoice = Invoice(**record)
+            invoice.items = [self.invoice_items[i] for i in item_ids if i in self.invoice_items]
+            self.invoices[invoice.id] = invoice
+        elif kind == "deleted_invoice":
+            self.invoices.pop(record["id"], None)
 
     def _visible_at(self) -> float:
         return time.monotonic() + self.search_lag_seconds
@@ -115,6 +159,7 @@ class Store:
             invoice_prefix=new_invoice_prefix(),
         )
         self.customers[customer.id] = customer
+        self._saved(customer)
         return customer
 
     def customer(self, customer_id: str, *, param: str | None = None) -> Customer:
@@ -122,6 +167,10 @@ class Store:
         if found is None:
             raise errors.missing("customer", customer_id, param=param)
         return found
+
+    def list_customers(self, *, email: str | None = None) -> list[Customer]:
+        """Consistent, newest first: unlike search, a list sees every write at once."""
+        return [c for c in reversed(self.customers.values()) if email is None or c.email == email]
 
     def searchable_customers(self) -> list[Customer]:
         now = time.monotonic()
@@ -167,6 +216,8 @@ class Store:
             item.invoice = invoice.id
             invoice.items.append(item)
         self.invoices[invoice.id] = invoice
+        self._saved(*pending, invoice)
+        self._emit("invoice.created", invoice)
         return invoice
 
     def invoice(self, invoice_id: str, *, param: str | None = None) -> Invoice:
@@ -175,11 +226,17 @@ class Store:
             raise errors.missing("invoice", invoice_id, param=param)
         return found
 
-    def list_invoices(self, *, customer: str | None = None) -> list[Invoice]:
+    def list_invoices(
+        self,
+        *,
+        customer: str | None = None,
+        created_gte: int | None = None,
+    ) -> list[Invoice]:
         return [
             inv
             for inv in reversed(self.invoices.values())
-            if customer is None or inv.customer == customer
+            if (customer is None or inv.customer == customer)
+            and (created_gte is None or inv.created >= created_gte)
         ]
 
     def searchable_invoices(self) -> list[Invoice]:
@@ -192,10 +249,12 @@ class Store:
         """Draft only, all or nothing: a request that would pass the cap adds no line."""
         invoice = self.invoice(invoice_id)
         self._check_editable(invoice, adding=len(lines))
-        for line in lines:
-            self._attach(invoice, self._new_item(invoice.customer, invoice.currency, line))
+        added = [self._new_item(invoice.customer, invoice.currency, line) for line in lines]
+        for item in added:
+            self._attach(invoice, item)
         if invoice_metadata is not None:
             invoice.metadata = merge_metadata(invoice.metadata, invoice_metadata)
+        self._saved(*added, invoice)
         return invoice
 
     def finalize(self, invoice_id: str, *, auto_advance: bool | None) -> Invoice:
@@ -211,13 +270,31 @@ class Store:
         invoice.finalized_at = now
         if auto_advance is not None:
             invoice.auto_advance = auto_advance
-        # Stripe marks an invoice with nothing to collect as paid when it is finalized, so a
-        # zero-total invoice can never be voided afterwards.
-        if invoice.total == 0:
+        # The customer's balance meets the invoice at finalization, as on Stripe: a negative
+        # total (a credit-heavy invoice) is moved to the balance as credit, and credit already
+        # held pays (part of) a positive total.
+        total = invoice.total
+        invoice.starting_balance = customer.balance
+        if total < 0:
+            customer.balance += total
+            due = 0
+        else:
+            applied = min(total, max(0, -customer.balance))
+            customer.balance += applied
+            due = total - applied
+        invoice.amount_due_after_balance = due
+        invoice.ending_balance = customer.balance
+        # An invoice with nothing to collect is paid the moment it is finalized, so it can never
+        # be voided afterwards.
+        if due == 0:
             invoice.status = "paid"
             invoice.paid_at = now
         else:
             invoice.status = "open"
+        self._saved(customer, invoice)
+        self._emit("invoice.finalized", invoice)
+        if invoice.status == "paid":
+            self._emit("invoice.paid", invoice)
         return invoice
 
     def void(self, invoice_id: str) -> Invoice:
@@ -229,6 +306,63 @@ class Store:
             )
         invoice.status = "void"
         invoice.voided_at = int(time.time())
+        self._saved(invoice)
+        self._emit("invoice.voided", invoice)
+        return invoice
+
+    def delete_draft(self, invoice_id: str) -> Invoice:
+        """Stripe deletes drafts only; their items go with them."""
+        invoice = self.invoice(invoice_id)
+        if invoice.status != "draft":
+            raise errors.unexpected_state(
+                f"Invoice {invoice.id} is {invoice.status}; only drafts can be deleted "
+                "(void a finalized invoice instead)."
+            )
+        del self.invoices[invoice.id]
+        for item in invoice.items:
+            self.invoice_items.pop(item.id, None)
+        if self.journal is not None:
+            self.journal.put_deleted(invoice.id)
+        self._emit("invoice.deleted", invoice)
+        return invoice
+
+    def pay(self, invoice_id: str, *, paid_out_of_band: bool, decline: bool = False) -> Invoice:
+        """Collect an open (or uncollectible) invoice: out of band (recorded, nothing charged),
+        or by charging the customer, which `decline` makes fail like a declined card."""
+        invoice = self.invoice(invoice_id)
+        if invoice.status not in ("open", "uncollectible"):
+            raise errors.unexpected_state(
+                f"Invoice {invoice.id} is {invoice.status}; only open or uncollectible invoices "
+                "can be paid."
+            )
+        now = int(time.time())
+        if decline and not paid_out_of_band:
+            invoice.attempt_count += 1
+            invoice.next_payment_attempt = now + PAYMENT_RETRY_SECONDS
+            self._saved(invoice)
+            self._emit("invoice.payment_failed", invoice)
+            raise errors.card_declined()
+        if not paid_out_of_band:
+            invoice.attempt_count += 1
+        invoice.status = "paid"
+        invoice.paid_at = now
+        invoice.paid_out_of_band = paid_out_of_band
+        invoice.next_payment_attempt = None
+        self._saved(invoice)
+        self._emit("invoice.paid", invoice)
+        return invoice
+
+    def mark_uncollectible(self, invoice_id: str) -> Invoice:
+        invoice = self.invoice(invoice_id)
+        if invoice.status != "open":
+            raise errors.unexpected_state(
+                f"Invoice {invoice.id} is {invoice.status}; only open invoices can be marked "
+                "uncollectible."
+            )
+        invoice.status = "uncollectible"
+        invoice.marked_uncollectible_at = int(time.time())
+        self._saved(invoice)
+        self._emit("invoice.marked_uncollectible", invoice)
         return invoice
 
     # Invoice items
@@ -240,6 +374,7 @@ class Store:
         if invoice_id is None:
             item = self._new_item(customer.id, currency or "usd", line)
             self.invoice_items[item.id] = item
+            self._saved(item)
             return item
         invoice = self.invoice(invoice_id, param="invoice")
         if invoice.customer != customer.id:
@@ -255,6 +390,7 @@ class Store:
         self._check_editable(invoice, adding=1)
         item = self._new_item(customer.id, invoice.currency, line)
         self._attach(invoice, item)
+        self._saved(item, invoice)
         return item
 
     def list_invoice_items(self, *, invoice: str | None = None) -> list[InvoiceItem]:

@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from models import outbox
 from models.tables import SyncStatus
-from sync import history, push
+from sync import history, memory, push
 from sync.classify import Action, Verdict, classify, retry_delay
 from sync.metrics import SYNC_ATTEMPTS, SYNC_ERRORS, SYNC_LATENCY, SYNC_SECONDS
 from sync.runtime import Runtime
@@ -75,6 +75,11 @@ def _attempt(rt: Runtime, session: Session, lease: outbox.Lease) -> Outcome:
         if session.in_transaction():
             session.rollback()
         verdict = classify(e)
+        if memory.is_replayed_500(e) and progress.step in memory.KEYED_STEPS:
+            # Stripe will replay this 500 for this key forever: the next attempt reads the
+            # remote state, and sends the step under the next key generation if still needed.
+            with session.begin():
+                memory.bump(session, lease.invoice_id, progress.step)
         if verdict.kind == "internal":
             log.exception("sync attempt hit a bug", extra={"invoice_id": lease.invoice_id})
         return _record_failure(rt, session, lease, verdict, progress, started_at, clock, stripe)

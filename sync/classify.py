@@ -110,7 +110,13 @@ def _stripe(e: stripe.StripeError) -> Verdict:
     if status == 409:
         return verdict(Action.RETRY, "conflict", code or "conflict")
     if status is None or status >= 500:
-        return verdict(Action.RETRY, "server_error", code or "api_error")
+        replayed = str((e.headers or {}).get("Idempotent-Replayed", "")).lower() == "true"
+        # A replayed 500 is retried too, but under a new key generation (sync.memory).
+        return verdict(
+            Action.RETRY,
+            "server_error",
+            "idempotent_replayed_500" if replayed else code or "api_error",
+        )
     return verdict(Action.FAIL, "client_error")
 
 
@@ -122,7 +128,8 @@ def classify(e: BaseException) -> Verdict:
     text = str(e)[:2000] or name
     if isinstance(e, Mismatch):
         # Shown as the error class too: it is ours, not Stripe's, and the API documents it so.
-        return Verdict(Action.FAIL, "mismatch", Mismatch.code, Mismatch.code, text)
+        # Subclasses (REMOTE_VOIDED, REMOTE_DELETED) carry codes of their own.
+        return Verdict(Action.FAIL, "mismatch", e.code, e.code, text)
     if isinstance(e, BreakerOpen):
         return Verdict(Action.PAUSE, "paused", name, "breaker_open", text)
     if isinstance(e, RateLimiterTimeout):

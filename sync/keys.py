@@ -37,3 +37,7 @@ def finalize(invoice_public_id: str) -> str:
 
 def void(invoice_public_id: str) -> str:
     return f"invoice:{invoice_public_id}:void"
+
+
+def pay(invoice_public_id: str) -> str:
+    return f"invoice:{invoice_public_id}:pay"

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sqlmodel import Session, col, select
 
 from models import tables
 from models.tables import InvoiceStatus
-from sync import keys, remote_ids
+from sync import due_dates, keys, lookup, memory, remote_gone, remote_ids
 from sync.errors import Mismatch
 from sync.grouping import LINE_KEY, RemoteLine, remote_lines
 from sync.stripe_client import RemoteInvoice, RemoteLineRef, StripeGateway
@@ -45,6 +46,7 @@ class Target:
     invoice: tables.Invoice
     organization: tables.Organization
     lines: list[RemoteLine]
+    memory: memory.Memory = field(default_factory=memory.Memory)
 
     @property
     def public_id(self) -> str:
@@ -74,63 +76,71 @@ def load_target(session: Session, invoice_id: int) -> Target:
             .where(col(tables.InvoiceItem.invoice_id) == invoice_id)
             .order_by(col(tables.InvoiceItem.id))
         ).all()
+        remembered = memory.load(session, invoice_id)
     # Detached: the steps update these copies as ids become known, and every write to the
     # database is an explicit statement in a short transaction, never a flush of ORM state.
     session.expunge_all()
     lines = remote_lines(items, period=(invoice.period_start, invoice.period_end))
-    return Target(invoice=invoice, organization=organization, lines=lines)
+    return Target(invoice=invoice, organization=organization, lines=lines, memory=remembered)
 
 
 # The steps --------------------------------------------------------------------------------
 
 
-def ensure_customer(session: Session, stripe: StripeGateway, org: tables.Organization) -> str:
-    """The organization's Stripe customer id, found or created once per organization."""
-    if org.stripe_customer_id:
-        return org.stripe_customer_id
-    assert org.id is not None
-    # Another invoice of this organization may have created it and crashed before storing the
-    # id: look first. If a concurrent worker is creating it right now, the search may not see
-    # it yet, and both creates carry the organization's key: Stripe returns one customer.
-    customer = stripe.find_customer(org.public_id) or stripe.create_customer(
-        org_public_id=org.public_id, name=org.name, email=org.billing_email
-    )
-    with session.begin():
-        stored = remote_ids.store_customer_id(session, org.id, customer)
-    org.stripe_customer_id = stored
-    return stored
+def ensure_customer(
+    session: Session, stripe: StripeGateway, org: tables.Organization, *, key: str | None = None
+) -> str:
+    """The organization's Stripe customer id, found (consistent list) or created once."""
+    return lookup.ensure_customer(session, stripe, org, key=key)
 
 
 def find_remote_invoice(
     session: Session, stripe: StripeGateway, target: Target
 ) -> RemoteInvoice | None:
-    """The Stripe invoice carrying metadata[invoice_id], stored at once if found."""
-    found = stripe.find_invoices(target.public_id)
-    if not found:
+    """The Stripe invoice carrying metadata[invoice_id] (consistent list under our customer),
+    stored at once if found. No customer on Stripe yet: no invoice can exist either."""
+    org = target.organization
+    customer = org.stripe_customer_id or lookup.find_customer(stripe, org)
+    if customer is None:
         return None
-    if len(found) > 1:
-        ids = ", ".join(sorted(r.id for r in found))
-        raise Mismatch(
-            f"{len(found)} Stripe invoices carry invoice_id={target.public_id} ({ids}); "
-            "void the extra ones on Stripe, then resync"
-        )
-    _store_invoice_id(session, target, found[0].id)
-    return found[0]
+    found = lookup.find_invoice(stripe, target.invoice, customer, replaced=target.memory.replaced)
+    if found is not None:
+        _store_invoice_id(session, target, found.id)
+    return found
 
 
 def create_remote_invoice(
     session: Session, stripe: StripeGateway, target: Target, customer: str
 ) -> RemoteInvoice:
-    """A draft Stripe invoice (auto_advance off, send_invoice, due date, no pending items)."""
+    """A draft Stripe invoice (auto_advance off, send_invoice, a due date in the future, no
+    pending items). A customer Stripe no longer has is recreated once, then the create is
+    sent again; a second miss fails the invoice like any invalid request."""
     inv = target.invoice
     assert inv.number is not None and inv.due_date is not None
-    remote = stripe.create_invoice(
-        public_id=inv.public_id,
-        number=inv.number,
-        customer=customer,
-        currency=inv.currency,
-        due=inv.due_date,
-    )
+    with session.begin():
+        due = due_dates.choose(
+            session, target.invoice_id, inv.due_date, today=datetime.now(UTC).date()
+        )
+
+    def create(customer_id: str, *, suffix: str = "") -> RemoteInvoice:
+        assert inv.number is not None
+        return stripe.create_invoice(
+            public_id=inv.public_id,
+            number=inv.number,
+            customer=customer_id,
+            currency=inv.currency,
+            due=due,
+            key=target.memory.key("create", keys.create(inv.public_id)) + suffix,
+        )
+
+    try:
+        remote = create(customer)
+    except Exception as e:
+        if not lookup.is_missing_customer(e):
+            raise
+        customer = lookup.ensure_customer(session, stripe, target.organization, replacing=customer)
+        # Other parameters need another key: the first one may hold the refusal.
+        remote = create(customer, suffix=f":for:{customer}")
     _store_invoice_id(session, target, remote.id)
     return remote
 
@@ -163,7 +173,9 @@ def add_missing_lines(
         # means someone edited the draft on Stripe: the rest goes under a key of its own.
         subset = None if len(missing) == len(chunk) else [m.key for m in missing]
         remote = stripe.add_lines(
-            remote.id, missing, key=keys.lines(target.public_id, index, subset=subset)
+            remote.id,
+            missing,
+            key=target.memory.key("lines", keys.lines(target.public_id, index, subset=subset)),
         )
     _store_line_ids(session, target, [*present, *remote.lines])
     return remote
@@ -173,7 +185,11 @@ def finalize_remote(
     session: Session, stripe: StripeGateway, target: Target, remote: RemoteInvoice
 ) -> RemoteInvoice:
     """Finalize the draft (auto_advance stays off: nothing is e-mailed or charged by Stripe)."""
-    finalized = stripe.finalize(remote.id, public_id=target.public_id)
+    finalized = stripe.finalize(
+        remote.id,
+        public_id=target.public_id,
+        key=target.memory.key("finalize", keys.finalize(target.public_id)),
+    )
     _store_line_ids(session, target, finalized.lines)
     return finalized
 
@@ -200,12 +216,16 @@ def verify_remote(
         problems.append(f"its customer is {remote.customer}, ours {org_customer}")
     if remote.total != inv.total_cents:
         problems.append(f"its total is {remote.total}, ours {inv.total_cents}")
-    if remote.line_count != len(target.lines):
-        problems.append(f"it has {remote.line_count} lines, ours {len(target.lines)}")
-    if list_lines:
+    count = remote.line_count
+    if list_lines or remote.lines_has_more:
+        # Stripe embeds 10 lines and declares no count: past 10, counting is paging.
         listed = stripe.list_lines(remote.id)
         _store_line_ids(session, target, listed)
-        problems += _line_differences(target.lines, listed)
+        count = len(listed)
+        if list_lines:
+            problems += _line_differences(target.lines, listed)
+    if count != len(target.lines):
+        problems.append(f"it has {count} lines, ours {len(target.lines)}")
     if problems:
         raise Mismatch(
             f"Stripe invoice {remote.id} differs from ours: {'; '.join(problems)}. A finalized "
@@ -231,9 +251,13 @@ def void_remote(
         remote = add_missing_lines(
             session, stripe, target, remote, chunk_size=chunk_size, known_empty=False
         )
-        remote = stripe.finalize(remote.id, public_id=target.public_id)
+        remote = finalize_remote(session, stripe, target, remote)
     if remote.status in ("open", "uncollectible"):
-        stripe.void(remote.id, public_id=target.public_id)
+        stripe.void(
+            remote.id,
+            public_id=target.public_id,
+            key=target.memory.key("void", keys.void(target.public_id)),
+        )
     elif remote.status == "paid" and remote.total != 0:
         raise Mismatch(
             f"Stripe invoice {remote.id} is paid, so Stripe cannot void it; refund it there"
@@ -260,10 +284,13 @@ def push(
     remote: RemoteInvoice | None = None
     if inv.stripe_invoice_id:
         progress.step = "retrieve"
-        remote = stripe.retrieve_invoice(inv.stripe_invoice_id)
+        remote = remote_gone.retrieve(stripe, inv.stripe_invoice_id)
     elif claimed_before or verify_requested:
         progress.step = "lookup"
         remote = find_remote_invoice(session, stripe, target)
+    if remote is not None:
+        # Voided on Stripe by hand: an operator's decision to make, never a silent recreate.
+        remote_gone.check_not_voided(remote, voided_here=inv.status == InvoiceStatus.VOID)
 
     if inv.status == InvoiceStatus.VOID:
         progress.step = "void"
@@ -273,7 +300,12 @@ def push(
     created_now = remote is None
     if remote is None:
         progress.step = "customer"
-        customer = ensure_customer(session, stripe, target.organization)
+        customer = ensure_customer(
+            session,
+            stripe,
+            target.organization,
+            key=target.memory.key("customer", keys.customer(target.organization.public_id)),
+        )
         progress.step = "create"
         remote = create_remote_invoice(session, stripe, target, customer)
     if remote.status == "draft":
@@ -287,6 +319,11 @@ def push(
     # The finalize answer carries the total and the line count, so the first push verifies
     # for free; a forced re-verify lists every line (a call per 100) and compares them one by one.
     verify_remote(session, stripe, target, remote, list_lines=verify_requested)
+    if inv.status == InvoiceStatus.PAID and remote.status in ("open", "uncollectible"):
+        # Paid here (markInvoicePaid): tell Stripe, so it stops collecting. Paid on Stripe
+        # first (a webhook made ours PAID), the remote is already paid and nothing is sent.
+        progress.step = "pay"
+        stripe.pay_out_of_band(remote.id, key=target.memory.key("pay", keys.pay(target.public_id)))
 
 
 # Helpers ------------------------------------------------------------------------------------

@@ -68,3 +68,14 @@ def store_line_ids(session: Session, invoice_id: int, line_ids: Mapping[str, str
         {"pids": list(line_ids), "remotes": list(line_ids.values()), "inv": invoice_id},
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def forget_customer_id(session: Session, organization_id: int, customer_id: str) -> None:
+    """Drop a Stripe customer id that Stripe no longer knows, if it is still the stored one."""
+    session.execute(
+        sa.text(
+            "UPDATE organizations SET stripe_customer_id = NULL"
+            " WHERE id = :id AND stripe_customer_id = :c"
+        ),
+        {"id": organization_id, "c": customer_id},
+    )

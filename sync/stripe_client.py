@@ -70,6 +70,10 @@ class RemoteInvoice:
     # The lines embedded in the answer: Stripe embeds only the first page (10) of them.
     lines: tuple[RemoteLineRef, ...]
     metadata: Mapping[str, str]
+    # More lines than embedded: counting them takes paging `GET /v1/invoices/{id}/lines`
+    # (Stripe's lines list declares no total_count).
+    lines_has_more: bool = False
+    created: int = 0
 
 
 def _plain(obj: Any) -> dict[str, Any]:
@@ -100,6 +104,8 @@ def _invoice(raw: Any) -> RemoteInvoice:
     data = [_line(item) for item in (lines.get("data") or [])]
     count = lines.get("total_count")
     return RemoteInvoice(
+        lines_has_more=bool(lines.get("has_more")),
+        created=int(obj.get("created") or 0),
         id=str(obj["id"]),
         status=str(obj.get("status")),
         total=int(obj.get("total") or 0),
@@ -162,15 +168,51 @@ class StripeGateway:
         )
         return str(found.data[0].id) if found.data else None
 
-    def create_customer(self, *, org_public_id: str, name: str, email: str) -> str:
+    def create_customer(
+        self, *, org_public_id: str, name: str, email: str, key: str | None = None
+    ) -> str:
         customer = self._call(
             "POST /v1/customers",
             lambda: self.client.v1.customers.create(
                 params={"name": name, "email": email, "metadata": {"org_id": org_public_id}},
-                options={"idempotency_key": keys.customer(org_public_id)},
+                options={"idempotency_key": key or keys.customer(org_public_id)},
             ),
         )
         return str(customer.id)
+
+    def list_customers(self, email: str) -> list[tuple[str, dict[str, str]]]:
+        """(id, metadata) of every customer with this e-mail: a list, so consistent at once."""
+        out: list[tuple[str, dict[str, str]]] = []
+        params: dict[str, Any] = {"email": email, "limit": LIST_PAGE}
+        while True:
+            page = self._call(
+                "GET /v1/customers",
+                lambda p=dict(params): self.client.v1.customers.list(params=p),  # type: ignore[misc]
+            )
+            batch = [(str(c.id), _meta(_plain(c))) for c in page.data]
+            out.extend(batch)
+            if not page.has_more or not batch:
+                return out
+            params["starting_after"] = batch[-1][0]
+
+    def list_invoices(self, customer: str, *, created_gte: int) -> list[RemoteInvoice]:
+        """The customer's invoices created since `created_gte`, every page (consistent)."""
+        out: list[RemoteInvoice] = []
+        params: dict[str, Any] = {
+            "customer": customer,
+            "created": {"gte": created_gte},
+            "limit": LIST_PAGE,
+        }
+        while True:
+            page = self._call(
+                "GET /v1/invoices",
+                lambda p=dict(params): self.client.v1.invoices.list(params=p),  # type: ignore[misc]
+            )
+            batch = [_invoice(inv) for inv in page.data]
+            out.extend(batch)
+            if not page.has_more or not batch:
+                return out
+            params["starting_after"] = batch[-1].id
 
     # Invoices ----------------------------------------------------------------------------
     def find_invoices(self, invoice_public_id: str) -> list[RemoteInvoice]:
@@ -190,6 +232,7 @@ class StripeGateway:
         customer: str,
         currency: str,
         due: date,
+        key: str | None = None,
     ) -> RemoteInvoice:
         params: dict[str, Any] = {
             "customer": customer,
@@ -207,7 +250,7 @@ class StripeGateway:
             "POST /v1/invoices",
             lambda: self.client.v1.invoices.create(
                 params=cast("InvoiceCreateParams", params),
-                options={"idempotency_key": keys.create(public_id)},
+                options={"idempotency_key": key or keys.create(public_id)},
             ),
         )
         return _invoice(created)
@@ -259,7 +302,7 @@ class StripeGateway:
             )
         )
 
-    def finalize(self, remote_id: str, *, public_id: str) -> RemoteInvoice:
+    def finalize(self, remote_id: str, *, public_id: str, key: str | None = None) -> RemoteInvoice:
         return _invoice(
             self._call(
                 "POST /v1/invoices/{id}/finalize",
@@ -268,17 +311,28 @@ class StripeGateway:
                     # Finalized but not sent: with auto_advance off Stripe e-mails nothing and
                     # attempts no collection; the invoice e-mail is a decision for later.
                     params={"auto_advance": False},
-                    options={"idempotency_key": keys.finalize(public_id)},
+                    options={"idempotency_key": key or keys.finalize(public_id)},
                 ),
             )
         )
 
-    def void(self, remote_id: str, *, public_id: str) -> RemoteInvoice:
+    def void(self, remote_id: str, *, public_id: str, key: str | None = None) -> RemoteInvoice:
         return _invoice(
             self._call(
                 "POST /v1/invoices/{id}/void",
                 lambda: self.client.v1.invoices.void_invoice(
-                    remote_id, options={"idempotency_key": keys.void(public_id)}
+                    remote_id, options={"idempotency_key": key or keys.void(public_id)}
+                ),
+            )
+        )
+
+    def pay_out_of_band(self, remote_id: str, *, key: str) -> RemoteInvoice:
+        """Tell Stripe the invoice was paid outside Stripe: recorded, nothing charged."""
+        return _invoice(
+            self._call(
+                "POST /v1/invoices/{id}/pay",
+                lambda: self.client.v1.invoices.pay(
+                    remote_id, params={"paid_out_of_band": True}, options={"idempotency_key": key}
                 ),
             )
         )

@@ -52,7 +52,9 @@ def test_happy_path_costs_two_calls_plus_one_per_chunk(
     before = mock.total_requests()
     second = finalized(committed, lines=120)  # same organization: its customer is known now
     assert run_once(rt, second.id) == Outcome.SYNCED
-    assert mock.total_requests() - before == 2 + ceil(120 / 50)
+    # Create, add_lines per chunk, finalize, then the verify pages the lines (Stripe embeds 10
+    # and declares no count): 2 + ceil(120 / 50) + ceil(120 / 100).
+    assert mock.total_requests() - before == 2 + ceil(120 / 50) + ceil(120 / 100)
     remote = assert_exactly_once(mock, second, lines=120)
     sent = {line["metadata"]["line_item_id"]: line for line in remote["lines"]["data"]}
     with committed() as s:
@@ -67,7 +69,7 @@ def test_happy_path_costs_two_calls_plus_one_per_chunk(
         stored = s.get_one(tables.Invoice, second.id).stripe_invoice_id
     assert stored == remote["id"]
     (only,) = history(committed, second.id)
-    assert (only["step"], only["outcome"], only["calls"]) == ("verify", "ok", 5)
+    assert (only["step"], only["outcome"], only["calls"]) == ("verify", "ok", 7)
 
 
 def test_server_errors_are_retried_with_the_state_shown(
@@ -148,22 +150,17 @@ def test_invalid_requests_fail_at_once_with_stripes_error(
     rt: Runtime, mock: Mock, committed: sessionmaker[Session]
 ) -> None:
     inv = finalized(committed)
-    with committed() as s, s.begin():
-        s.execute(
-            sa.text("UPDATE organizations SET stripe_customer_id = 'cus_gone' WHERE id = :o"),
-            {"o": inv.organization_id},
-        )
+    # A currency the account cannot use: Stripe refuses the create with 400 and a code.
+    mock.faults([], unsupported_currencies=["usd"])
     assert run_once(rt, inv.id) == Outcome.FAILED
     row = sync_row(committed, inv.id)
     assert (row.state, row.attempts, row.last_error_class, row.last_error_http_status) == (
         "failed",
         1,
         "InvalidRequestError",
-        400,  # Stripe answers a bad reference in the parameters with 400 resource_missing
+        400,
     )
-    assert row.last_error_code == "resource_missing" and "cus_gone" in (
-        row.last_error_message or ""
-    )
+    assert row.last_error_code == "parameter_invalid" and "usd" in (row.last_error_message or "")
     assert row.last_error_request_id and row.next_attempt_at is None
     assert mock.remote_for(inv.public_id) == []
     assert run_once(rt, inv.id) == Outcome.NOT_DUE  # FAILED waits for a person

@@ -84,6 +84,13 @@ class InvoiceIdInput:
 @strawberry.input(description="Names an invoice to resync with Stripe.")
 class ResyncInvoiceInput:
     invoice_id: strawberry.ID = strawberry.field(description="Public id (inv_...) or number.")
+    recreate: bool = strawberry.field(
+        default=False,
+        description=(
+            "Make a new Stripe invoice on purpose, for an invoice whose Stripe invoice was voided "
+            "or deleted on Stripe (sync FAILED with REMOTE_VOIDED or REMOTE_DELETED)."
+        ),
+    )
 
 
 @strawberry.input(description="Which FAILED syncs to re-queue.")

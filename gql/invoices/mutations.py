@@ -21,7 +21,7 @@ from gql.invoices.inputs import (
     RetryFailedSyncsInput,
 )
 from gql.invoices.types import Invoice
-from models import invoices, outbox, tables
+from models import invoices, outbox, payments, recreate, tables
 
 
 @strawberry.type(description="Result of an invoice mutation: the invoice, or why nothing changed.")
@@ -104,9 +104,10 @@ class InvoiceMutations:
     def mark_invoice_paid(self, info: Info, input: InvoiceIdInput) -> InvoicePayload:
         ctx = info.context
         with ctx.transaction() as s:
-            inv = invoices.mark_paid(
+            inv = payments.mark_paid(
                 s, permissions.invoice_or_not_found(ctx, str(input.invoice_id)), now=ctx.now()
             )
+        ctx.enqueue_sync(inv.id or 0)  # tells Stripe: pay with paid_out_of_band
         return _ok(inv)
 
     @strawberry.mutation(
@@ -150,7 +151,10 @@ class InvoiceMutations:
         ctx = info.context
         with ctx.transaction() as s:
             inv = permissions.invoice_or_not_found(ctx, str(input.invoice_id))
-            outbox.request_resync(s, inv, now=ctx.now())
+            if input.recreate:
+                recreate.request_recreate(s, inv, now=ctx.now())
+            else:
+                outbox.request_resync(s, inv, now=ctx.now())
         ctx.enqueue_sync(inv.id or 0)
         return _ok(inv)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 import strawberry
 
@@ -93,6 +93,10 @@ class SyncState:
     last_error: SyncError | None = strawberry.field(
         description="The last error, while the invoice is RETRYING or FAILED."
     )
+    remote_due_date: date | None = strawberry.field(
+        default=None,
+        description="Due date sent to Stripe: dueDate, or sync day + 14 days if synced late.",
+    )
 
     @classmethod
     def from_row(cls, invoice_id: int, r: tables.InvoiceSync | None) -> SyncState:
@@ -123,6 +127,7 @@ class SyncState:
             next_attempt_at=r.next_attempt_at if r.state in ("pending", "retrying") else None,
             synced_at=r.synced_at,
             last_error=error,
+            remote_due_date=r.remote_due_date,
         )
 
     @strawberry.field(

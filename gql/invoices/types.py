@@ -15,6 +15,7 @@ from gql.core.pagination import Edge, PageInfo, check_first, id_cursor, parse_id
 from gql.core.scalars import DecimalString
 from gql.invoices.dataloaders import LineItemsByInvoiceIdLoader, SyncStateByInvoiceIdLoader
 from gql.invoices.enums import InvoiceStatus, LineItemKind
+from gql.invoices.payment import InvoicePayment, resolve_payment
 from gql.invoices.sync_state import SyncState
 from gql.organizations.dataloaders import OrganizationByIdLoader
 from models import tables
@@ -126,6 +127,9 @@ class Invoice:
         description="The Stripe invoice id, once the sync created it."
     )
     created_at: datetime | None = strawberry.field(description="When the draft was created.")
+    payment: InvoicePayment | None = strawberry.field(
+        resolver=resolve_payment, description="Collection on Stripe; null for drafts."
+    )
 
     @classmethod
     def from_row(cls, r: tables.Invoice) -> Invoice:

@@ -9,7 +9,9 @@
   reset). This guards against accidents, not against the database owner, who can always drop a
   trigger.
 - Stripe ids (`invoices.stripe_invoice_id`, `invoice_items.stripe_line_id`) may go from NULL to a
-  value once, which is what the sync does, and are never rewritten or cleared.
+  value once, which is what the sync does, and are never rewritten. They are cleared (never
+  rewritten to another id) only by an operator's deliberate recreate of an invoice voided on
+  Stripe, in a transaction that first runs `SET LOCAL billing.recreate_remote = 'on'`.
 - `paid_at`, `voided_at` and `marked_uncollectible_at` change only together with the transition
   they record; `created_at` never changes.
 
@@ -45,8 +47,12 @@ BEGIN
             USING ERRCODE = 'integrity_constraint_violation';
     END IF;
     -- Set once by the sync (NULL -> id); another id would mean two Stripe invoices for one.
+    -- The one exception: an operator's deliberate recreate (models/recreate.py) forgets a
+    -- Stripe invoice that was voided or deleted on Stripe, in a transaction that says so.
     IF OLD.stripe_invoice_id IS NOT NULL
-       AND NEW.stripe_invoice_id IS DISTINCT FROM OLD.stripe_invoice_id THEN
+       AND NEW.stripe_invoice_id IS DISTINCT FROM OLD.stripe_invoice_id
+       AND NOT (NEW.stripe_invoice_id IS NULL
+                AND coalesce(current_setting('billing.recreate_remote', true), '') = 'on') THEN
         RAISE EXCEPTION 'invoice %: stripe_invoice_id % is immutable once set',
             OLD.public_id, OLD.stripe_invoice_id
             USING ERRCODE = 'integrity_constraint_violation';
@@ -117,7 +123,10 @@ BEGIN
     -- The sync records Stripe's line id on a finalized invoice, once; nothing else may change.
     IF TG_OP = 'UPDATE'
        AND (to_jsonb(NEW) - 'stripe_line_id') = (to_jsonb(OLD) - 'stripe_line_id')
-       AND (OLD.stripe_line_id IS NULL OR NEW.stripe_line_id IS NOT DISTINCT FROM OLD.stripe_line_id) THEN
+       AND (OLD.stripe_line_id IS NULL
+            OR NEW.stripe_line_id IS NOT DISTINCT FROM OLD.stripe_line_id
+            OR (NEW.stripe_line_id IS NULL
+                AND coalesce(current_setting('billing.recreate_remote', true), '') = 'on')) THEN
         RETURN NEW;
     END IF;
     RAISE EXCEPTION 'invoice is % and its line items are immutable',

@@ -1,4 +1,4 @@
-"""`/v1/customers`: create, retrieve, search."""
+"""`/v1/customers`: create, retrieve, list, search."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from .. import shapes
 from ..operations import JSON, Operation
-from ..pagination import search_page
+from ..pagination import PAGINATION_PARAMS, cursor_page, search_page
 from ..params import Reader
 from ..search import parse_query
 from ..store import Store
@@ -27,6 +27,18 @@ def retrieve_customer(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
     return shapes.customer(store.customer(path["id"]))
 
 
+def list_customers(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
+    p.only("email", "expand", "include", *PAGINATION_PARAMS)
+    customers = store.list_customers(email=p.str_or_none("email"))
+    page, has_more = cursor_page(customers, lambda c: c.id, p, kind="customer")
+    return shapes.list_object(
+        "/v1/customers",
+        [shapes.customer(c) for c in page],
+        has_more=has_more,
+        total=len(customers) if p.has("include") else None,
+    )
+
+
 def search_customers(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
     p.only("query", "limit", "page", "expand")
     query = parse_query(p.required_str("query"))
@@ -39,6 +51,7 @@ def search_customers(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
 
 OPERATIONS = (
     Operation("POST", "/v1/customers", create_customer),
+    Operation("GET", "/v1/customers", list_customers),
     Operation("GET", "/v1/customers/search", search_customers),
     Operation("GET", "/v1/customers/{id}", retrieve_customer),
 )

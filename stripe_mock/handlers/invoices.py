@@ -1,4 +1,5 @@
-"""`/v1/invoices`: create, retrieve, list, search, add_lines, lines, finalize, void."""
+"""`/v1/invoices`: create, retrieve, list, search, delete, add_lines, lines, finalize, void,
+pay, mark_uncollectible."""
 
 from __future__ import annotations
 
@@ -37,9 +38,14 @@ def create_invoice(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
     )
     collection_method = p.choice_or_none("collection_method", _COLLECTION_METHODS)
     behavior = p.choice_or_none("pending_invoice_items_behavior", ("exclude", "include"))
+    currency = p.currency_or_none("currency")
+    if currency in store.unsupported_currencies:
+        raise ParamError(
+            f"The currency {currency} is not supported by this account.", param="currency"
+        )
     invoice = store.create_invoice(
         customer_id=p.required_str("customer"),
-        currency=p.currency_or_none("currency"),
+        currency=currency,
         # Stripe leaves API-created drafts alone unless asked to advance them.
         auto_advance=p.bool_or_none("auto_advance") is True,
         collection_method=collection_method or "charge_automatically",
@@ -69,7 +75,16 @@ def _due_date(p: Reader, collection_method: str) -> int | None:
             param="days_until_due",
             code="parameter_missing",
         )
+    if due is not None and due <= int(time.time()):
+        # Stripe: "Invoice due dates must be in the future." A late sync must not send the
+        # date it would have sent on time.
+        raise ParamError("Invoice due dates must be in the future.", param="due_date")
     return due if due is not None else int(time.time()) + _DAY * (days or 0)
+
+
+def _include_total_count(p: Reader) -> bool:
+    """`include[]=total_count`: the only way to get a count on a Stripe list."""
+    return p.has("include")
 
 
 def retrieve_invoice(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
@@ -78,11 +93,28 @@ def retrieve_invoice(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
 
 
 def list_invoices(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
-    p.only("customer", "expand", *PAGINATION_PARAMS)
-    invoices = store.list_invoices(customer=p.str_or_none("customer"))
+    p.only(
+        "customer",
+        "created",
+        "include",
+        "expand",
+        *PAGINATION_PARAMS,
+    )
+    created = p.child("created")
+    created_gte = None
+    if created is not None:
+        created.only("gte")
+        created_gte = created.int_or_none("gte")
+    invoices = store.list_invoices(
+        customer=p.str_or_none("customer"),
+        created_gte=created_gte,
+    )
     page, has_more = cursor_page(invoices, lambda i: i.id, p, kind="invoice")
     return shapes.list_object(
-        "/v1/invoices", [_shape(store, inv) for inv in page], has_more=has_more
+        "/v1/invoices",
+        [_shape(store, inv) for inv in page],
+        has_more=has_more,
+        total=len(invoices) if _include_total_count(p) else None,
     )
 
 
@@ -110,11 +142,14 @@ def add_lines(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
 
 
 def list_lines(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
-    p.only("expand", *PAGINATION_PARAMS)
+    p.only("expand", "include", *PAGINATION_PARAMS)
     invoice = store.invoice(path["id"])
     page, has_more = cursor_page(invoice.items, lambda i: i.line_id, p, kind="line item")
     return shapes.list_object(
-        f"/v1/invoices/{invoice.id}/lines", [shapes.line(i) for i in page], has_more=has_more
+        f"/v1/invoices/{invoice.id}/lines",
+        [shapes.line(i) for i in page],
+        has_more=has_more,
+        total=len(invoice.items) if _include_total_count(p) else None,
     )
 
 
@@ -128,13 +163,32 @@ def void_invoice(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
     return _shape(store, store.void(path["id"]))
 
 
+def delete_invoice(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
+    p.only()
+    return shapes.deleted("invoice", store.delete_draft(path["id"]).id)
+
+
+def pay_invoice(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
+    p.only("paid_out_of_band", "expand")
+    out_of_band = p.bool_or_none("paid_out_of_band") is True
+    return _shape(store, store.pay(path["id"], paid_out_of_band=out_of_band))
+
+
+def mark_uncollectible(store: Store, path: Mapping[str, str], p: Reader) -> JSON:
+    p.only("expand")
+    return _shape(store, store.mark_uncollectible(path["id"]))
+
+
 OPERATIONS = (
     Operation("POST", "/v1/invoices", create_invoice),
     Operation("GET", "/v1/invoices", list_invoices),
     Operation("GET", "/v1/invoices/search", search_invoices),
     Operation("GET", "/v1/invoices/{id}", retrieve_invoice),
+    Operation("DELETE", "/v1/invoices/{id}", delete_invoice),
     Operation("POST", "/v1/invoices/{id}/add_lines", add_lines),
     Operation("GET", "/v1/invoices/{id}/lines", list_lines),
     Operation("POST", "/v1/invoices/{id}/finalize", finalize_invoice),
     Operation("POST", "/v1/invoices/{id}/void", void_invoice),
+    Operation("POST", "/v1/invoices/{id}/pay", pay_invoice),
+    Operation("POST", "/v1/invoices/{id}/mark_uncollectible", mark_uncollectible),
 )

@@ -29,7 +29,8 @@ const Q_INVOICES = `query($first: Int!, $after: String, $filter: InvoiceFilter) 
 const Q_INVOICE = `query($id: ID!, $after: String) { invoice(id: $id) {
   id number status currency periodStart periodEnd finalizedAt dueDate paidAt voidedAt
   subtotal { ${MONEY} } total { ${MONEY} } lineItemCount stripeInvoiceId organization { slug name }
-  syncState { ${SYNC} history(last: 5) { startedAt step outcome errorCode errorMessage httpStatus } }
+  payment { status attemptCount lastFailureMessage nextAttemptAt }
+  syncState { ${SYNC} remoteDueDate history(last: 5) { startedAt step outcome errorCode errorMessage httpStatus } }
   lineItems(first: 100, after: $after) { pageInfo { hasNextPage endCursor }
     nodes { id kind description product app region unit quantity unitPrice amount { ${MONEY} } } } } }`;
 const GROUP = `name total { ${MONEY} } projectedTotal { ${MONEY} }`;
@@ -278,7 +279,10 @@ async function renderInvoice(id) {
         <dt>Organization</dt><dd>${escapeHtml(inv.organization.name)}</dd>
         <dt>Period</dt><dd>${shortDate(inv.periodStart)} → ${shortDate(inv.periodEnd)} (end exclusive)</dd>
         <dt>Finalized</dt><dd>${when(inv.finalizedAt) || "not yet"}</dd>
-        <dt>Due</dt><dd>${shortDate(inv.dueDate) || "—"}</dd>
+        <dt>Due</dt><dd>${shortDate(inv.dueDate) || "—"}${sync.remoteDueDate && sync.remoteDueDate !== inv.dueDate ? ` <span class="muted">(on Stripe: ${shortDate(sync.remoteDueDate)}, synced late)</span>` : ""}</dd>
+        ${inv.payment ? `<dt>Payment</dt><dd class="payment">${badge("payment", inv.payment.status)}
+          ${inv.payment.lastFailureMessage ? ` ${escapeHtml(inv.payment.lastFailureMessage)}` : ""}
+          ${inv.payment.nextAttemptAt ? ` · next attempt ${when(inv.payment.nextAttemptAt)}` : ""}</dd>` : ""}
         ${inv.paidAt ? `<dt>Paid</dt><dd>${when(inv.paidAt)}</dd>` : ""}
         ${inv.voidedAt ? `<dt>Voided</dt><dd>${when(inv.voidedAt)}</dd>` : ""}
         <dt>Total</dt><dd class="total" data-cents="${escapeHtml(inv.total.cents)}">${escapeHtml(inv.total.formatted)}</dd>

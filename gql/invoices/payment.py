@@ -1,0 +1,48 @@
+"""`Invoice.payment`: what Stripe tells us about collecting an invoice (from its webhooks)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from models import payments, tables
+
+
+@strawberry.type(description="Where collecting the invoice stands on Stripe (from its webhooks).")
+class InvoicePayment:
+    status: tables.PaymentStatus = strawberry.field(
+        description="PENDING (nothing heard yet), FAILED (an attempt was declined) or SUCCEEDED."
+    )
+    attempt_count: int = strawberry.field(description="Collection attempts Stripe has made.")
+    last_failure_message: str | None = strawberry.field(
+        description="What the last failed attempt said, while FAILED."
+    )
+    next_attempt_at: datetime | None = strawberry.field(
+        description="When Stripe tries to collect again, if it will."
+    )
+
+
+def resolve_payment(root: Any, info: Info) -> InvoicePayment | None:
+    """Null for drafts; PENDING until Stripe reports on a finalized invoice."""
+    row: tables.Invoice = root.row
+    if row.status == tables.InvoiceStatus.DRAFT or row.id is None:
+        return None
+    found = payments.payment_of(info.context.session, row.id)
+    if found is None:
+        status = (
+            tables.PaymentStatus.SUCCEEDED
+            if row.status == tables.InvoiceStatus.PAID
+            else tables.PaymentStatus.PENDING
+        )
+        return InvoicePayment(
+            status=status, attempt_count=0, last_failure_message=None, next_attempt_at=None
+        )
+    return InvoicePayment(
+        status=tables.PaymentStatus(found.status),
+        attempt_count=found.attempt_count,
+        last_failure_message=found.last_failure_message,
+        next_attempt_at=found.next_attempt_at,
+    )

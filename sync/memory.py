@@ -1,0 +1,81 @@
+"""What the sync remembers about an invoice beyond its ids: idempotency key generations and the
+remote invoices it gave up on purpose (`invoice_sync.key_generations`,
+`invoice_sync.replaced_stripe_invoice_ids`).
+
+Key generations. Stripe stores the result of a request for its idempotency key, 500s
+included: a 500 after Stripe began executing comes back on every retry with that key
+(`Idempotent-Replayed: true`), so retrying can never get past it. When that happens the step's
+generation is bumped; the next attempt first reads the remote state (the step may have
+happened: then it is skipped) and otherwise sends the step under `invoice:{id}:finalize:2`.
+Generation 1 is the plain key, so invoices that never met a replayed 500 keep the keys they
+always had.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+import stripe
+from sqlmodel import Session
+
+REPLAYED_500 = "idempotent_replayed_500"
+# The steps whose POSTs carry an idempotency key (the names of push.Progress.step).
+KEYED_STEPS = ("customer", "create", "lines", "finalize", "void", "pay")
+
+
+@dataclass(frozen=True)
+class Memory:
+    generations: dict[str, int] = field(default_factory=dict)
+    replaced: frozenset[str] = frozenset()
+
+    def key(self, step: str, base: str) -> str:
+        generation = self.generations.get(step, 1)
+        return base if generation <= 1 else f"{base}:{generation}"
+
+
+def _json(value: Any, default: Any) -> Any:
+    if value is None:
+        return default
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def load(session: Session, invoice_id: int) -> Memory:
+    row = session.execute(
+        sa.text(
+            "SELECT key_generations, replaced_stripe_invoice_ids FROM invoice_sync"
+            " WHERE invoice_id = :id"
+        ),
+        {"id": invoice_id},
+    ).first()
+    if row is None:
+        return Memory()
+    generations = {str(k): int(v) for k, v in _json(row[0], {}).items()}
+    return Memory(generations=generations, replaced=frozenset(_json(row[1], [])))
+
+
+def is_replayed_500(e: BaseException) -> bool:
+    """A 5xx that Stripe replayed from its idempotency store: this key will never succeed."""
+    if not isinstance(e, stripe.StripeError) or (e.http_status or 0) < 500:
+        return False
+    headers = e.headers or {}
+    value = headers.get("Idempotent-Replayed") or headers.get("idempotent-replayed")
+    return str(value).lower() == "true"
+
+
+def bump(session: Session, invoice_id: int, step: str) -> int:
+    """Move `step` to its next key generation; returns it. Caller commits."""
+    row = session.execute(
+        sa.text(
+            """
+            UPDATE invoice_sync SET key_generations = key_generations || jsonb_build_object(
+                CAST(:step AS text), coalesce((key_generations ->> CAST(:step AS text))::int, 1) + 1)
+            WHERE invoice_id = :id
+            RETURNING (key_generations ->> CAST(:step AS text))::int
+            """
+        ),
+        {"id": invoice_id, "step": step},
+    ).first()
+    return int(row[0]) if row else 0
