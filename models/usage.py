@@ -313,7 +313,7 @@ def record_usage(
             result.duplicates += 1
         else:
             reject(e.index, _conflict(e))
-    accepted, batch = _claim_ids(session, fresh, now=now, result=result, reject=reject)
+    accepted, batch, known = _claim_ids(session, fresh, now=now, result=result, reject=reject)
     if accepted:
         placed, closed = usage_lines.place(
             session,
@@ -328,7 +328,7 @@ def record_usage(
                 session, [e for e in accepted if (e.organization_id, e.period_start) in closed]
             )
         accepted = [e for e in accepted if (e.organization_id, e.period_start) not in closed]
-        _insert_events(session, batch, placed, now=now)
+        _insert_events(session, batch, known, placed, now=now)
         totals: dict[LineKey, Aggregate] = {}
         for e in accepted:
             assert e.price is not None
@@ -358,18 +358,19 @@ def _claim_ids(
     now: datetime,
     result: IngestResult,
     reject: Any,
-) -> tuple[list[Event], int]:
+) -> tuple[list[Event], int, list[int]]:
     """Stage the batch, then insert its event ids, in key order; the ones already known are
-    duplicates or conflicts. Returns the events whose ids are new, and the staging batch, which
-    then holds exactly those events.
+    duplicates or conflicts. Returns the events whose ids are new, the staging batch, and the
+    indexes of the staged events that are not new (to leave out when inserting the events).
 
     ON CONFLICT DO NOTHING waits for a concurrent transaction that inserted the same id and
     sees its outcome, so two requests carrying the same event count it once. The stored hashes
     of known ids are read by a second statement: its fresh snapshot sees a concurrent
-    transaction's ids that the insert waited for, which a CTE of the insert could not.
+    transaction's ids that the insert waited for. (The new ids are matched up in Python: the
+    staging table has no statistics, and a join with it is planned as a nested loop.)
     """
     if not events:
-        return [], 0
+        return [], 0, []
     batch = usage_lines.stage(
         session,
         "usage_stage",
@@ -391,19 +392,19 @@ def _claim_ids(
             for e in events
         ),
     )
-    known_indexes = set(
-        session.execute(
+    new = {
+        (r.organization_id, r.event_id)
+        for r in session.execute(
             sa.text(
-                "WITH claimed AS (INSERT INTO usage_event_ids (organization_id, event_id, "
-                "payload_sha256, occurred_at, received_at) SELECT o, i, d, t, :now "
-                "FROM usage_stage WHERE batch = :b ORDER BY o, i ON CONFLICT DO NOTHING "
-                "RETURNING organization_id, event_id) "
-                "DELETE FROM usage_stage s WHERE s.batch = :b AND NOT EXISTS (SELECT FROM claimed c "
-                "WHERE c.organization_id = s.o AND c.event_id = s.i) RETURNING s.n"
+                "INSERT INTO usage_event_ids (organization_id, event_id, payload_sha256, "
+                "occurred_at, received_at) SELECT o, i, d, t, :now FROM usage_stage "
+                "WHERE batch = :b ORDER BY o, i ON CONFLICT DO NOTHING "
+                "RETURNING organization_id, event_id"
             ),
             {"b": batch, "now": now},
-        ).scalars()
-    )
+        )
+    }
+    known_indexes = {e.index for e in events if (e.organization_id, e.event_id) not in new}
     known = [e for e in events if e.index in known_indexes]
     if known:
         stored = {
@@ -422,7 +423,8 @@ def _claim_ids(
                 result.duplicates += 1
             else:
                 reject(e.index, _conflict(e))
-    return [e for e in events if e.index not in known_indexes], batch
+    fresh = [e for e in events if e.index not in known_indexes]
+    return fresh, batch, sorted(known_indexes)
 
 
 def _release_ids(session: Session, events: list[Event]) -> None:
@@ -439,12 +441,14 @@ def _release_ids(session: Session, events: list[Event]) -> None:
 def _insert_events(
     session: Session,
     batch: int,
+    skip: list[int],
     placed: Mapping[tuple[int, date], int],
     *,
     now: datetime,
 ) -> None:
-    """One INSERT ... SELECT of the staged events whose (organization, period) has a draft in
-    `placed` (the others were refused); rows route to their month's partition."""
+    """One INSERT ... SELECT of the staged events, but those at the indexes in `skip` and those
+    whose (organization, period) has no draft in `placed` (refused); rows route to their month's
+    partition."""
     if not placed:
         return
     keys = sorted(placed)
@@ -455,10 +459,11 @@ def _insert_events(
             "SELECT s.o, s.i, s.t, s.p, s.pr, s.a, s.r, s.q, s.pid, m.inv, s.m::jsonb, :now "
             "FROM usage_stage s JOIN unnest(CAST(:o AS bigint[]), CAST(:p AS date[]), "
             "CAST(:inv AS bigint[])) AS m(o, p, inv) ON m.o = s.o AND m.p = s.p "
-            "WHERE s.batch = :b"
+            "WHERE s.batch = :b AND s.n <> ALL(CAST(:skip AS integer[]))"
         ),
         {
             "b": batch,
+            "skip": skip,
             "o": [k[0] for k in keys],
             "p": [k[1] for k in keys],
             "inv": [placed[k] for k in keys],
