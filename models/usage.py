@@ -17,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import sqlalchemy as sa
@@ -114,9 +115,10 @@ class Organization:
     currency: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Event:
-    """A valid event, priced; `digest` is the SHA-256 of its canonical payload."""
+    """A valid event; `digest` is the SHA-256 of its canonical payload, `metadata_json` the
+    canonical JSON of its metadata (what is hashed and what is stored). Priced by record_usage."""
 
     index: int
     organization_id: int
@@ -127,13 +129,10 @@ class Event:
     region: str | None
     quantity: Decimal
     occurred_at: datetime
-    metadata: dict[str, Any]
+    period_start: date
+    metadata_json: str
     digest: bytes
     price: PriceVersion | None = None
-
-    @property
-    def period_start(self) -> date:
-        return date(self.occurred_at.year, self.occurred_at.month, 1)
 
 
 def month_start(at: datetime) -> date:
@@ -182,21 +181,40 @@ def _occurred_at(raw: Any, now: datetime) -> datetime:
     return at
 
 
-def _metadata(raw: Any) -> dict[str, Any]:
+def _metadata(raw: Any) -> str:
+    """The metadata's canonical JSON (sorted keys, no spaces): hashed and stored as is."""
     if raw is None:
-        return {}
+        return "{}"
     if not isinstance(raw, Mapping) or not all(isinstance(k, str) for k in raw):
         raise InvalidValue("metadata must be a JSON object", field=("metadata",))
-    if len(raw) > MAX_METADATA_KEYS or len(_canonical(raw)) > MAX_METADATA_BYTES:
+    canonical = _canonical(raw)
+    if len(raw) > MAX_METADATA_KEYS or len(canonical) > MAX_METADATA_BYTES:
         raise InvalidValue(
             f"metadata holds at most {MAX_METADATA_KEYS} keys and {MAX_METADATA_BYTES} bytes",
             field=("metadata",),
         )
-    return dict(raw)
+    return canonical
 
 
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _json_text(value: str | None) -> str:
+    return "null" if value is None else encode_basestring_ascii(value)
+
+
+def _digest(
+    product: str, quantity: str, at: str, app: str | None, region: str | None, metadata: str
+) -> bytes:
+    """SHA-256 of `_canonical([product, quantity, at, app, region, metadata])`, byte for byte
+    (the stored hashes of events already received must keep matching their resends), built
+    with the C string encoder json.dumps itself uses instead of a json.dumps per event."""
+    text = (
+        f"[{encode_basestring_ascii(product)},{encode_basestring_ascii(quantity)},"
+        f"{encode_basestring_ascii(at)},{_json_text(app)},{_json_text(region)},{metadata}]"
+    )
+    return hashlib.sha256(text.encode()).digest()
 
 
 def _parse(
@@ -215,12 +233,13 @@ def _parse(
     app = _text(raw.app, "app", required=False)
     region = _text(raw.region, "region", required=False)
     metadata = _metadata(raw.metadata)
-    payload = [product, format(quantity.normalize(), "f"), occurred_at.isoformat(), app, region]
-    digest = hashlib.sha256(_canonical([*payload, metadata]).encode()).digest()
     assert event_id is not None and product is not None
+    digest = _digest(
+        product, format(quantity.normalize(), "f"), occurred_at.isoformat(), app, region, metadata
+    )
     return Event(
         index, org.id, org.currency, event_id, product, app, region, quantity, occurred_at,
-        metadata, digest,
+        date(occurred_at.year, occurred_at.month, 1), metadata, digest,
     )  # fmt: skip
 
 
@@ -288,12 +307,13 @@ def record_usage(
         seen = first.get(id_key)
         if seen is None:
             first[id_key] = e
-            fresh.append(replace(e, price=price))
+            e.price = price
+            fresh.append(e)
         elif seen.digest == e.digest:
             result.duplicates += 1
         else:
             reject(e.index, _conflict(e))
-    accepted = _claim_ids(session, fresh, now=now, result=result, reject=reject)
+    accepted, batch, known = _claim_ids(session, fresh, now=now, result=result, reject=reject)
     if accepted:
         placed, closed = usage_lines.place(
             session,
@@ -308,7 +328,7 @@ def record_usage(
                 session, [e for e in accepted if (e.organization_id, e.period_start) in closed]
             )
         accepted = [e for e in accepted if (e.organization_id, e.period_start) not in closed]
-        _insert_events(session, accepted, placed, now=now)
+        _insert_events(session, batch, known, placed, now=now)
         totals: dict[LineKey, Aggregate] = {}
         for e in accepted:
             assert e.price is not None
@@ -338,32 +358,54 @@ def _claim_ids(
     now: datetime,
     result: IngestResult,
     reject: Any,
-) -> list[Event]:
-    """Insert the event ids, in key order; the ones already known are duplicates or conflicts.
+) -> tuple[list[Event], int, list[int]]:
+    """Stage the batch, then insert its event ids, in key order; the ones already known are
+    duplicates or conflicts. Returns the events whose ids are new, the staging batch, and the
+    indexes of the staged events that are not new (to leave out when inserting the events).
 
     ON CONFLICT DO NOTHING waits for a concurrent transaction that inserted the same id and
-    sees its outcome, so two requests carrying the same event count it once.
+    sees its outcome, so two requests carrying the same event count it once. The stored hashes
+    of known ids are read by a second statement: its fresh snapshot sees a concurrent
+    transaction's ids that the insert waited for. (The new ids are matched up in Python: the
+    staging table has no statistics, and a join with it is planned as a nested loop.)
     """
     if not events:
-        return []
-    events = sorted(events, key=lambda e: (e.organization_id, e.event_id))
-    inserted = session.execute(
-        sa.text(
-            "INSERT INTO usage_event_ids (organization_id, event_id, payload_sha256, occurred_at, "
-            "received_at) SELECT o, i, d, t, :now FROM unnest(CAST(:o AS bigint[]), "
-            "CAST(:i AS text[]), CAST(:d AS bytea[]), CAST(:t AS timestamptz[])) AS u(o, i, d, t) "
-            "ORDER BY o, i ON CONFLICT DO NOTHING RETURNING organization_id, event_id"
+        return [], 0, []
+    batch = usage_lines.stage(
+        session,
+        "usage_stage",
+        (
+            (
+                e.index,
+                e.organization_id,
+                e.event_id,
+                e.digest,
+                e.occurred_at,
+                e.period_start,
+                e.product,
+                e.app,
+                e.region,
+                e.quantity,
+                e.price.id if e.price else None,
+                e.metadata_json,
+            )
+            for e in events
         ),
-        {
-            "o": [e.organization_id for e in events],
-            "i": [e.event_id for e in events],
-            "d": [e.digest for e in events],
-            "t": [e.occurred_at for e in events],
-            "now": now,
-        },
-    ).all()
-    new = {(r.organization_id, r.event_id) for r in inserted}
-    known = [e for e in events if (e.organization_id, e.event_id) not in new]
+    )
+    new = {
+        (r.organization_id, r.event_id)
+        for r in session.execute(
+            sa.text(
+                "INSERT INTO usage_event_ids (organization_id, event_id, payload_sha256, "
+                "occurred_at, received_at) SELECT o, i, d, t, :now FROM usage_stage "
+                "WHERE batch = :b ORDER BY o, i ON CONFLICT DO NOTHING "
+                "RETURNING organization_id, event_id"
+            ),
+            {"b": batch, "now": now},
+        )
+    }
+    known_indexes = {e.index for e in events if (e.organization_id, e.event_id) not in new}
+    known = [e for e in events if e.index in known_indexes]
     if known:
         stored = {
             (r.organization_id, r.event_id): bytes(r.payload_sha256)
@@ -381,9 +423,8 @@ def _claim_ids(
                 result.duplicates += 1
             else:
                 reject(e.index, _conflict(e))
-    return sorted(
-        (e for e in events if (e.organization_id, e.event_id) in new), key=lambda e: e.index
-    )
+    fresh = [e for e in events if e.index not in known_indexes]
+    return fresh, batch, sorted(known_indexes)
 
 
 def _release_ids(session: Session, events: list[Event]) -> None:
@@ -399,36 +440,33 @@ def _release_ids(session: Session, events: list[Event]) -> None:
 
 def _insert_events(
     session: Session,
-    events: list[Event],
+    batch: int,
+    skip: list[int],
     placed: Mapping[tuple[int, date], int],
     *,
     now: datetime,
 ) -> None:
-    """One INSERT ... SELECT FROM unnest for the whole batch; rows route to their month."""
-    if not events:
+    """One INSERT ... SELECT of the staged events, but those at the indexes in `skip` and those
+    whose (organization, period) has no draft in `placed` (refused); rows route to their month's
+    partition."""
+    if not placed:
         return
+    keys = sorted(placed)
     session.execute(
         sa.text(
             "INSERT INTO usage_events (organization_id, event_id, occurred_at, period_start, "
             "product, app, region, quantity, price_id, invoice_id, metadata, received_at) "
-            "SELECT o, i, t, p, pr, a, r, q, pid, inv, m::jsonb, :now FROM unnest("
-            "CAST(:o AS bigint[]), CAST(:i AS text[]), CAST(:t AS timestamptz[]), "
-            "CAST(:p AS date[]), CAST(:pr AS text[]), CAST(:a AS text[]), CAST(:r AS text[]), "
-            "CAST(:q AS numeric[]), CAST(:pid AS bigint[]), CAST(:inv AS bigint[]), "
-            "CAST(:m AS text[])) AS u(o, i, t, p, pr, a, r, q, pid, inv, m)"
+            "SELECT s.o, s.i, s.t, s.p, s.pr, s.a, s.r, s.q, s.pid, m.inv, s.m::jsonb, :now "
+            "FROM usage_stage s JOIN unnest(CAST(:o AS bigint[]), CAST(:p AS date[]), "
+            "CAST(:inv AS bigint[])) AS m(o, p, inv) ON m.o = s.o AND m.p = s.p "
+            "WHERE s.batch = :b AND s.n <> ALL(CAST(:skip AS integer[]))"
         ),
         {
-            "o": [e.organization_id for e in events],
-            "i": [e.event_id for e in events],
-            "t": [e.occurred_at for e in events],
-            "p": [e.period_start for e in events],
-            "pr": [e.product for e in events],
-            "a": [e.app for e in events],
-            "r": [e.region for e in events],
-            "q": [e.quantity for e in events],
-            "pid": [e.price.id if e.price else None for e in events],
-            "inv": [placed[(e.organization_id, e.period_start)] for e in events],
-            "m": [_canonical(e.metadata) for e in events],
+            "b": batch,
+            "skip": skip,
+            "o": [k[0] for k in keys],
+            "p": [k[1] for k in keys],
+            "inv": [placed[k] for k in keys],
             "now": now,
         },
     )

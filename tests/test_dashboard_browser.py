@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -182,6 +183,37 @@ def _assert_security_headers(headers: dict[str, str], *, inline_styles: bool = F
         assert csp.get("style-src") == ["'self'"], csp
 
 
+MONTH_NAMES = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+SYMBOLS = {"USD": "$", "EUR": "€"}
+
+
+def _formatted(cents: int, currency: str) -> str:
+    return f"{SYMBOLS[currency]}{cents // 100:,}.{cents % 100:02d}"
+
+
+def _assert_chart_axes(page: Any, expected: dict[tuple[str, str], int]) -> None:
+    """Each chart labels every bar with its month and each January with its year, and has an
+    amount axis: round, evenly spaced ticks from zero to at or above the highest bar, each
+    labelled with its amount in the chart's currency."""
+    for currency in ("USD", "EUR"):
+        chart = page.locator(f'.chart[data-currency="{currency}"]')
+        months = sorted(m for m, c in expected if c == currency)
+        labels = chart.locator(".bar .month-label").all_text_contents()
+        assert labels == [MONTH_NAMES[int(m[5:7]) - 1] for m in months]
+        years = chart.locator(".bar .year-label").all_text_contents()
+        assert years == [str(YEAR - 1), str(YEAR)]
+        ticks = chart.locator(".y-tick")
+        values = [int(t.get_attribute("data-cents") or "-1") for t in ticks.all()]
+        texts = [t.strip() for t in chart.locator(".y-tick .y-label").all_text_contents()]
+        assert texts == [_formatted(v, currency) for v in values]
+        step = values[1] - values[0]
+        assert values[0] == 0 and 2 <= len(values) <= 5
+        assert values == [step * i for i in range(len(values))]
+        assert str(step).rstrip("0") in ("1", "2", "5"), step  # 1, 2 or 5 x 10^k
+        highest = max(v for (m, c), v in expected.items() if c == currency)
+        assert values[-2] < highest <= values[-1] or (highest == 0 and values == [0, 1])
+
+
 def test_dashboard_in_a_real_browser(world: World, committed: sessionmaker[Session]) -> None:
     executable = _chromium_or_skip()
     from playwright.sync_api import expect, sync_playwright
@@ -215,6 +247,7 @@ def test_dashboard_in_a_real_browser(world: World, committed: sessionmaker[Sessi
         }
         assert shown == expected
         assert shown[(f"{YEAR - 1}-03", "USD")] > 0 and shown[(f"{YEAR - 1}-03", "EUR")] == 0
+        _assert_chart_axes(page, expected)
         page.screenshot(path=SHOTS / "home.png", full_page=True)
 
         # Keyset paging: 15 invoices, 10 a page; page two holds the other 5.
