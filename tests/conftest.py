@@ -40,7 +40,8 @@ TEST_DATABASE = f"billing_test_{os.getpid()}"
 ALL_TABLES = (
     "sync_attempts, invoice_sync, invoice_monthly_rollups, invoice_items, invoices, "
     "invoice_number_sequences, api_tokens, organizations, "
-    "usage_events, usage_event_ids, usage_drafts, prices"
+    "usage_events, usage_event_ids, usage_drafts, prices, subscriptions, billing_runs, "
+    "billing_run_invoices, spend_alert_firings, spend_alerts, notification_outbox"
 )
 
 
