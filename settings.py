@@ -23,6 +23,18 @@ def _env_float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def _env_duration(name: str, default: float) -> float:
+    """Seconds, from "7200", "120m" or "2h"."""
+    raw = (os.environ.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    scale = {"s": 1, "m": 60, "h": 3600}.get(raw[-1])
+    try:
+        return float(raw[:-1]) * scale if scale else float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be seconds or a duration such as 2h or 90m") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = field(default_factory=lambda: os.environ.get("DATABASE_URL"))
@@ -43,6 +55,11 @@ class Settings:
     sync_max_attempts: int = field(default_factory=lambda: _env_int("SYNC_MAX_ATTEMPTS", 8))
     rollup_platform_shards: int = field(default_factory=lambda: _env_int("ROLLUP_SHARDS", 16))
     db_pool_size: int = field(default_factory=lambda: _env_int("DB_POOL_SIZE", 10))
+    # How long after a period ends its close starts: late events of the period still land on its
+    # own invoice meanwhile (the metering pipeline's lag, with room to spare).
+    close_grace_seconds: float = field(
+        default_factory=lambda: _env_duration("BILLING_CLOSE_GRACE", 7200.0)
+    )
 
 
 def load() -> Settings:

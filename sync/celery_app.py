@@ -75,11 +75,13 @@ def _settings() -> dict[str, Any]:
         "beat_schedule": {
             "sweep": {"task": "sync.sweep", "schedule": cfg.sweep_every_seconds},
             "reconcile": {"task": "sync.reconcile", "schedule": cfg.reconcile_every_seconds},
+            # The month-end close (sync/close_task.py): a no-op until a period is due.
+            "close-period": {"task": "sync.close_period", "schedule": cfg.close_every_seconds},
         },
     }
 
 
-app = Celery("billing", include=["sync.tasks"])
+app = Celery("billing", include=["sync.tasks", "sync.close_task"])
 app.add_defaults(_settings)  # a callable: evaluated when the configuration is first read
 
 

@@ -52,6 +52,7 @@ class SyncConfig:
     reconcile_every_seconds: float
     reconcile_after_seconds: float
     reconcile_batch: int
+    close_every_seconds: float
 
     @classmethod
     def load(cls) -> SyncConfig:
@@ -78,4 +79,5 @@ class SyncConfig:
             reconcile_every_seconds=_f("SYNC_RECONCILE_EVERY", 300.0),
             reconcile_after_seconds=_f("SYNC_RECONCILE_AFTER", 86400.0),
             reconcile_batch=_i("SYNC_RECONCILE_BATCH", 20),
+            close_every_seconds=_f("BILLING_CLOSE_EVERY", 300.0),
         )
