@@ -7,7 +7,7 @@ UV := .tools/bin/uv
 endif
 RUN := $(UV) run --frozen
 
-.PHONY: install run test lint typecheck check schema bench-api bench-sync bench-summary bench-generate bench-usage stop clean
+.PHONY: install run test lint typecheck check schema bench-api bench-sync bench-summary bench-generate bench-usage bench-close stop clean
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -54,6 +54,9 @@ bench-summary: install
 
 bench-usage: install
 	$(RUN) python bench/usage.py
+
+bench-close: install
+	$(RUN) python bench/close.py
 
 stop: install
 	$(RUN) billing stop

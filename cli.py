@@ -263,6 +263,55 @@ def cmd_feed(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_close_period(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from tqdm import tqdm
+
+    from models import close, cycle
+    from models.cycle import Outcome
+    from models.db import session_factory
+    from models.errors import DomainError
+    from sync.celery_app import enqueue_sync
+
+    cfg = _environment()
+    try:
+        period = (
+            cycle.parse_period(args.period)
+            if args.period
+            else cycle.due_period(
+                datetime.now(UTC), grace=timedelta(seconds=cfg.close_grace_seconds)
+            )
+        )
+    except DomainError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return 2
+    factory = session_factory(_engine(cfg, pool_size=3))
+    bar = tqdm(desc=f"close {period:%Y-%m}", unit="inv", disable=args.quiet)
+
+    def tick(p: close.Progress, invoice_id: int, outcome: Outcome) -> None:
+        if bar.total is None:
+            bar.total = p.todo
+        bar.set_postfix(failed=p.counts[Outcome.FAILED], skipped=p.counts[Outcome.SKIPPED])
+        bar.update(1)
+
+    done = close.run(
+        factory,
+        period,
+        clock=lambda: datetime.now(UTC),
+        rollup_shards=cfg.rollup_platform_shards,
+        enqueue_sync=enqueue_sync,
+        on_invoice=tick,
+    )
+    bar.close()
+    counts = ", ".join(f"{n} {o.value}" for o, n in done.counts.items() if n)
+    state = "finished" if done.finished else "not finished (another closer holds drafts)"
+    print(f"close {period:%Y-%m}: {counts or 'nothing to do'}; {state}")
+    if done.last_error:
+        print(f"last error: {done.last_error}", file=sys.stderr)
+    return 1 if done.counts[Outcome.FAILED] else 0
+
+
 def asgi_app() -> Any:
     """uvicorn factory (`cli:asgi_app`): each worker process builds its own settings (from the
     environment `serve` exported), engine, Redis client and app; the app's lifespan disposes
@@ -431,6 +480,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--events", type=int, default=200, help="events per batch")
     s.add_argument("--seed", type=int, default=None)
     s.set_defaults(func=cmd_feed)
+
+    s = sub.add_parser("close-period", help="the month-end close: finalize a period's drafts")
+    s.add_argument("--period", help="YYYY-MM (default: the last period past its grace)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_close_period)
 
     s = sub.add_parser("serve", help="the GraphQL API (uvicorn)")
     s.add_argument("--host", default="127.0.0.1")

@@ -10,8 +10,9 @@ start-up with an error that names the variable (`Settings.from_env`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -23,6 +24,14 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(name)
 
 
+def _duration_seconds(raw: object) -> object:
+    """Seconds, given as a number or as text such as "7200", "120m" or "2h"."""
+    if isinstance(raw, str) and raw.strip()[-1:].lower() in ("s", "m", "h"):
+        text = raw.strip().lower()
+        return float(text[:-1]) * {"s": 1, "m": 60, "h": 3600}[text[-1]]
+    return raw
+
+
 class SettingsError(Exception):
     """A setting in the environment has a value we cannot use; the message names it."""
 
@@ -30,6 +39,15 @@ class SettingsError(Exception):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         frozen=True, extra="ignore", env_ignore_empty=True, populate_by_name=True
+    )
+    # How long after a period ends its close starts: late events of the period still land on its
+    # own invoice meanwhile (the metering pipeline's lag, with room to spare). "7200", "120m", "2h".
+    close_grace_seconds: Annotated[float, BeforeValidator(_duration_seconds)] = Field(
+        7200.0, ge=0, validation_alias=_env("BILLING_CLOSE_GRACE")
+    )
+    # How often beat asks whether a period is due for its close (a no-op when it is not).
+    billing_close_every_seconds: float = Field(
+        300.0, gt=0, validation_alias=_env("BILLING_CLOSE_EVERY")
     )
     # Comma-separated: during a rotation both the old and the new endpoint secret verify.
     stripe_webhook_secrets: SecretStr = Field(

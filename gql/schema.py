@@ -21,6 +21,8 @@ from strawberry.schema.config import StrawberryConfig
 from gql.core.errors import MaskInternalErrors, bad_input
 from gql.core.permissions import RequireToken
 from gql.core.scalars import SCALARS
+from gql.cycle.mutations import CycleMutations
+from gql.cycle.queries import CycleQueries
 from gql.invoices.mutations import InvoiceMutations
 from gql.invoices.queries import InvoiceQueries
 from gql.metrics import ERRORS, REQUEST_SECONDS
@@ -109,12 +111,14 @@ class Metrics(SchemaExtension):
 
 # Field order in the SDL follows the bases: viewer, organization, invoice(s), monthlySummary.
 @strawberry.type
-class Query(OrganizationQueries, InvoiceQueries, SummaryQueries, PriceQueries):
+class Query(OrganizationQueries, InvoiceQueries, SummaryQueries, PriceQueries, CycleQueries):
     pass
 
 
 @strawberry.type
-class Mutation(InvoiceMutations, UsageMutations, PriceMutations, OrganizationMutations):
+class Mutation(
+    InvoiceMutations, UsageMutations, PriceMutations, OrganizationMutations, CycleMutations
+):
     pass
 
 

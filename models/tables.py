@@ -422,3 +422,140 @@ class InvoicePayment(SQLModel, table=True):
     updated_at: datetime | None = Field(
         default=None, sa_column=_ts(nullable=False, server_default=True)
     )
+
+
+class Subscription(SQLModel, table=True):
+    """A recurring charge (a support plan): one SUBSCRIPTION line per period it overlaps,
+    added by the close and priced from `prices` at the period start."""
+
+    __tablename__ = "subscriptions"
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
+    )
+    organization_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger,
+            sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+    product: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    description: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    quantity: Decimal = Field(sa_column=sa.Column(sa.Numeric(20, 9), nullable=False))
+    since: date = Field(sa_column=sa.Column(sa.Date, nullable=False))
+    until: date | None = Field(default=None, sa_column=sa.Column(sa.Date))
+    created_at: datetime | None = Field(
+        default=None, sa_column=_ts(nullable=False, server_default=True)
+    )
+
+
+class BillingRun(SQLModel, table=True):
+    """The close of one period: when it started and finished, and what it did so far."""
+
+    __tablename__ = "billing_runs"
+
+    period_start: date = Field(sa_column=sa.Column(sa.Date, primary_key=True))
+    started_at: datetime = Field(sa_column=_ts(nullable=False))
+    finished_at: datetime | None = Field(default=None, sa_column=_ts())
+    drafts: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+    finalized: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+    skipped: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+    failed: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    updated_at: datetime | None = Field(
+        default=None, sa_column=_ts(nullable=False, server_default=True)
+    )
+
+
+class BillingRunInvoice(SQLModel, table=True):
+    """What the close did to one draft: finalized, skipped (no lines) or failed (with why)."""
+
+    __tablename__ = "billing_run_invoices"
+
+    invoice_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger, sa.ForeignKey("invoices.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    period_start: date = Field(sa_column=sa.Column(sa.Date, nullable=False))
+    outcome: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    attempts: int = Field(
+        default=1, sa_column=sa.Column(sa.Integer, nullable=False, server_default="1")
+    )
+    error_code: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    error_message: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+class SpendAlert(SQLModel, table=True):
+    """'Tell me when this month passes $500': fires once per period into the notification
+    outbox, from the ingest transaction that makes the draft cross it."""
+
+    __tablename__ = "spend_alerts"
+    __table_args__ = (sa.UniqueConstraint("organization_id", "currency", "threshold_cents"),)
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
+    )
+    organization_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger, sa.ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    currency: str = Field(sa_column=sa.Column(sa.CHAR(3), nullable=False))
+    threshold_cents: int = Field(sa_column=_bigint())
+    created_at: datetime | None = Field(
+        default=None, sa_column=_ts(nullable=False, server_default=True)
+    )
+
+
+class SpendAlertFiring(SQLModel, table=True):
+    """One alert crossed in one period; the primary key makes it once per period."""
+
+    __tablename__ = "spend_alert_firings"
+
+    alert_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger, sa.ForeignKey("spend_alerts.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    period_start: date = Field(sa_column=sa.Column(sa.Date, primary_key=True))
+    invoice_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger, sa.ForeignKey("invoices.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    total_cents: int = Field(sa_column=_bigint())
+    triggered_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+class NotificationOutbox(SQLModel, table=True):
+    """Messages for a mailer to send (none is sent here); unsent rows have sent_at NULL."""
+
+    __tablename__ = "notification_outbox"
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
+    )
+    organization_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger, sa.ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    kind: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    payload: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=sa.Column(JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    )
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+    sent_at: datetime | None = Field(default=None, sa_column=_ts())

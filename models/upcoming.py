@@ -78,11 +78,19 @@ def _groups(totals: dict[str | None, list[int]]) -> list[Group]:
 
 
 def upcoming(session: Session, organization_id: int, *, as_of: datetime) -> Upcoming | None:
-    """The current period's usage draft of an organization, with breakdowns; None if none."""
-    mapping = session.get(tables.UsageDraft, (organization_id, month_of(as_of.astimezone(UTC))))
+    """The current period's usage draft of an organization, with breakdowns; None if none.
+
+    Until the first event of a new month creates its draft, the previous month's draft is the
+    month so far while it is still a draft (the close's grace); once the new month has usage,
+    or the old draft is finalized (the newest OPEN invoice then), the new month's is."""
+    current = month_of(as_of.astimezone(UTC))
+    mapping = session.get(tables.UsageDraft, (organization_id, current))
+    if mapping is None:
+        previous = date(current.year - (current.month == 1), (current.month - 2) % 12 + 1, 1)
+        mapping = session.get(tables.UsageDraft, (organization_id, previous))
     if mapping is None:
         return None
-    invoice = session.get_one(tables.Invoice, mapping.invoice_id)
+    invoice = session.get_one(tables.Invoice, mapping.invoice_id, populate_existing=True)
     if invoice.status != tables.InvoiceStatus.DRAFT:
         return None
     rows = session.execute(

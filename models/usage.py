@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from models import usage_lines
+from models import alerts, usage_lines
 from models.errors import (
     DomainError,
     IdempotencyConflict,
@@ -340,6 +340,8 @@ def record_usage(
                 totals[key] = Aggregate(e.quantity, e.occurred_at, e.occurred_at)
         prices = {e.price.id: e.price for e in accepted if e.price is not None}
         usage_lines.add_quantities(session, totals, prices, now=now)
+        # Under the drafts' row locks (`place`), so the totals read are the committed ones.
+        alerts.evaluate(session, sorted({k.invoice_id for k in totals}), now=now)
     result.accepted = len(accepted)
     result.rejected.sort(key=lambda r: r.index)
     return result

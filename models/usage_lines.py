@@ -163,7 +163,16 @@ def place(
     placed: dict[tuple[int, date], int] = {}
     closed: dict[tuple[int, date], PeriodClosed] = {}
     pending = dict(wanted)
-    for _ in range(3):  # a draft finalized between our read and our lock sends us round again
+    # A round starts over only when a draft it targeted was finalized between our read and our
+    # lock. A finalized draft stays finalized, and each organization has at most two drafts in
+    # play (its period's and the current one), so 2 x organizations + 1 rounds always suffice.
+    rounds = 2 * len({org for org, _ in wanted}) + 1
+    for _ in range(rounds):
+        # Each round runs in a savepoint: a round that must start over rolls it back, which
+        # releases the row locks it took, so the next round's draft creation (an advisory
+        # lock) never waits while holding invoice rows another ingest wants (a deadlock seen
+        # with two feeders racing two closers).
+        round_ = session.begin_nested()
         lookup = sorted({*pending, *((org, current) for org, _ in pending)})
         mapped = _mapped(session, lookup)
         target: dict[tuple[int, date], tuple[int, date]] = {}
@@ -197,15 +206,11 @@ def place(
                 {"ids": sorted(set(ids.values()))},
             ).all()
         )
-        retry: dict[tuple[int, date], str] = {}
-        for key, tkey in target.items():
-            if statuses.get(ids[tkey]) == InvoiceStatus.DRAFT:
-                placed[key] = ids[tkey]
-            else:
-                retry[key] = pending[key]
-        if not retry:
+        if all(statuses.get(ids[tkey]) == InvoiceStatus.DRAFT for tkey in target.values()):
+            round_.commit()
+            placed.update({key: ids[tkey] for key, tkey in target.items()})
             return placed, closed
-        pending = retry
+        round_.rollback()
     for key in pending:
         closed[key] = PeriodClosed(
             "the draft was finalized while usage arrived; retry", field=("occurredAt",)

@@ -76,11 +76,13 @@ def celery_settings(cfg: SyncConfig) -> dict[str, Any]:
         "beat_schedule": {
             "sweep": {"task": "sync.sweep", "schedule": cfg.sweep_every_seconds},
             "reconcile": {"task": "sync.reconcile", "schedule": cfg.reconcile_every_seconds},
+            # The month-end close (sync/close_task.py): a no-op until a period is due.
+            "close-period": {"task": "sync.close_period", "schedule": cfg.close_every_seconds},
         },
     }
 
 
-app = Celery("billing", include=["sync.tasks"])
+app = Celery("billing", include=["sync.tasks", "sync.close_task"])
 
 
 def configure(cfg: SyncConfig) -> Celery:

@@ -37,6 +37,9 @@ class SyncConfig:
     reconcile_every_seconds: float
     reconcile_after_seconds: float
     reconcile_batch: int
+    close_every_seconds: float
+    close_grace_seconds: float
+    rollup_shards: int
 
     @classmethod
     def from_settings(cls, s: Settings) -> SyncConfig:
@@ -64,4 +67,7 @@ class SyncConfig:
             reconcile_every_seconds=s.sync_reconcile_every_seconds,
             reconcile_after_seconds=s.sync_reconcile_after_seconds,
             reconcile_batch=s.sync_reconcile_batch,
+            close_every_seconds=s.billing_close_every_seconds,
+            close_grace_seconds=s.close_grace_seconds,
+            rollup_shards=s.rollup_platform_shards,
         )

@@ -74,6 +74,24 @@ class SyncCollector(Collector):
         except sa.exc.SQLAlchemyError:
             pass  # no samples rather than a failed scrape
         yield states
+        oldest = GaugeMetricFamily(
+            "billing_sync_oldest_pending_seconds",
+            "Age of the oldest invoice waiting for Stripe (PENDING or RETRYING); 0 when none",
+        )
+        try:
+            with self.engine.connect() as conn:
+                age = conn.execute(
+                    sa.text(
+                        "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0) "
+                        "FROM invoice_sync WHERE state IN (:pending, :retrying)"
+                    ),
+                    {"pending": SyncStatus.PENDING.value, "retrying": SyncStatus.RETRYING.value},
+                ).scalar_one()
+            oldest.add_metric([], float(age))
+        except sa.exc.SQLAlchemyError:
+            pass
+        yield oldest
+        yield from _close_metrics(self.engine)
         depth = GaugeMetricFamily("billing_sync_queue_depth", "Messages waiting in the sync queue")
         breaker = GaugeMetricFamily(
             "billing_sync_breaker_open", "1 while the sync is paused by the auth breaker"
@@ -86,3 +104,37 @@ class SyncCollector(Collector):
             pass
         yield depth
         yield breaker
+
+
+def _close_metrics(engine: sa.Engine) -> Iterator[Metric]:
+    """billing_close_*: the latest billing run (one row read by primary key order)."""
+    drafts = GaugeMetricFamily(
+        "billing_close_invoices",
+        "Drafts of the latest close by outcome",
+        labels=["period", "outcome"],
+    )
+    finished = GaugeMetricFamily(
+        "billing_close_finished_timestamp_seconds",
+        "When the latest close finished (0: running)",
+        labels=["period"],
+    )
+    try:
+        with engine.connect() as conn:
+            run = conn.execute(
+                sa.text("SELECT * FROM billing_runs ORDER BY period_start DESC LIMIT 1")
+            ).first()
+    except sa.exc.SQLAlchemyError:
+        run = None
+    if run is not None:
+        period = f"{run.period_start:%Y-%m}"
+        pending = max(0, run.drafts - run.finalized - run.skipped - run.failed)
+        for outcome, n in (
+            ("finalized", run.finalized),
+            ("skipped", run.skipped),
+            ("failed", run.failed),
+            ("pending", pending),
+        ):
+            drafts.add_metric([period, outcome], float(n))
+        finished.add_metric([period], run.finished_at.timestamp() if run.finished_at else 0.0)
+    yield drafts
+    yield finished

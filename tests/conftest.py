@@ -40,7 +40,9 @@ TEST_DATABASE = f"billing_test_{os.getpid()}"
 ALL_TABLES = (
     "sync_attempts, invoice_sync, invoice_monthly_rollups, invoice_items, invoices, "
     "invoice_number_sequences, api_tokens, organizations, "
-    "usage_events, usage_event_ids, usage_drafts, prices, stripe_events, invoice_payments"
+    "usage_events, usage_event_ids, usage_drafts, prices, stripe_events, invoice_payments, "
+    "subscriptions, billing_runs, "
+    "billing_run_invoices, spend_alert_firings, spend_alerts, notification_outbox"
 )
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import strawberry
 
 from gql.core.context import Info
+from gql.cycle.queries import spend_alerts
+from gql.cycle.types import SpendAlert
 from gql.invoices.filters import InvoiceFilter
 from gql.invoices.resolvers import invoice_page, sync_health
 from gql.invoices.sync_state import SyncHealth
@@ -66,6 +68,11 @@ def _sync_health(parent: Row, info: Info) -> SyncHealth:
     return sync_health(info, parent.id)
 
 
+def _spend_alerts(parent: Row, info: Info) -> list[SpendAlert]:
+    assert parent.id is not None
+    return spend_alerts(info, parent.id)
+
+
 @strawberry.type(description="A paying customer of the platform.")
 class Organization:
     id: strawberry.ID = strawberry.field(resolver=_id, description="Opaque public id (org_...).")
@@ -93,6 +100,10 @@ class Organization:
     sync_health: SyncHealth = strawberry.field(
         resolver=_sync_health,
         description="Invoices per sync state: is Stripe in step with us?",
+    )
+    spend_alerts: list[SpendAlert] = strawberry.field(
+        resolver=_spend_alerts,
+        description="Spend thresholds (setSpendAlert), smallest first, with their latest firing.",
     )
 
 

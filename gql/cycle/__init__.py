@@ -1,0 +1,1 @@
+"""The billing cycle over GraphQL: billingRun (operators), setSpendAlert and spend alerts."""

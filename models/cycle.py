@@ -1,0 +1,330 @@
+"""The month-end close, step by step: open a period's run, claim drafts, close one draft
+(recurring lines, then `invoices.finalize`), record what happened. `models.close.run` drives
+these steps, one transaction per claim and one per invoice; none of them commits.
+
+Decisions:
+- Which drafts: the period's usage drafts (`usage_drafts`), the ones the cycle owns. An
+  organization with an active subscription and no usage gets a draft at the start of the run,
+  so its plan is billed; an organization with neither has no draft and gets no invoice. Drafts
+  made by hand with `createInvoice` are finalized by hand, as before.
+- Recurring lines: one SUBSCRIPTION line per subscription overlapping the period, for the whole
+  period (no proration: a plan started mid-month costs the month), priced from `prices` at the
+  period start (midnight UTC of the first), so a price change during the month applies from the
+  next one. No price in the draft's currency is a failure of that invoice (UNKNOWN_PRODUCT).
+- An empty draft (no lines after the recurring ones) is not finalized as a zero invoice: it stays
+  an empty DRAFT, recorded as skipped, and is not claimed again while it stays empty. If usage
+  lands on it later, the next run (or beat tick) finalizes it.
+- Exactly once: `invoices.finalize` locks the invoice row and refuses anything but a DRAFT, so a
+  draft claimed twice (a killed closer's chunk taken over) is finalized once; the second sees
+  OPEN and reports it as already done. The same row lock orders the finalize with racing usage
+  (`usage_lines.place` locks it FOR NO KEY UPDATE and re-reads the status): an event either gets
+  in before, and is on the invoice, or after, sees OPEN and goes to the next draft as late usage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from models import invoices, tables, usage_lines
+from models.errors import DomainError, InvalidValue, UnknownProduct
+from models.invoices import LineInput
+from models.prices import load_book
+from models.tables import InvoiceStatus, LineItemKind
+
+
+class Outcome(StrEnum):
+    FINALIZED = "finalized"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    ALREADY = "already"  # finalized before we got to it (another closer, or by hand)
+
+
+def parse_period(text: str) -> date:
+    """'2026-11' -> date(2026, 11, 1). Raises InvalidValue."""
+    try:
+        d = datetime.strptime(text.strip(), "%Y-%m").date()
+    except ValueError:
+        raise InvalidValue("period must be YYYY-MM, such as 2026-11", field=("period",)) from None
+    return d
+
+
+def period_end(period: date) -> date:
+    return usage_lines.next_month(period)
+
+
+def midnight(d: date) -> datetime:
+    return datetime.combine(d, time(), tzinfo=UTC)
+
+
+def previous_month(d: date) -> date:
+    return date(d.year - (d.month == 1), (d.month - 2) % 12 + 1, 1)
+
+
+def due_period(now: datetime, *, grace: timedelta) -> date:
+    """The period beat should close at `now`: the previous month once `grace` has passed since
+    it ended (late events still land on their own invoice during the grace), before that the
+    month before it (long closed: a run finds nothing to do, or finishes a stalled close)."""
+    current = usage_lines.month_of(now.astimezone(UTC))
+    if now >= midnight(current) + grace:
+        return previous_month(current)
+    return previous_month(previous_month(current))
+
+
+def open_run(session: Session, period: date, *, now: datetime) -> tables.BillingRun:
+    """Start (or resume) the close of `period`: the billing_runs row, and a draft for every
+    organization with an active subscription but no draft yet. Caller commits."""
+    subscribed = session.execute(
+        sa.text(
+            "SELECT DISTINCT s.organization_id, o.default_currency FROM subscriptions s "
+            "JOIN organizations o ON o.id = s.organization_id "
+            "WHERE s.since < :end AND (s.until IS NULL OR s.until > :start) "
+            "AND NOT EXISTS (SELECT 1 FROM usage_drafts d WHERE d.organization_id = "
+            "s.organization_id AND d.period_start = :start) ORDER BY 1"
+        ),
+        {"start": period, "end": period_end(period)},
+    ).all()
+    if subscribed:
+        usage_lines.place(
+            session,
+            {(r.organization_id, period): r.default_currency.strip() for r in subscribed},
+            now=now,
+        )
+    session.execute(
+        sa.text(
+            "INSERT INTO billing_runs (period_start, started_at, updated_at) VALUES (:p, :now, :now) "
+            "ON CONFLICT (period_start) DO UPDATE SET finished_at = NULL, updated_at = :now"
+        ),
+        {"p": period, "now": now},
+    )
+    return refresh_run(session, period, now=now)
+
+
+def claim(session: Session, period: date, *, limit: int, failed_since: datetime) -> list[int]:
+    """Up to `limit` invoice ids of the period's drafts still to close, locked until the caller's
+    transaction ends (`FOR UPDATE OF d SKIP LOCKED` on their usage_drafts rows, organization
+    order, on ix_usage_drafts_period_start_organization_id): two closers get disjoint chunks, and
+    a killed closer's chunk is free again as soon as its connection is gone.
+
+    Left out: drafts skipped as empty that are still empty, and drafts that failed since
+    `failed_since` (this pass: retried by the next run, not in a loop by this one)."""
+    rows = session.execute(
+        sa.text(
+            "SELECT d.invoice_id FROM usage_drafts d JOIN invoices i ON i.id = d.invoice_id "
+            "WHERE d.period_start = :p AND i.status = 'draft' AND NOT EXISTS ("
+            "SELECT 1 FROM billing_run_invoices b WHERE b.invoice_id = d.invoice_id AND ("
+            "(b.outcome = :skipped AND i.line_item_count = 0) "
+            "OR (b.outcome = :failed AND b.at >= :since))) "
+            "ORDER BY d.organization_id LIMIT :n FOR UPDATE OF d SKIP LOCKED"
+        ),
+        {
+            "p": period,
+            "since": failed_since,
+            "n": limit,
+            "skipped": Outcome.SKIPPED.value,
+            "failed": Outcome.FAILED.value,
+        },
+    ).all()
+    return [int(r.invoice_id) for r in rows]
+
+
+@dataclass(frozen=True)
+class Closed:
+    outcome: Outcome
+    invoice: tables.Invoice
+
+
+def close_invoice(
+    session: Session, invoice_id: int, *, now: datetime, rollup_shards: int
+) -> Closed:
+    """DRAFT -> OPEN for one draft of the close: its recurring lines, then `invoices.finalize`
+    (number, totals, outbox row, rollup delta), and its billing_run_invoices row; or, with no
+    lines at all, SKIPPED (left an empty draft). ALREADY when it is no draft any more. Raises
+    DomainError (UNKNOWN_PRODUCT: a plan with no price). Caller commits, then enqueues the sync."""
+    inv = invoices.get_for_update(session, invoice_id)
+    if inv.status != InvoiceStatus.DRAFT:
+        return Closed(Outcome.ALREADY, inv)
+    lines = recurring_lines(session, inv)
+    if lines:
+        invoices.add_lines(session, inv, lines, now=now)
+    if inv.line_item_count == 0 and not _has_lines(session, invoice_id):
+        _record(session, inv, Outcome.SKIPPED, now=now)
+        return Closed(Outcome.SKIPPED, inv)
+    inv = invoices.finalize(session, inv, now=now, rollup_shards=rollup_shards)
+    _record(session, inv, Outcome.FINALIZED, now=now)
+    return Closed(Outcome.FINALIZED, inv)
+
+
+def _has_lines(session: Session, invoice_id: int) -> bool:
+    return (
+        session.execute(
+            sa.text("SELECT 1 FROM invoice_items WHERE invoice_id = :i LIMIT 1"), {"i": invoice_id}
+        ).first()
+        is not None
+    )
+
+
+def recurring_lines(session: Session, inv: tables.Invoice) -> list[LineInput]:
+    """The SUBSCRIPTION lines of the invoice's organization for its period, each priced by the
+    version in effect at the period start (the organization's override first)."""
+    s = tables.Subscription
+    subs = session.exec(
+        select(s)
+        .where(
+            col(s.organization_id) == inv.organization_id,
+            col(s.since) < inv.period_end,
+            sa.or_(col(s.until).is_(None), col(s.until) > inv.period_start),
+        )
+        .order_by(col(s.id))
+    ).all()
+    if not subs:
+        return []
+    at = midnight(inv.period_start)
+    currency = inv.currency.strip()
+    book = load_book(
+        session,
+        products=[x.product for x in subs],
+        currencies=[currency],
+        organization_ids=[inv.organization_id],
+        until=at,
+    )
+    lines: list[LineInput] = []
+    for sub in subs:
+        price = book.lookup(inv.organization_id, sub.product, currency, at)
+        if price is None:
+            raise UnknownProduct(
+                f"no {currency} price for {sub.product!r} at {at:%Y-%m-%d}: the plan of "
+                f"subscription {sub.id} cannot be billed",
+                field=("subscriptions", str(sub.id)),
+            )
+        lines.append(
+            LineInput(
+                kind=LineItemKind.SUBSCRIPTION,
+                description=f"{sub.description} ({inv.period_start:%Y-%m})",
+                product=sub.product,
+                unit=price.unit,
+                quantity=sub.quantity,
+                unit_price=price.unit_price,
+                period_start=inv.period_start,
+                period_end=inv.period_end,
+                metadata={"subscription_id": sub.id, "price_id": price.id},
+            )
+        )
+    return lines
+
+
+def _record(
+    session: Session,
+    inv: tables.Invoice,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    code: str | None = None,
+    message: str | None = None,
+) -> None:
+    session.execute(
+        sa.text(
+            "INSERT INTO billing_run_invoices AS b (invoice_id, period_start, outcome, "
+            "error_code, error_message, at) VALUES (:i, :p, :o, :c, :m, :now) "
+            "ON CONFLICT (invoice_id) DO UPDATE SET outcome = EXCLUDED.outcome, "
+            "attempts = b.attempts + 1, error_code = EXCLUDED.error_code, "
+            "error_message = EXCLUDED.error_message, at = EXCLUDED.at"
+        ),
+        {
+            "i": inv.id,
+            "p": inv.period_start,
+            "o": outcome.value,
+            "c": code,
+            "m": message,
+            "now": now,
+        },
+    )
+
+
+def record_failure(
+    session: Session, invoice_id: int, error: BaseException, *, now: datetime
+) -> str:
+    """Record why closing one draft failed (its code and message), and make it the run's last
+    error. Returns the message. Caller commits (in a fresh transaction: the failed one rolled
+    back)."""
+    inv = session.get_one(tables.Invoice, invoice_id)
+    if isinstance(error, DomainError):
+        code, message = str(error.code), error.message
+    else:
+        code, message = "INTERNAL_ERROR", f"{type(error).__name__}: {error}"[:1000]
+    _record(session, inv, Outcome.FAILED, now=now, code=code, message=message)
+    text = f"{inv.public_id}: {code}: {message}"
+    session.execute(
+        sa.text(
+            "UPDATE billing_runs SET last_error = :e, updated_at = :now WHERE period_start = :p"
+        ),
+        {"e": text, "now": now, "p": inv.period_start},
+    )
+    return text
+
+
+def remaining(session: Session, period: date) -> int:
+    """Drafts of the period that still need a closer (locked or not), failed ones included."""
+    return int(
+        session.execute(
+            sa.text(
+                "SELECT count(*) FROM usage_drafts d JOIN invoices i ON i.id = d.invoice_id "
+                "WHERE d.period_start = :p AND i.status = 'draft' AND NOT EXISTS ("
+                "SELECT 1 FROM billing_run_invoices b WHERE b.invoice_id = d.invoice_id "
+                "AND b.outcome = 'skipped' AND i.line_item_count = 0)"
+            ),
+            {"p": period},
+        ).scalar_one()
+    )
+
+
+def refresh_run(
+    session: Session, period: date, *, now: datetime, finish: bool = False
+) -> tables.BillingRun:
+    """Recompute the run's counters from billing_run_invoices (exact, whoever closed what, even
+    after a killed closer), and set finished_at when `finish` and nothing is left to close.
+    Caller commits."""
+    counts = dict(
+        session.execute(
+            sa.text(
+                "SELECT outcome, count(*) FROM billing_run_invoices WHERE period_start = :p "
+                "GROUP BY outcome"
+            ),
+            {"p": period},
+        ).all()
+    )
+    drafts = session.execute(
+        sa.text("SELECT count(*) FROM usage_drafts WHERE period_start = :p"), {"p": period}
+    ).scalar_one()
+    left = remaining(session, period) if finish else None
+    run = session.exec(
+        select(tables.BillingRun)
+        .where(col(tables.BillingRun.period_start) == period)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    run.drafts = int(drafts)
+    run.finalized = int(counts.get("finalized", 0))
+    run.skipped = int(counts.get("skipped", 0))
+    run.failed = int(counts.get("failed", 0))
+    if finish and left == run.failed and run.finished_at is None:
+        run.finished_at = now
+    run.updated_at = now
+    session.flush()
+    return run
+
+
+def get_run(session: Session, period: date) -> tables.BillingRun | None:
+    """The run of `period`, re-read from the database."""
+    return session.get(tables.BillingRun, period, populate_existing=True)
+
+
+def last_run(session: Session) -> tables.BillingRun | None:
+    """The most recent period with a run."""
+    return session.exec(
+        select(tables.BillingRun).order_by(col(tables.BillingRun.period_start).desc()).limit(1)
+    ).first()
