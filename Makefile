@@ -21,7 +21,7 @@ run: install
 
 # Tests run in parallel (pytest-xdist), each worker with its own database and Redis db. Four
 # workers on two cores: the suite mostly waits (real Celery workers, a browser, the mock's
-# faults), and on the 2-core build box -n 4 beat -n 2 (see the h4 note). The quick inner loop:
+# faults), and on the 2-core build box -n 4 beat -n 2 and a serial run. The quick inner loop:
 # `uv run pytest -m "not slow"`.
 TEST_WORKERS ?= 4
 
