@@ -6,7 +6,6 @@ function, so this package never imports Celery.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import uuid
@@ -28,9 +27,12 @@ from strawberry.asgi import GraphQL
 
 from gql import dashboard
 from gql.core.context import Context
+from gql.core.enqueue import DeferredEnqueue
 from gql.core.errors import request_id_var
+from gql.core.http import GraphQLOverHTTP, RequestBodyLimit
+from gql.core.limits import DEFAULT_LIMITS, Limits
 from gql.core.permissions import viewer_from_authorization
-from gql.schema import schema
+from gql.schema import build_schema, schema
 from models.db import make_engine, session_factory
 from settings import Settings
 
@@ -82,11 +84,27 @@ class RequestContext:
             request_id_var.reset(token)
 
 
-class BillingGraphQL(GraphQL[Context, None]):
-    def __init__(self, settings: Settings, enqueue_sync: Callable[[int], None]) -> None:
-        super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=False)
+class BillingGraphQL(GraphQLOverHTTP, GraphQL[Context, None]):
+    def __init__(
+        self,
+        settings: Settings,
+        enqueue_sync: Callable[[int], None],
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        super().__init__(
+            schema if limits == DEFAULT_LIMITS else build_schema(limits),
+            graphql_ide="graphiql",
+            allow_queries_via_get=False,
+        )
         assert settings.database_url is not None
-        self.engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+        self.limits = limits
+        self.engine = make_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            pool_timeout=limits.db_pool_timeout_seconds,
+            connect_timeout=limits.db_connect_timeout_seconds,
+            statement_timeout_ms=limits.db_statement_timeout_ms,
+        )
         self.sessions = session_factory(self.engine)
         self.enqueue_sync = enqueue_sync
         self.rollup_shards = settings.rollup_platform_shards
@@ -99,10 +117,29 @@ class BillingGraphQL(GraphQL[Context, None]):
             viewer_or_none=viewer_from_authorization(
                 session, request.headers.get("authorization", ""), now=datetime.now(UTC)
             ),
-            enqueue_sync=self.enqueue_sync,
+            # Recorded by mutations, sent off the event loop after the operation.
+            enqueue_sync=DeferredEnqueue(self.enqueue_sync, self.limits.enqueue_timeout_seconds),
             rollup_shards=self.rollup_shards,
             request_id=request_id_var.get(),
         )
+
+
+class _ScrapeOnly(Collector):
+    """A collector the registry reads only at scrape time. Registering a collector without
+    `describe` makes prometheus_client call `collect` at once, so a database that accepts
+    connections and never answers kept the API from starting."""
+
+    def __init__(self, inner: Collector) -> None:
+        self.inner = inner
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Any:
+        return self.inner.collect()
+
+
+_SCRAPE_ONLY: dict[type[Collector], _ScrapeOnly] = {}
 
 
 def create_app(
@@ -111,8 +148,9 @@ def create_app(
     enqueue_sync: Callable[[int], None],
     readiness: Sequence[Readiness] = (),
     metrics_collectors: Sequence[Collector] = (),
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Starlette:
-    graphql = BillingGraphQL(settings, enqueue_sync)
+    graphql = BillingGraphQL(settings, enqueue_sync, limits)
     redis_client = (
         redis.Redis.from_url(settings.redis_url, socket_timeout=1) if settings.redis_url else None
     )
@@ -136,9 +174,12 @@ def create_app(
 
     checks: list[Readiness] = [check_database, check_redis, *readiness]
     for collector in metrics_collectors:
-        # Already registered by an earlier app in this process (the tests build several).
-        with contextlib.suppress(ValueError):
-            REGISTRY.register(collector)
+        # One per kind: an app built later in this process (the tests build several) takes over.
+        registered = _SCRAPE_ONLY.get(type(collector))
+        if registered is None:
+            registered = _SCRAPE_ONLY[type(collector)] = _ScrapeOnly(collector)
+            REGISTRY.register(registered)
+        registered.inner = collector
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -160,7 +201,10 @@ def create_app(
             Route("/metrics", metrics),
             *dashboard.routes(),
         ],
-        middleware=[Middleware(RequestContext)],
+        middleware=[
+            Middleware(RequestContext),
+            Middleware(RequestBodyLimit, max_bytes=limits.max_body_bytes),
+        ],
     )
     app.state.engine = graphql.engine
     return app
