@@ -176,8 +176,8 @@ class ErrorCodes(SchemaExtension):
         for error in (result.errors if result is not None else None) or []:
             if isinstance(error, GraphQLSyntaxError):
                 _set_code(error, PARSE_FAILED)
-            elif error.path is None and error.original_error is None:
-                # No path and no exception behind it: graphql-core's variable coercion.
+            elif error.path is None:
+                # Past validation and outside any field: graphql-core's variable coercion.
                 _set_code(error, BAD_USER_INPUT)
             else:
                 _set_code(error, "INTERNAL_ERROR")

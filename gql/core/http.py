@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from cross_web import HTTPException
+from graphql import GraphQLSyntaxError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -194,6 +195,11 @@ class GraphQLOverHTTP:
         return sub
 
     async def process_result(self, request: Request, result: ExecutionResult) -> Any:
+        for error in result.errors or []:
+            # Parse errors escape Strawberry's extension hooks as exceptions, so ErrorCodes
+            # never sees them; the syntax error class says what they are.
+            if isinstance(error, GraphQLSyntaxError) and not (error.extensions or {}).get("code"):
+                error.extensions = {**(error.extensions or {}), "code": PARSE_FAILED}
         body: GraphQLHTTPResponse = await super().process_result(request, result)  # type: ignore[misc]
         media_type = preferred_media_type(request.headers.get("accept", ""))
         status = status_for(result, media_type)
