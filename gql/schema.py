@@ -10,7 +10,6 @@ from graphql import ExecutionResult, GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 
-from gql.core.enqueue import SendEnqueues
 from gql.core.errors import ErrorCodes, MaskInternalErrors, bad_input
 from gql.core.limits import DEFAULT_LIMITS, Limits, document_limits
 from gql.core.permissions import RequireToken
@@ -105,7 +104,6 @@ def build_schema(limits: Limits = DEFAULT_LIMITS) -> strawberry.Schema:
             RequireToken,
             RejectNulBytes,
             MaskInternalErrors,
-            SendEnqueues,
             Metrics,
         ],
         config=StrawberryConfig(scalar_map=SCALARS),

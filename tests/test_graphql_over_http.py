@@ -40,7 +40,10 @@ REQUEST_ERRORS = {
     "parse": ({"query": "{ viewer { "}, "GRAPHQL_PARSE_FAILED"),
     "validation": ({"query": "{ nope }"}, "GRAPHQL_VALIDATION_FAILED"),
     "coercion": (
-        {"query": "query($n: Int!) { invoices(first: $n) { nodes { id } } }", "variables": {"n": "x"}},
+        {
+            "query": "query($n: Int!) { invoices(first: $n) { nodes { id } } }",
+            "variables": {"n": "x"},
+        },
         "BAD_USER_INPUT",
     ),
     "several operations, no name": (
@@ -119,9 +122,7 @@ def npm_ci() -> None:
     assert npm is not None
     if (AUDIT_DIR / "node_modules" / ".package-lock.json").exists():
         return
-    subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund"], cwd=AUDIT_DIR, check=True, timeout=600
-    )
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=AUDIT_DIR, check=True, timeout=600)
 
 
 def test_the_graphql_http_audit_passes_every_must_and_should(
@@ -139,7 +140,9 @@ def test_the_graphql_http_audit_passes_every_must_and_should(
         )
     results = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     assert len(results) > 40, run.stdout + run.stderr
-    failed = [r for r in results if r["name"].startswith(("MUST", "SHOULD")) and r["status"] != "ok"]
+    failed = [
+        r for r in results if r["name"].startswith(("MUST", "SHOULD")) and r["status"] != "ok"
+    ]
     assert failed == []
     # What stays a notice, on purpose: queries over GET (a MAY). We answer POST only, so a
     # query can never run from a cross-site <img src> with the user's cookies or a cached URL.

@@ -1,7 +1,7 @@
 """The sync enqueue after commit, kept off the event loop.
 
 A mutation calls `ctx.enqueue_sync(id)` after its commit; here that only records the id. When
-the operation is done, `SendEnqueues` hands the ids to the real enqueue (Celery over Redis) in a
+the operation is done, the HTTP view (gql/core/http.py) hands the ids to the real enqueue (Celery over Redis) in a
 worker thread and waits at most `timeout` seconds for it. With Redis down or slow, each call
 used to block the whole event loop for the broker's timeout (about 2 s per finalize); now the
 loop keeps serving other requests, and this request answers after `timeout` at worst. Nothing is
@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-
-from strawberry.extensions import SchemaExtension
+from collections.abc import Callable
 
 log = logging.getLogger("billing.api")
 
@@ -46,13 +44,3 @@ class DeferredEnqueue:
         except TimeoutError:
             # The thread goes on (bounded by the broker's own socket timeout); we answer now.
             log.warning("enqueue slower than %.1f s; answering without waiting", self.timeout)
-
-
-class SendEnqueues(SchemaExtension):
-    """After the operation: send what its mutations enqueued (see module docstring)."""
-
-    async def on_operation(self) -> AsyncIterator[None]:
-        yield
-        enqueue = getattr(self.execution_context.context, "enqueue_sync", None)
-        if isinstance(enqueue, DeferredEnqueue):
-            await enqueue.flush()

@@ -45,12 +45,10 @@ class UserError:
 
 
 def to_user_errors(error: DomainError) -> list[UserError]:
+    """The error and every further one it carries (a batch reports all its bad lines)."""
     return [
-        UserError(
-            field=list(error.field) or None,
-            code=error.code,
-            message=error.message,
-        )
+        UserError(field=list(e.field) or None, code=e.code, message=e.message)
+        for e in (error, *error.also)
     ]
 
 

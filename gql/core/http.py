@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
+from gql.core.enqueue import DeferredEnqueue
 from gql.core.errors import (
     BAD_USER_INPUT,
     PARSE_FAILED,
@@ -187,6 +188,10 @@ class GraphQLOverHTTP:
             schema = self.schema._schema  # type: ignore[attr-defined]
             await asyncio.get_running_loop().run_in_executor(_PREPARE, prepare, query, schema)
         result: ExecutionResult = await super().execute_single(*args, **kwargs)  # type: ignore[misc]
+        # After the operation (its commits are done): the sync enqueues, off the loop.
+        enqueue = getattr(kwargs.get("context"), "enqueue_sync", None)
+        if isinstance(enqueue, DeferredEnqueue):
+            await enqueue.flush()
         return result
 
     async def get_sub_response(self, request: Any) -> Response:

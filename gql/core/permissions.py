@@ -139,7 +139,18 @@ def visible_to(viewer: Viewer, organization_id: Any) -> list[sa.ColumnElement[bo
 
 
 # 5. Lookups: what you cannot see is missing.
+def _storable(text: str) -> bool:
+    """PostgreSQL text is UTF-8; a lone surrogate cannot even be sent, and names nothing."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
 def visible_organization(caller: Caller, slug: str) -> tables.Organization | None:
+    if not _storable(slug):
+        return None
     org = tables.Organization
     return caller.session.exec(
         select(org).where(org.slug == slug, *visible_to(require_viewer(caller), org.id))
@@ -148,6 +159,8 @@ def visible_organization(caller: Caller, slug: str) -> tables.Organization | Non
 
 def visible_invoice(caller: Caller, ref: str) -> tables.Invoice | None:
     """By public id (inv_...) or number (ACME-0007): public ids have an underscore, numbers not."""
+    if not _storable(ref):
+        return None
     inv = tables.Invoice
     column = inv.number if "_" not in ref else inv.public_id
     return caller.session.exec(
