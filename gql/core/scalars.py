@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any, NewType
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.types.scalar import ScalarDefinition
 
 BigInt = NewType("BigInt", int)
@@ -27,7 +28,7 @@ def _parse_decimal(value: Any) -> str:
     # already be 12345678901.123457 here. Kept as text: the domain checks the grammar
     # (models.money.DECIMAL_TEXT) and answers a userError that names the field.
     if not isinstance(value, str):
-        raise ValueError('Decimal must be a string such as "0.000000268", never a JSON number')
+        raise GraphQLError('Decimal must be a string such as "0.000000268", never a JSON number')
     return value
 
 
@@ -35,11 +36,16 @@ DATE_MIN, DATE_MAX = date(2000, 1, 1), date(2100, 12, 31)
 
 
 def _parse_date(value: Any) -> date:
-    if not isinstance(value, str) or len(value) != 10:
-        raise ValueError('Date must be a string "YYYY-MM-DD"')
-    parsed = date.fromisoformat(value)
+    # GraphQLError, not ValueError: graphql-core keeps a ValueError as the original error, and
+    # MaskInternalErrors would then hide a client's mistake as INTERNAL_ERROR.
+    try:
+        if not isinstance(value, str) or len(value) != 10:
+            raise ValueError("not YYYY-MM-DD")
+        parsed = date.fromisoformat(value)
+    except ValueError:
+        raise GraphQLError(f'Date must be a string "YYYY-MM-DD", got {str(value)[:20]!r}') from None
     if not DATE_MIN <= parsed <= DATE_MAX:
-        raise ValueError(f"Date must be within {DATE_MIN} and {DATE_MAX}")
+        raise GraphQLError(f"Date must be within {DATE_MIN} and {DATE_MAX}, got {parsed}")
     return parsed
 
 
