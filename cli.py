@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import redis
     import sqlalchemy as sa
 
+    from gql.core.limits import Limits
     from sync.config import SyncConfig
 
 
@@ -53,6 +54,41 @@ def _engine(cfg: Settings, *, pool_size: int | None = None) -> sa.Engine:
     from models.db import make_engine
 
     return make_engine(_database_url(cfg), pool_size=pool_size or cfg.db_pool_size)
+
+
+def _api_limits(cfg: Settings) -> Limits:
+    from gql.core.limits import Limits
+
+    return Limits(
+        max_body_bytes=cfg.api_max_body_bytes,
+        max_document_bytes=cfg.api_max_document_bytes,
+        max_depth=cfg.api_max_depth,
+        max_fields=cfg.api_max_fields,
+        max_aliases=cfg.api_max_aliases,
+        max_tokens=cfg.api_max_tokens,
+        max_variables_depth=cfg.api_max_variables_depth,
+        parse_cache_entries=cfg.api_parse_cache_entries,
+        parse_cache_bytes=cfg.api_parse_cache_bytes,
+        db_pool_timeout_seconds=cfg.db_pool_timeout_seconds,
+        db_connect_timeout_seconds=cfg.db_connect_timeout_seconds,
+        db_statement_timeout_ms=cfg.db_statement_timeout_ms,
+        enqueue_timeout_seconds=cfg.api_enqueue_timeout_seconds,
+    )
+
+
+def _api_engine(cfg: Settings, limits: Limits) -> sa.Engine:
+    """The API's engine gives up on a pool checkout, a connect and a statement, so a database
+    that never answers costs a request seconds (503), not a worker forever. Workers and
+    commands keep `_engine`: a month-end close may legitimately run longer statements."""
+    from models.db import make_engine
+
+    return make_engine(
+        _database_url(cfg),
+        pool_size=cfg.db_pool_size,
+        pool_timeout=limits.db_pool_timeout_seconds,
+        connect_timeout=limits.db_connect_timeout_seconds,
+        statement_timeout_ms=limits.db_statement_timeout_ms,
+    )
 
 
 def _redis(cfg: Settings) -> redis.Redis:
@@ -324,10 +360,12 @@ def asgi_app() -> Any:
     logs.configure()
     cfg = _settings()
     sync_cfg = _sync_config(cfg)
-    engine, client = _engine(cfg), _redis(cfg)
+    limits = _api_limits(cfg)
+    engine, client = _api_engine(cfg, limits), _redis(cfg)
     app = create_app(
         cfg,
         engine=engine,
+        limits=limits,
         redis=client,
         enqueue_sync=enqueue_sync,
         readiness=[health.readiness_check(client, sync_cfg)],

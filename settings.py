@@ -60,6 +60,33 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1, validation_alias=_env("DB_POOL_SIZE"))
     rollup_platform_shards: int = Field(16, ge=1, validation_alias=_env("ROLLUP_SHARDS"))
 
+    # The API's limits (gql/core/limits.py `Limits`, where each default is argued; the defaults
+    # here are the same numbers, checked by tests/test_api_limits.py). cli.py builds the
+    # `Limits` and the API engine's timeouts from these.
+    api_max_body_bytes: int = Field(1_000_000, ge=1, validation_alias=_env("API_MAX_BODY_BYTES"))
+    api_max_document_bytes: int = Field(
+        20_000, ge=1, validation_alias=_env("API_MAX_DOCUMENT_BYTES")
+    )
+    api_max_depth: int = Field(12, ge=1, validation_alias=_env("API_MAX_DEPTH"))
+    api_max_fields: int = Field(1_000, ge=1, validation_alias=_env("API_MAX_FIELDS"))
+    api_max_aliases: int = Field(20, ge=0, validation_alias=_env("API_MAX_ALIASES"))
+    api_max_tokens: int = Field(2_000, ge=1, validation_alias=_env("API_MAX_TOKENS"))
+    api_max_variables_depth: int = Field(12, ge=1, validation_alias=_env("API_MAX_VARIABLES_DEPTH"))
+    api_parse_cache_entries: int = Field(
+        512, ge=1, validation_alias=_env("API_PARSE_CACHE_ENTRIES")
+    )
+    api_parse_cache_bytes: int = Field(
+        2_000_000, ge=1, validation_alias=_env("API_PARSE_CACHE_BYTES")
+    )
+    api_enqueue_timeout_seconds: float = Field(
+        0.5, gt=0, validation_alias=_env("API_ENQUEUE_TIMEOUT")
+    )
+    db_pool_timeout_seconds: float = Field(5.0, gt=0, validation_alias=_env("DB_POOL_TIMEOUT"))
+    db_connect_timeout_seconds: int = Field(5, ge=1, validation_alias=_env("DB_CONNECT_TIMEOUT"))
+    db_statement_timeout_ms: int = Field(
+        15_000, ge=1, validation_alias=_env("DB_STATEMENT_TIMEOUT_MS")
+    )
+
     stripe_api_base: str = Field("http://127.0.0.1:12111", validation_alias=_env("STRIPE_API_BASE"))
     stripe_api_key: SecretStr = Field(
         SecretStr("sk_test_billing_local"), validation_alias=_env("STRIPE_API_KEY")

@@ -78,7 +78,7 @@ def events_for(
                 id=f"seed-{uuid.uuid4().hex}",
                 organization_slug=slug,
                 product=product_of(line),
-                quantity=str(quantity),
+                quantity=format(quantity, "f"),  # plain text: the API refuses exponents
                 occurred_at=begin + span * (i + 1) / per_line,
                 app=line.app,
                 region=line.region,

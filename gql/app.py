@@ -3,7 +3,9 @@
 Built by `create_app`, called from the composition root (cli.py) with the settings, the engine
 and Redis client it built for this process, and the sync's enqueue function, so this package
 never imports Celery and never reads the environment. The app owns the engine and client it is
-handed: its lifespan disposes them on shutdown.
+handed: its lifespan disposes them on shutdown. The API's limits (gql/core/limits.py) come
+in as one `Limits` value; the engine's timeouts are the caller's (cli.py builds them from the
+same settings).
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ from strawberry.asgi import GraphQL
 
 from gql import dashboard, graphiql_static
 from gql.core.context import Context
+from gql.core.enqueue import DeferredEnqueue
 from gql.core.errors import request_id_var
+from gql.core.http import GraphQLOverHTTP, RequestBodyLimit
+from gql.core.limits import DEFAULT_LIMITS, Limits
 from gql.core.permissions import viewer_from_authorization
-from gql.schema import schema
+from gql.schema import build_schema, schema
 from gql.usage import http as usage_http
 from models.db import session_factory
 from settings import Settings
@@ -86,11 +91,20 @@ class RequestContext:
             request_id_var.reset(token)
 
 
-class BillingGraphQL(GraphQL[Context, None]):
+class BillingGraphQL(GraphQLOverHTTP, GraphQL[Context, None]):
     def __init__(
-        self, settings: Settings, engine: sa.Engine, enqueue_sync: Callable[[int], None]
+        self,
+        settings: Settings,
+        engine: sa.Engine,
+        enqueue_sync: Callable[[int], None],
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=False)
+        super().__init__(
+            schema if limits == DEFAULT_LIMITS else build_schema(limits),
+            graphql_ide="graphiql",
+            allow_queries_via_get=False,
+        )
+        self.limits = limits
         self.engine = engine
         self.sessions = session_factory(engine)
         self.enqueue_sync = enqueue_sync
@@ -107,10 +121,32 @@ class BillingGraphQL(GraphQL[Context, None]):
             viewer_or_none=viewer_from_authorization(
                 session, request.headers.get("authorization", ""), now=datetime.now(UTC)
             ),
-            enqueue_sync=self.enqueue_sync,
+            # Recorded by mutations, sent off the event loop after the operation.
+            enqueue_sync=DeferredEnqueue(self.enqueue_sync, self.limits.enqueue_timeout_seconds),
             rollup_shards=self.rollup_shards,
             request_id=request_id_var.get(),
         )
+
+
+class _ScrapeOnly(Collector):
+    """A collector the registry reads only at scrape time. Registering a collector without
+    `describe` makes prometheus_client call `collect` at once, so a database that accepts
+    connections and never answers kept the API from starting."""
+
+    def __init__(self, inner: Collector) -> None:
+        self.inner = inner
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Any:
+        return self.inner.collect()
+
+
+# One per kind of collector: the registry cannot see duplicate names through `_ScrapeOnly`
+# (it describes nothing), so an app started later in this process (the tests build several)
+# takes the kind over instead of registering it twice.
+_SCRAPE_ONLY: dict[type[Collector], _ScrapeOnly] = {}
 
 
 def create_app(
@@ -121,10 +157,11 @@ def create_app(
     enqueue_sync: Callable[[int], None],
     readiness: Sequence[Readiness] = (),
     metrics_collectors: Sequence[Collector] = (),
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Starlette:
     """The app over `engine` and `redis` (owned from here on: disposed by the lifespan).
     `readiness` and `metrics_collectors` are built once by the caller on the same objects."""
-    graphql = BillingGraphQL(settings, engine, enqueue_sync)
+    graphql = BillingGraphQL(settings, engine, enqueue_sync, limits)
     redis_client = redis
 
     def check_database() -> tuple[str, bool, str]:
@@ -146,17 +183,20 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        registered: list[Collector] = []
         for collector in metrics_collectors:
-            # Another app of this process (the tests build several) may hold the names.
-            with contextlib.suppress(ValueError):
-                REGISTRY.register(collector)
-                registered.append(collector)
+            wrapper = _SCRAPE_ONLY.get(type(collector))
+            if wrapper is None:
+                wrapper = _SCRAPE_ONLY[type(collector)] = _ScrapeOnly(collector)
+                REGISTRY.register(wrapper)
+            wrapper.inner = collector
         try:
             yield
         finally:
-            for collector in registered:
-                REGISTRY.unregister(collector)
+            for collector in metrics_collectors:
+                wrapper = _SCRAPE_ONLY.get(type(collector))
+                if wrapper is not None and wrapper.inner is collector:
+                    REGISTRY.unregister(wrapper)
+                    del _SCRAPE_ONLY[type(collector)]
             redis_client.close()
             engine.dispose()
 
@@ -174,7 +214,13 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            # The body limit guards /graphql only: /v1/usage takes batches of up to 16 MB and
+            # counts its own bytes (gql/usage/http.py).
+            Route(
+                "/graphql",
+                RequestBodyLimit(graphql, max_bytes=limits.max_body_bytes),
+                methods=["GET", "POST"],
+            ),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),

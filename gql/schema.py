@@ -7,18 +7,11 @@ from collections.abc import Iterator
 
 import strawberry
 from graphql import ExecutionResult, GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    SchemaExtension,
-    ValidationCache,
-)
+from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 
-from gql.core.errors import MaskInternalErrors, bad_input
+from gql.core.errors import ErrorCodes, MaskInternalErrors, bad_input
+from gql.core.limits import DEFAULT_LIMITS, Limits, document_limits
 from gql.core.permissions import RequireToken
 from gql.core.scalars import SCALARS
 from gql.cycle.mutations import CycleMutations
@@ -32,29 +25,6 @@ from gql.prices.mutations import PriceMutations
 from gql.prices.queries import PriceQueries
 from gql.summary.queries import SummaryQueries
 from gql.usage.mutations import UsageMutations
-
-# Limits, with the reasons: the deepest useful query (organization > invoices > edges > node >
-# lineItems > edges > node > amount > formatted) is 9 levels; 12 leaves room without allowing
-# cyclic organization > invoices > organization > ... explosions. 2,000 tokens fit every
-# dashboard query five times over. 20 aliases stop one request from fanning out into hundreds.
-MAX_DEPTH = 12
-MAX_TOKENS = 2_000
-MAX_ALIASES = 20
-
-
-# Rule classes built once: each limiter instance creates new rule classes, and the validation
-# cache keys on them, so per-request limiters would make every validation a cache miss.
-_LIMIT_RULES = [
-    *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
-    *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
-]
-
-
-class QueryLimits(AddValidationRules):
-    """Strawberry's depth and alias limiters, sharing their rule classes across requests."""
-
-    def __init__(self) -> None:
-        super().__init__(_LIMIT_RULES)
 
 
 def _has_nul(value: object) -> bool:
@@ -129,16 +99,16 @@ class Schema(strawberry.Schema):
         return None
 
 
-def build_schema() -> strawberry.Schema:
+def build_schema(limits: Limits = DEFAULT_LIMITS) -> strawberry.Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
         extensions=[
-            # Clients send the same few documents over and over: parse and validate each once.
-            lambda: ParserCache(maxsize=512),
-            lambda: ValidationCache(maxsize=512),
-            QueryLimits,
-            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            # Byte and token limits, operationName, then the cost rule (depth, expanded fields,
+            # aliases: one O(document) walk) before the full validation; parse and validation
+            # cached together, bounded in bytes (gql/core/limits.py).
+            document_limits(limits),
+            ErrorCodes,
             RequireToken,
             RejectNulBytes,
             MaskInternalErrors,

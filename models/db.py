@@ -18,13 +18,30 @@ def sqlalchemy_url(database_url: str) -> str:
     raise ValueError(f"not a PostgreSQL URL: {database_url}")
 
 
-def make_engine(database_url: str, *, pool_size: int = 10, echo: bool = False) -> sa.Engine:
+def make_engine(
+    database_url: str,
+    *,
+    pool_size: int = 10,
+    echo: bool = False,
+    pool_timeout: float = 30.0,
+    connect_timeout: int | None = None,
+    statement_timeout_ms: int | None = None,
+) -> sa.Engine:
+    """An engine; the API passes timeouts so a database that never answers costs a request
+    seconds, not forever (a pool checkout, a TCP connect, one statement)."""
+    connect_args: dict[str, object] = {}
+    if connect_timeout is not None:
+        connect_args["connect_timeout"] = connect_timeout
+    if statement_timeout_ms is not None:
+        connect_args["options"] = f"-c statement_timeout={statement_timeout_ms}"
     return sa.create_engine(
         sqlalchemy_url(database_url),
         pool_size=pool_size,
         max_overflow=pool_size,
+        pool_timeout=pool_timeout,
         pool_pre_ping=True,
         echo=echo,
+        connect_args=connect_args,
     )
 
 

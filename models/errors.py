@@ -47,6 +47,8 @@ class DomainError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
+        # Further errors of the same call, reported with this one (a batch of lines).
+        self.also: list[DomainError] = []
 
     def at(self, *prefix: str) -> DomainError:
         """Re-anchor the field path under an input prefix (for example `items.3`)."""

@@ -9,6 +9,7 @@ caller a clear, coded error first.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -48,6 +49,8 @@ MAX_ITEMS_PER_CALL = 1_000
 MAX_ITEMS_PER_INVOICE = 20_000
 MAX_TEXT = 500
 MAX_METADATA_KEYS = 50
+MAX_METADATA_BYTES = 16_384  # as JSON
+MAX_METADATA_DEPTH = 5  # the object itself is level 1
 DEFAULT_PAYMENT_TERMS = timedelta(days=14)
 CHARGE_KINDS = (LineItemKind.USAGE, LineItemKind.SUBSCRIPTION, LineItemKind.ONE_OFF)
 
@@ -126,9 +129,37 @@ def _text(value: str | None, name: str, *, required: bool) -> str | None:
         return None
     if "\x00" in value:
         raise InvalidValue(f"{name} cannot contain NUL characters", field=(name,))
+    if not _encodable(value):
+        raise InvalidValue(f"{name} contains a lone UTF-16 surrogate", field=(name,))
     if len(value) > MAX_TEXT:
         raise InvalidValue(f"{name} is longer than {MAX_TEXT} characters", field=(name,))
     return value.strip()
+
+
+def _encodable(value: str) -> bool:
+    """PostgreSQL text is UTF-8: a lone surrogate ("\\ud800" in JSON) cannot be stored."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _metadata_problem(value: Any) -> str | None:
+    """Why metadata cannot be stored (too deep, too large, unencodable), or None."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_METADATA_DEPTH:
+                return f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels"
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((c, depth + 1) for c in children)
+        elif isinstance(item, str) and not _encodable(item):
+            return "metadata contains a lone UTF-16 surrogate"
+    if len(json.dumps(value, ensure_ascii=False)) > MAX_METADATA_BYTES:
+        return f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON"
+    return None
 
 
 def _validated(line: LineInput) -> dict[str, Any]:
@@ -168,6 +199,9 @@ def _validated(line: LineInput) -> dict[str, Any]:
             f"metadata must be an object with at most {MAX_METADATA_KEYS} string keys",
             field=("metadata",),
         )
+    problem = _metadata_problem(metadata)
+    if problem is not None:
+        raise InvalidValue(problem, field=("metadata",))
     return {
         "kind": kind.value,
         "description": _text(line.description, "description", required=True),
@@ -190,8 +224,8 @@ def add_lines(
     """Append lines to a DRAFT invoice; each amount is computed once, here. Caller commits.
 
     All lines are validated before any is written, so one bad line rejects the whole call.
-    Raises InvoiceNotDraft, TooManyItems, or the first line's error with its index in the
-    field path (`items.3.quantity`).
+    Raises InvoiceNotDraft, TooManyItems, or the first bad line's error with its index in the
+    field path (`items.3.quantity`), carrying every other bad line's error in `also`.
     """
     assert invoice.id is not None
     invoice_id: int = invoice.id
@@ -221,11 +255,15 @@ def add_lines(
             f"an invoice holds at most {MAX_ITEMS_PER_INVOICE} line items", field=("items",)
         )
     values: list[dict[str, Any]] = []
+    errors: list[DomainError] = []
     for i, line in enumerate(lines):
         try:
             values.append(_validated(line))
         except DomainError as e:
-            raise e.at("items", str(i)) from None
+            errors.append(e.at("items", str(i)))
+    if errors:
+        first, first.also = errors[0], errors[1:]
+        raise first
     items = [
         tables.InvoiceItem(
             public_id=new_public_id("li"), invoice_id=invoice_id, created_at=now, **v

@@ -9,6 +9,7 @@ added, and stored; totals are sums of stored amounts, never re-multiplied.
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 from models.errors import InvalidValue, TooManyDecimals, UnknownCurrency, ValueOutOfRange
@@ -86,9 +87,15 @@ UNIT_PRICE_MAX = Decimal("999999999999.999999999999")
 AMOUNT_MAX_CENTS = 10**15
 
 
+# The one decimal grammar accepted from clients: no exponent, no "_", no spaces, no non-ASCII
+# digits (Python's Decimal() reads "1_000", " 1 " and Arabic-Indic digits as numbers).
+DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
+CURRENCY_TEXT = re.compile(r"[A-Za-z]{3}", re.ASCII)
+
+
 def normalize_currency(code: str) -> str:
-    """Upper-cased ISO 4217 code, or UnknownCurrency."""
-    upper = code.strip().upper()
+    """Upper-cased ISO 4217 code (exactly three ASCII letters, any case), or UnknownCurrency."""
+    upper = code.upper() if CURRENCY_TEXT.fullmatch(code) else ""
     if upper not in CURRENCY_EXPONENTS:
         raise UnknownCurrency(
             f"{code!r} is not a supported ISO 4217 currency code", field=("currency",)
@@ -104,9 +111,15 @@ def decimal_places(value: Decimal) -> int:
 def parse_decimal(
     raw: Decimal | str | int, *, field: str, places: int, maximum: Decimal
 ) -> Decimal:
-    """An exact decimal with at most `places` decimal places and |value| <= maximum."""
+    """An exact decimal with at most `places` decimal places and |value| <= maximum. Text must
+    match DECIMAL_TEXT (`-?digits[.digits]`)."""
+    if isinstance(raw, str) and not DECIMAL_TEXT.fullmatch(raw):
+        raise InvalidValue(
+            f"{raw[:40]!r} is not a plain decimal number (digits, an optional '-' and '.')",
+            field=(field,),
+        )
     try:
-        value = raw if isinstance(raw, Decimal) else Decimal(str(raw).strip())
+        value = raw if isinstance(raw, Decimal) else Decimal(str(raw))
     except InvalidOperation:
         raise InvalidValue(f"{raw!r} is not a decimal number", field=(field,)) from None
     if not value.is_finite():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,9 +10,12 @@ import httpx
 import pytest
 import redis
 import sqlalchemy as sa
+from prometheus_client.registry import Collector
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from gql.app import create_app
+from gql.core.limits import DEFAULT_LIMITS, Limits
 from models.db import make_engine
 from settings import Settings
 
@@ -36,6 +39,34 @@ class Api:
         assert "errors" not in body, body["errors"]
         data: dict[str, Any] = body["data"]
         return data
+
+
+def api_app(
+    settings: Settings,
+    enqueue_sync: Callable[[int], None],
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    metrics_collectors: Callable[[sa.Engine, redis.Redis], Sequence[Collector]] | None = None,
+) -> Starlette:
+    """The app as `cli.asgi_app` builds it: an engine with the limits' timeouts and a Redis
+    client with short ones, owned (and disposed) by the app's lifespan."""
+    assert settings.database_url is not None and settings.redis_url is not None
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        pool_timeout=limits.db_pool_timeout_seconds,
+        connect_timeout=limits.db_connect_timeout_seconds,
+        statement_timeout_ms=limits.db_statement_timeout_ms,
+    )
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
+    return create_app(
+        settings,
+        engine=engine,
+        redis=client,
+        enqueue_sync=enqueue_sync,
+        metrics_collectors=metrics_collectors(engine, client) if metrics_collectors else (),
+        limits=limits,
+    )
 
 
 @pytest.fixture

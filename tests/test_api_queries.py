@@ -263,7 +263,7 @@ def test_sub_cent_prices_and_fractional_quantities_round_trip(
         ),
         (
             "{ " + "invoices { nodes { organization { " * 5 + "slug" + " } } }" * 5 + " }",
-            "exceeds maximum operation depth",
+            "levels deep; at most 12",
         ),
         ("{ " + " ".join(f"a{i}: viewer {{ isAdmin }}" for i in range(25)) + " }", "aliases"),
     ],

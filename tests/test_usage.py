@@ -463,7 +463,14 @@ def test_every_line_is_the_rounded_product_of_its_summed_quantity(
         make_org(db, slug="beta")
         seed_prices(db, at=NOW - timedelta(days=60))
         inputs = [
-            ev(org=o, product=p, app=a, region=r, quantity=str(q), at=NOW - timedelta(seconds=b))
+            ev(
+                org=o,
+                product=p,
+                app=a,
+                region=r,
+                quantity=format(q, "f"),
+                at=NOW - timedelta(seconds=b),
+            )
             for o, p, a, r, q, b in events
         ]
         for i in range(0, len(inputs), chunk):
@@ -541,7 +548,7 @@ def test_concurrent_ingestion_from_several_threads_verifies_clean(
             product=p,
             app=a,
             region=r,
-            quantity=str(q),
+            quantity=format(q, "f"),
             at=NOW - timedelta(seconds=b),
         )
         for i, (o, p, a, r, q, b) in enumerate(events)

@@ -10,14 +10,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from functools import wraps
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import MaskErrors
+from graphql import GraphQLError, GraphQLSyntaxError
+from strawberry.extensions import MaskErrors, SchemaExtension
 
 from models.errors import DomainError, ErrorCode
 
@@ -44,12 +45,10 @@ class UserError:
 
 
 def to_user_errors(error: DomainError) -> list[UserError]:
+    """The error and every further one it carries (a batch reports all its bad lines)."""
     return [
-        UserError(
-            field=list(error.field) or None,
-            code=error.code,
-            message=error.message,
-        )
+        UserError(field=list(e.field) or None, code=e.code, message=e.message)
+        for e in (error, *error.also)
     ]
 
 
@@ -97,10 +96,25 @@ def returns_user_errors(
     return decorate
 
 
+SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+
+
+def database_unavailable(error: BaseException | None) -> bool:
+    """The database did not answer in time: the pool stayed empty past its timeout, a connect
+    timed out, or a statement hit statement_timeout. Retryable, so a 503, not a bug."""
+    return isinstance(error, sa.exc.TimeoutError | sa.exc.OperationalError)
+
+
 def _should_mask(error: GraphQLError) -> bool:
     original = error.original_error
     if original is None or isinstance(original, GraphQLError):
         return False  # validation, coercion, permission and our own client errors: deliberate
+    if database_unavailable(original):
+        log.warning(
+            "database unavailable",
+            extra={"request_id": request_id_var.get(), "error": type(original).__name__},
+        )
+        return True
     log.error(
         "internal error",
         exc_info=(type(original), original, original.__traceback__),
@@ -116,11 +130,57 @@ class MaskInternalErrors(MaskErrors):
         super().__init__(should_mask_error=_should_mask, error_message="Internal error.")
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        request_id = request_id_var.get()
+        if database_unavailable(error.original_error):
+            message, code = (
+                f"The database is busy; retry shortly (request id {request_id}).",
+                (SERVICE_UNAVAILABLE),
+            )
+        else:
+            message, code = (
+                f"Internal error; quote request id {request_id} to support.",
+                ("INTERNAL_ERROR"),
+            )
         return GraphQLError(
-            message=f"Internal error; quote request id {request_id_var.get()} to support.",
+            message=message,
             nodes=error.nodes,
             source=error.source,
             positions=error.positions,
             path=error.path,
-            extensions={"code": "INTERNAL_ERROR", "requestId": request_id_var.get()},
+            extensions={"code": code, "requestId": request_id},
         )
+
+
+# Codes of errors about the request itself (nothing was executed): under
+# application/graphql-response+json they answer 4xx without `data` (gql/core/http.py).
+PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+BAD_USER_INPUT = "BAD_USER_INPUT"
+
+
+class ErrorCodes(SchemaExtension):
+    """`extensions.code` on every error: graphql-core's parse, validation and variable-coercion
+    errors carry none, so clients could not tell them apart without reading messages."""
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        # After validation (ours or the validation cache's), these are validation errors.
+        for error in self.execution_context.pre_execution_errors or []:
+            _set_code(error, VALIDATION_FAILED)
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        for error in (result.errors if result is not None else None) or []:
+            if isinstance(error, GraphQLSyntaxError):
+                _set_code(error, PARSE_FAILED)
+            elif error.path is None:
+                # Past validation and outside any field: graphql-core's variable coercion.
+                _set_code(error, BAD_USER_INPUT)
+            else:
+                _set_code(error, "INTERNAL_ERROR")
+
+
+def _set_code(error: GraphQLError, code: str) -> None:
+    if not (error.extensions or {}).get("code"):
+        error.extensions = {**(error.extensions or {}), "code": code}

@@ -62,11 +62,29 @@ def parse_id_cursor(cursor: str) -> int:
         raise bad_input("malformed cursor") from None
 
 
-@strawberry.type(description="Where a page ends, and whether there is more.")
+@strawberry.type(description="Where a page starts and ends, and whether there is more (Relay).")
 class PageInfo:
-    has_next_page: bool = strawberry.field(description="True when another page follows.")
+    has_next_page: bool = strawberry.field(
+        description="True when rows follow this page (with `first: 0`: when any row exists)."
+    )
+    has_previous_page: bool = strawberry.field(
+        description="True when the page was asked `after` a cursor, so rows precede it."
+    )
+    start_cursor: str | None = strawberry.field(
+        description="Cursor of the first row of this page; null on an empty page."
+    )
     end_cursor: str | None = strawberry.field(
-        description="Pass as `after` to get the next page; null on an empty page."
+        description="Pass as `after` to get the next page; null on an empty page (`first: 0` "
+        "included: ask for at least one row to walk the list)."
+    )
+
+
+def page_info(cursors: list[str], *, more: bool, after: str | None) -> PageInfo:
+    return PageInfo(
+        has_next_page=more,
+        has_previous_page=after is not None,
+        start_cursor=cursors[0] if cursors else None,
+        end_cursor=cursors[-1] if cursors else None,
     )
 
 

@@ -167,7 +167,18 @@ def can_see(viewer: Viewer, organization_id: int) -> bool:
 
 
 # 5. Lookups: what you cannot see is missing.
+def _storable(text: str) -> bool:
+    """PostgreSQL text is UTF-8; a lone surrogate cannot even be sent, and names nothing."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
 def visible_organization(caller: Caller, slug: str) -> tables.Organization | None:
+    if not _storable(slug):
+        return None
     org = tables.Organization
     return caller.session.exec(
         select(org).where(org.slug == slug, *visible_to(require_viewer(caller), org.id))
@@ -178,6 +189,8 @@ def visible_invoice(caller: Caller, ref: str) -> tables.Invoice | None:
     """By public id (inv_...) or number (ACME-0007): public ids have an underscore, numbers not.
     Numbers are stored upper-case, so `acme-0007` is the same invoice (and the unique index on
     `number` still serves the lookup)."""
+    if not _storable(ref):
+        return None
     inv = tables.Invoice
     match = inv.number == ref.upper() if "_" not in ref else inv.public_id == ref
     return caller.session.exec(

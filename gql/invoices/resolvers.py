@@ -9,7 +9,13 @@ from sqlmodel import col, func, select
 from gql.core import permissions
 from gql.core.context import Info
 from gql.core.errors import bad_input
-from gql.core.pagination import Edge, PageInfo, check_first, invoice_cursor, parse_invoice_cursor
+from gql.core.pagination import (
+    Edge,
+    check_first,
+    invoice_cursor,
+    page_info,
+    parse_invoice_cursor,
+)
 from gql.invoices.filters import InvoiceFilter, conditions
 from gql.invoices.sync_state import SyncHealth
 from gql.invoices.types import Invoice, InvoiceConnection
@@ -67,9 +73,7 @@ def invoice_page(
 
     return InvoiceConnection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=len(rows) > first, end_cursor=edges[-1].cursor if edges else None
-        ),
+        page_info=page_info([e.cursor for e in edges], more=len(rows) > first, after=after),
         total_count_query=count,
     )
 
@@ -77,7 +81,7 @@ def invoice_page(
 def _empty() -> InvoiceConnection:
     return InvoiceConnection(
         edges=[],
-        page_info=PageInfo(has_next_page=False, end_cursor=None),
+        page_info=page_info([], more=False, after=None),
         total_count_query=lambda: 0,
     )
 

@@ -11,7 +11,14 @@ from strawberry.scalars import JSON
 
 from gql.core.context import Info
 from gql.core.money import Money, money
-from gql.core.pagination import Edge, PageInfo, check_first, id_cursor, parse_id_cursor
+from gql.core.pagination import (
+    Edge,
+    PageInfo,
+    check_first,
+    id_cursor,
+    page_info,
+    parse_id_cursor,
+)
 from gql.core.scalars import DecimalString
 from gql.invoices.dataloaders import LineItemsByInvoiceIdLoader, SyncStateByInvoiceIdLoader
 from gql.invoices.enums import InvoiceStatus, LineItemKind
@@ -171,9 +178,7 @@ class Invoice:
         ]
         return LineItemConnection(
             edges=edges,
-            page_info=PageInfo(
-                has_next_page=len(rows) > first, end_cursor=edges[-1].cursor if edges else None
-            ),
+            page_info=page_info([e.cursor for e in edges], more=len(rows) > first, after=after),
             total_count=self.row.line_item_count,
         )
 
