@@ -282,7 +282,3 @@ def mark_paid(session: Session, invoice: tables.Invoice, *, now: datetime) -> ta
         outbox.make_due(row, now=now, reset_attempts=row.state == SyncStatus.FAILED)
     session.flush()
     return invoice
-
-
-def payment_of(session: Session, invoice_id: int) -> tables.InvoicePayment | None:
-    return session.get(tables.InvoicePayment, invoice_id)

@@ -96,6 +96,17 @@ class SyncStateByInvoiceIdLoader(SessionLoader[int, tables.InvoiceSync | None]):
         return [by_id.get(i) for i in keys]
 
 
+class PaymentByInvoiceIdLoader(SessionLoader[int, tables.InvoicePayment | None]):
+    """Where collecting each invoice stands, from its webhooks; None before Stripe reports."""
+
+    async def batch_load(self, keys: list[int]) -> list[tables.InvoicePayment | None]:
+        rows = self.session.exec(
+            select(tables.InvoicePayment).where(col(tables.InvoicePayment.invoice_id).in_(keys))
+        ).all()
+        by_id = {r.invoice_id: r for r in rows}
+        return [by_id.get(i) for i in keys]
+
+
 class SyncAttemptsByInvoiceIdLoader(SessionLoader[tuple[int, int], list[tables.SyncAttempt]]):
     """The last N sync attempts per (invoice id, N), newest first."""
 

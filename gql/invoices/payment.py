@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
-from strawberry.types import Info
 
-from models import payments, tables
+from gql.core.context import Info
+from gql.invoices.dataloaders import PaymentByInvoiceIdLoader
+from models import tables
 
 
 @strawberry.type(description="Where collecting the invoice stands on Stripe (from its webhooks).")
@@ -25,12 +26,13 @@ class InvoicePayment:
     )
 
 
-def resolve_payment(root: Any, info: Info) -> InvoicePayment | None:
-    """Null for drafts; PENDING until Stripe reports on a finalized invoice."""
+async def resolve_payment(root: Any, info: Info) -> InvoicePayment | None:
+    """Null for drafts; PENDING until Stripe reports on a finalized invoice. One query per page
+    of invoices, not per invoice (PaymentByInvoiceIdLoader)."""
     row: tables.Invoice = root.row
     if row.status == tables.InvoiceStatus.DRAFT or row.id is None:
         return None
-    found = payments.payment_of(info.context.session, row.id)
+    found = await info.context.loader(PaymentByInvoiceIdLoader).load(row.id)
     if found is None:
         status = (
             tables.PaymentStatus.SUCCEEDED
