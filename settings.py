@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     billing_close_every_seconds: float = Field(
         300.0, gt=0, validation_alias=_env("BILLING_CLOSE_EVERY")
     )
+    # How long a mutation's idempotency key replays its first answer: a day at least, so that a
+    # client retrying after an outage is still safe ("86400", "48h"); purged hourly after.
+    idempotency_keep_seconds: Annotated[float, BeforeValidator(_duration_seconds)] = Field(
+        86400.0, ge=86400, validation_alias=_env("API_IDEMPOTENCY_KEEP")
+    )
     # Comma-separated: during a rotation both the old and the new endpoint secret verify.
     stripe_webhook_secrets: SecretStr = Field(
         SecretStr("whsec_billing_local"), validation_alias=_env("STRIPE_WEBHOOK_SECRETS")

@@ -127,7 +127,8 @@ class OutOfWindow(DomainError):
 
 
 class IdempotencyConflict(DomainError):
-    """An event id seen before with a different payload."""
+    """An id seen before with a different payload: a usage event id, or a mutation's
+    idempotency key sent again with other input."""
 
     code = ErrorCode.IDEMPOTENCY_CONFLICT
 

@@ -559,3 +559,24 @@ class NotificationOutbox(SQLModel, table=True):
     )
     created_at: datetime = Field(sa_column=_ts(nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """A mutation sent with `idempotencyKey`: what its first answer referred to, so that a retry
+    with the same key replays it (models/idempotency.py)."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (sa.Index("ix_idempotency_keys_created_at", "created_at"),)
+
+    token_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger, sa.ForeignKey("api_tokens.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    key: str = Field(sa_column=sa.Column(sa.Text, primary_key=True))
+    operation: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    fingerprint: str = Field(sa_column=sa.Column(sa.CHAR(64), nullable=False))
+    outcome: dict[str, Any] = Field(sa_column=sa.Column(JSONB, nullable=False))
+    created_at: datetime | None = Field(
+        default=None, sa_column=_ts(nullable=False, server_default=True)
+    )

@@ -78,11 +78,13 @@ def celery_settings(cfg: SyncConfig) -> dict[str, Any]:
             "reconcile": {"task": "sync.reconcile", "schedule": cfg.reconcile_every_seconds},
             # The month-end close (sync/close_task.py): a no-op until a period is due.
             "close-period": {"task": "sync.close_period", "schedule": cfg.close_every_seconds},
+            # Idempotency keys past their keep (sync/housekeeping.py).
+            "purge-idempotency-keys": {"task": "sync.purge_idempotency_keys", "schedule": 3600},
         },
     }
 
 
-app = Celery("billing", include=["sync.tasks", "sync.close_task"])
+app = Celery("billing", include=["sync.tasks", "sync.close_task", "sync.housekeeping"])
 
 
 def configure(cfg: SyncConfig) -> Celery:

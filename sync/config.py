@@ -39,6 +39,7 @@ class SyncConfig:
     reconcile_batch: int
     close_every_seconds: float
     close_grace_seconds: float
+    idempotency_keep_seconds: float
     rollup_shards: int
 
     @classmethod
@@ -69,5 +70,6 @@ class SyncConfig:
             reconcile_batch=s.sync_reconcile_batch,
             close_every_seconds=s.billing_close_every_seconds,
             close_grace_seconds=s.close_grace_seconds,
+            idempotency_keep_seconds=s.idempotency_keep_seconds,
             rollup_shards=s.rollup_platform_shards,
         )

@@ -18,6 +18,15 @@ L = TypeVar("L", bound=SessionLoader[Any, Any])
 
 
 @dataclass
+class KeyedWrite:
+    """A mutation run under an idempotency key (gql/core/idempotency.py): one transaction that
+    the mutation's own `transaction()` block joins."""
+
+    wrote: bool = False  # the mutation's transaction block completed
+    commit: bool = False  # decided by the caller once the outcome is recorded
+
+
+@dataclass
 class Context:
     session: Session
     viewer_or_none: Viewer | None
@@ -28,6 +37,7 @@ class Context:
     loaders: dict[type[SessionLoader[Any, Any]], SessionLoader[Any, Any]] = field(
         default_factory=dict
     )
+    keyed: KeyedWrite | None = None
 
     @property
     def viewer(self) -> Viewer:
@@ -51,13 +61,38 @@ class Context:
         The request's earlier reads (the token lookup, loaders) ran in an implicit read-only
         transaction; it is ended first so the write sees fresh rows and holds its locks briefly.
         """
-        if self.session.in_transaction():
-            self.session.rollback()
-        with self.session.begin():
-            yield self.session
+        if self.keyed is not None:
+            yield self.session  # committed (or not) by keyed_write, with the key's row
+            self.keyed.wrote = True
+        else:
+            if self.session.in_transaction():
+                self.session.rollback()
+            with self.session.begin():
+                yield self.session
         # Loaders cache rows read before the write; the answer must show the rows after it.
         for loader in self.loaders.values():
             loader.clear_all()
+
+    @contextmanager
+    def keyed_write(self) -> Iterator[KeyedWrite]:
+        """One transaction around a whole mutation: the idempotency key's claim, the mutation's
+        writes and the recorded outcome commit together, or none of them does."""
+        if self.session.in_transaction():
+            self.session.rollback()
+        keyed = self.keyed = KeyedWrite()
+        self.session.begin()
+        try:
+            yield keyed
+        except BaseException:
+            self.session.rollback()
+            raise
+        else:
+            if keyed.commit:
+                self.session.commit()
+            else:
+                self.session.rollback()
+        finally:
+            self.keyed = None
 
 
 Info = StrawberryInfo[Context, None]

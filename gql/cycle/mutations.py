@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import strawberry
+from sqlmodel import Session
 
 from gql.core import permissions
 from gql.core.context import Info
-from gql.core.errors import returns_user_errors
+from gql.core.idempotency import register_entity
+from gql.core.mutation import mutation
 from gql.core.permissions import IsAuthenticated
 from gql.cycle.types import SetSpendAlertInput, SpendAlert, SpendAlertPayload
-from models import alerts
+from models import alerts, tables
+
+
+def _load_alert(session: Session, alert_id: int) -> SpendAlert | None:
+    row = session.get(tables.SpendAlert, alert_id)
+    if row is None:
+        return None
+    state = next(
+        x for x in alerts.list_alerts(session, row.organization_id) if x.alert.id == alert_id
+    )
+    return SpendAlert.from_state(state)
+
+
+register_entity(SpendAlert, "spend_alert", key=lambda a: int(a.id), load=_load_alert)
 
 
 @strawberry.type
 class CycleMutations:
-    @strawberry.mutation(
+    @mutation(
+        SpendAlertPayload,
         description=(
             "Watch an organization's running month: when its draft's total reaches the "
             "threshold, a notification is queued, once per period (members of the organization "
@@ -22,7 +38,6 @@ class CycleMutations:
         ),
         permission_classes=[IsAuthenticated],
     )
-    @returns_user_errors(SpendAlertPayload)
     def set_spend_alert(self, info: Info, input: SetSpendAlertInput) -> SpendAlertPayload:
         ctx = info.context
         with ctx.transaction() as s:

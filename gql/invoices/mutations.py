@@ -8,10 +8,13 @@ can never create a second Stripe invoice, so a developer may nudge a stuck sync 
 from __future__ import annotations
 
 import strawberry
+from sqlmodel import Session
 
 from gql.core import permissions
 from gql.core.context import Info
-from gql.core.errors import UserError, returns_user_errors
+from gql.core.errors import UserError
+from gql.core.idempotency import register_entity
+from gql.core.mutation import mutation
 from gql.core.permissions import IsAuthenticated, IsPlatformAdmin
 from gql.invoices.inputs import (
     AddLineItemsInput,
@@ -46,12 +49,21 @@ def _ok(invoice: tables.Invoice) -> InvoicePayload:
     return InvoicePayload(invoice=Invoice.from_row(invoice))
 
 
+def _load_invoice(session: Session, invoice_id: int) -> Invoice | None:
+    row = session.get(tables.Invoice, invoice_id)
+    return Invoice.from_row(row) if row else None
+
+
+register_entity(Invoice, "invoice", key=lambda i: i.row.id or 0, load=_load_invoice)
+
+
 @strawberry.type
 class InvoiceMutations:
-    @strawberry.mutation(
-        description="Create a DRAFT invoice (admin).", permission_classes=[IsPlatformAdmin]
+    @mutation(
+        InvoicePayload,
+        description="Create a DRAFT invoice (admin).",
+        permission_classes=[IsPlatformAdmin],
     )
-    @returns_user_errors(InvoicePayload)
     def create_invoice(self, info: Info, input: CreateInvoiceInput) -> InvoicePayload:
         ctx = info.context
         with ctx.transaction() as s:
@@ -67,11 +79,11 @@ class InvoiceMutations:
             )
         return _ok(inv)
 
-    @strawberry.mutation(
+    @mutation(
+        InvoicePayload,
         description="Append lines to a DRAFT invoice, all or none (admin; at most 1,000 per call).",
         permission_classes=[IsPlatformAdmin],
     )
-    @returns_user_errors(InvoicePayload)
     def add_line_items(self, info: Info, input: AddLineItemsInput) -> InvoicePayload:
         ctx = info.context
         with ctx.transaction() as s:
@@ -80,11 +92,11 @@ class InvoiceMutations:
             inv = invoices.get_for_update(s, inv.id or 0)
         return _ok(inv)
 
-    @strawberry.mutation(
+    @mutation(
+        InvoicePayload,
         description="DRAFT -> OPEN: number it, freeze it, count it, and queue the Stripe sync (admin).",
         permission_classes=[IsPlatformAdmin],
     )
-    @returns_user_errors(InvoicePayload)
     def finalize_invoice(self, info: Info, input: InvoiceIdInput) -> InvoicePayload:
         ctx = info.context
         with ctx.transaction() as s:
@@ -97,10 +109,11 @@ class InvoiceMutations:
         ctx.enqueue_sync(inv.id or 0)  # after commit; the sweeper covers a lost enqueue
         return _ok(inv)
 
-    @strawberry.mutation(
-        description="OPEN or UNCOLLECTIBLE -> PAID (admin).", permission_classes=[IsPlatformAdmin]
+    @mutation(
+        InvoicePayload,
+        description="OPEN or UNCOLLECTIBLE -> PAID (admin).",
+        permission_classes=[IsPlatformAdmin],
     )
-    @returns_user_errors(InvoicePayload)
     def mark_invoice_paid(self, info: Info, input: InvoiceIdInput) -> InvoicePayload:
         ctx = info.context
         with ctx.transaction() as s:
@@ -110,10 +123,11 @@ class InvoiceMutations:
         ctx.enqueue_sync(inv.id or 0)  # tells Stripe: pay with paid_out_of_band
         return _ok(inv)
 
-    @strawberry.mutation(
-        description="OPEN -> UNCOLLECTIBLE (admin).", permission_classes=[IsPlatformAdmin]
+    @mutation(
+        InvoicePayload,
+        description="OPEN -> UNCOLLECTIBLE (admin).",
+        permission_classes=[IsPlatformAdmin],
     )
-    @returns_user_errors(InvoicePayload)
     def mark_invoice_uncollectible(self, info: Info, input: InvoiceIdInput) -> InvoicePayload:
         ctx = info.context
         with ctx.transaction() as s:
@@ -122,11 +136,11 @@ class InvoiceMutations:
             )
         return _ok(inv)
 
-    @strawberry.mutation(
+    @mutation(
+        InvoicePayload,
         description="OPEN or UNCOLLECTIBLE -> VOID: out of the monthly totals, and voided on Stripe (admin).",
         permission_classes=[IsPlatformAdmin],
     )
-    @returns_user_errors(InvoicePayload)
     def void_invoice(self, info: Info, input: InvoiceIdInput) -> InvoicePayload:
         ctx = info.context
         with ctx.transaction() as s:
@@ -139,14 +153,14 @@ class InvoiceMutations:
         ctx.enqueue_sync(inv.id or 0)
         return _ok(inv)
 
-    @strawberry.mutation(
+    @mutation(
+        InvoicePayload,
         description=(
             "Force a resync: FAILED goes back to PENDING with attempts reset; SYNCED is re-verified "
             "against Stripe and repaired. Never creates a second Stripe invoice."
         ),
         permission_classes=[IsAuthenticated],
     )
-    @returns_user_errors(InvoicePayload)
     def resync_invoice(self, info: Info, input: ResyncInvoiceInput) -> InvoicePayload:
         ctx = info.context
         with ctx.transaction() as s:
@@ -158,11 +172,11 @@ class InvoiceMutations:
         ctx.enqueue_sync(inv.id or 0)
         return _ok(inv)
 
-    @strawberry.mutation(
+    @mutation(
+        RetryFailedSyncsPayload,
         description="Re-queue every FAILED sync of one organization or of the platform (admin).",
         permission_classes=[IsPlatformAdmin],
     )
-    @returns_user_errors(RetryFailedSyncsPayload)
     def retry_failed_syncs(
         self, info: Info, input: RetryFailedSyncsInput
     ) -> RetryFailedSyncsPayload:

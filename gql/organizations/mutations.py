@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import strawberry
+from sqlmodel import Session
 
 from gql.core.context import Info
-from gql.core.errors import UserError, returns_user_errors
+from gql.core.errors import UserError
+from gql.core.idempotency import register_entity
+from gql.core.mutation import mutation
 from gql.core.permissions import IsPlatformAdmin
 from gql.organizations.inputs import CreateOrganizationInput
 from gql.organizations.types import Organization
 from models import organizations, tables
+
+
+def _load_organization(session: Session, organization_id: int) -> tables.Organization | None:
+    return session.get(tables.Organization, organization_id)
+
+
+register_entity(
+    tables.Organization, "organization", key=lambda o: o.id or 0, load=_load_organization
+)
 
 
 @strawberry.type(description="Result of createOrganization.")
@@ -24,11 +36,11 @@ class OrganizationPayload:
 
 @strawberry.type
 class OrganizationMutations:
-    @strawberry.mutation(
+    @mutation(
+        OrganizationPayload,
         description="Create an organization to bill (admin).",
         permission_classes=[IsPlatformAdmin],
     )
-    @returns_user_errors(OrganizationPayload)
     def create_organization(
         self, info: Info, input: CreateOrganizationInput
     ) -> OrganizationPayload:

@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import strawberry
+from sqlmodel import Session
 
 from gql.core import permissions
 from gql.core.context import Info
-from gql.core.errors import returns_user_errors
+from gql.core.idempotency import register_entity
+from gql.core.mutation import mutation
 from gql.core.permissions import IsPlatformAdmin
 from gql.prices.inputs import SetPriceInput
 from gql.prices.types import Price, PricePayload
-from models import prices
+from models import prices, tables
+
+
+def _load_price(session: Session, price_id: int) -> Price | None:
+    row = session.get(tables.Price, price_id)
+    return Price.from_row(row) if row else None
+
+
+register_entity(Price, "price", key=lambda p: p.row.id or 0, load=_load_price)
 
 
 @strawberry.type
 class PriceMutations:
-    @strawberry.mutation(
+    @mutation(
+        PricePayload,
         description="Append a price version from a given time (admin); never edits history.",
         permission_classes=[IsPlatformAdmin],
     )
-    @returns_user_errors(PricePayload)
     def set_price(self, info: Info, input: SetPriceInput) -> PricePayload:
         ctx = info.context
         now = ctx.now()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import strawberry
 
 from gql.core.context import Info
-from gql.core.errors import UserError, UserErrorCode, returns_user_errors
+from gql.core.errors import UserError, UserErrorCode
+from gql.core.mutation import mutation
 from gql.core.permissions import CanRecordUsage
 from gql.usage.inputs import RecordUsageInput
 from gql.usage.types import RecordUsagePayload
@@ -17,7 +18,8 @@ MAX_EVENTS_GRAPHQL = 1_000  # bulk feeds use POST /v1/usage (10,000 a request)
 
 @strawberry.type
 class UsageMutations:
-    @strawberry.mutation(
+    @mutation(
+        RecordUsagePayload,
         description=(
             "Record usage events (admin or metering token; at most 1,000). Each event stands "
             "alone: accepted, a duplicate (same id and payload, counted once), or refused with "
@@ -25,7 +27,6 @@ class UsageMutations:
         ),
         permission_classes=[CanRecordUsage],
     )
-    @returns_user_errors(RecordUsagePayload)
     def record_usage(self, info: Info, input: RecordUsageInput) -> RecordUsagePayload:
         ctx = info.context
         if len(input.events) > MAX_EVENTS_GRAPHQL:

@@ -1,0 +1,33 @@
+"""`mutation`: how every mutation is declared, so that each one has the same edge.
+
+A DomainError raised by the body becomes the payload's userErrors (gql/core/errors.py), and the
+field takes an optional `idempotencyKey` (gql/core/idempotency.py). A test checks that every
+field of Mutation has the argument, so a mutation declared another way cannot slip in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import strawberry
+from strawberry.permission import BasePermission
+
+from gql.core.errors import returns_user_errors
+from gql.core.idempotency import Idempotent
+
+
+def mutation(
+    payload: Callable[..., Any],
+    *,
+    description: str,
+    permission_classes: Sequence[type[BasePermission]],
+) -> Callable[[Callable[..., Any]], Any]:
+    def decorate(resolver: Callable[..., Any]) -> Any:
+        return strawberry.mutation(
+            description=description,
+            permission_classes=list(permission_classes),
+            extensions=[Idempotent(payload)],
+        )(returns_user_errors(payload)(resolver))
+
+    return decorate
