@@ -15,40 +15,41 @@ from sqlmodel import Session, col, select
 from gql.core.dataloaders import SessionLoader
 from models import tables
 
-# Key of a page of children: (parent id, rows wanted + 1 to learn hasNextPage, after this id).
-PageKey = tuple[int, int, int | None]
+# Key of a page of children: (parent id, rows wanted + 1 to learn whether there are more,
+# after this id, before this id, from the back).
+PageKey = tuple[int, int, int | None, int | None, bool]
 
 
 def _line_items_pages(session: Session, keys: Sequence[PageKey]) -> list[list[Any]]:
-    """First N line items after a cursor for many invoices in one query per (N, cursor) shape.
+    """A page of line items between two cursors for many invoices, in one query per shape.
 
-    A window function numbers each invoice's lines in id order and keeps the first N; the scan
-    uses ix_invoice_items_invoice_id_id. Pages of one request nearly always share a shape, so
-    this is one query. Rows come back as plain result rows, not ORM objects: they are read-only
-    here, and skipping the identity map halves the cost of a 200-line page.
+    A window function numbers each invoice's lines in id order (descending for a page from the
+    back) and keeps the first N; the scan uses ix_invoice_items_invoice_id_id either way. Pages
+    of one request nearly always share a shape, so this is one query. Rows come back in the
+    order read (the caller turns a backward page around) as plain result rows, not ORM objects:
+    they are read-only here, and skipping the identity map halves the cost of a 200-line page.
     """
-    by_shape: dict[tuple[int, int | None], list[int]] = defaultdict(list)
-    for invoice_id, limit, after in keys:
-        by_shape[(limit, after)].append(invoice_id)
+    by_shape: dict[tuple[int, int | None, int | None, bool], list[int]] = defaultdict(list)
+    for invoice_id, limit, after, before, backward in keys:
+        by_shape[(limit, after, before, backward)].append(invoice_id)
     found: dict[PageKey, list[Any]] = defaultdict(list)
     table = tables.InvoiceItem.__table__  # type: ignore[attr-defined]
-    for (limit, after), invoice_ids in by_shape.items():
-        ranked = (
-            sa.select(
-                *[c.label("metadata_") if c.name == "metadata" else c for c in table.c],
-                sa.func.row_number()
-                .over(partition_by=table.c.invoice_id, order_by=table.c.id)
-                .label("rn"),
-            )
-            .where(table.c.invoice_id.in_(invoice_ids))
-            .where(table.c.id > (after if after is not None else 0))
-            .subquery()
-        )
+    for (limit, after, before, backward), invoice_ids in by_shape.items():
+        order = table.c.id.desc() if backward else table.c.id
+        ranked = sa.select(
+            *[c.label("metadata_") if c.name == "metadata" else c for c in table.c],
+            sa.func.row_number().over(partition_by=table.c.invoice_id, order_by=order).label("rn"),
+        ).where(table.c.invoice_id.in_(invoice_ids))
+        if after is not None:
+            ranked = ranked.where(table.c.id > after)
+        if before is not None:
+            ranked = ranked.where(table.c.id < before)
+        sub = ranked.subquery()
         rows = session.execute(
-            sa.select(ranked).where(ranked.c.rn <= limit).order_by(ranked.c.invoice_id, ranked.c.id)
+            sa.select(sub).where(sub.c.rn <= limit).order_by(sub.c.invoice_id, sub.c.rn)
         ).all()
         for row in rows:
-            found[(row.invoice_id, limit, after)].append(row)
+            found[(row.invoice_id, limit, after, before, backward)].append(row)
     return [found.get(k, []) for k in keys]
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from gql.core import permissions
 from gql.core.context import Info
+from gql.core.pagination import AFTER, BEFORE, FIRST, LAST, window
 from gql.core.permissions import IsAuthenticated
 from gql.invoices.filters import InvoiceFilter
 from gql.invoices.resolvers import invoice_page
@@ -29,8 +32,14 @@ class InvoiceQueries:
     def invoices(
         self,
         info: Info,
-        first: int = 20,
-        after: str | None = None,
-        filter: InvoiceFilter | None = None,
+        first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
+        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        filter: Annotated[
+            InvoiceFilter | None, strawberry.argument(description="Narrow the list.")
+        ] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
     ) -> InvoiceConnection:
-        return invoice_page(info, first=first, after=after, filter=filter, organization_id=None)
+        return invoice_page(
+            info, w=window(first, after, last, before), filter=filter, organization_id=None
+        )

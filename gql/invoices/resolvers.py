@@ -11,8 +11,9 @@ from gql.core.context import Info
 from gql.core.errors import bad_input
 from gql.core.pagination import (
     Edge,
-    check_first,
+    Window,
     invoice_cursor,
+    page,
     page_info,
     parse_invoice_cursor,
 )
@@ -26,19 +27,18 @@ from models.errors import DomainError
 def invoice_page(
     info: Info,
     *,
-    first: int,
-    after: str | None,
+    w: Window,
     filter: InvoiceFilter | None,
     organization_id: int | None,
 ) -> InvoiceConnection:
     """One page of the invoices the viewer may see, newest billing period first, then newest id;
     `organization_id` narrows it to one organization (the parent of `Organization.invoices`).
 
-    Keyset: `(period_start, id) < (cursor)`, served by ix_invoices_organization_id_period_start_id
-    (one organization) or ix_invoices_period_start_id (platform).
+    Keyset: `(period_start, id) < (after)` and `> (before)`, read descending for `first` and
+    ascending for `last`, served either way by ix_invoices_organization_id_period_start_id (one
+    organization) or ix_invoices_period_start_id (platform).
     """
     ctx = info.context
-    check_first(first)
     inv = tables.Invoice
     try:
         where = conditions(filter)
@@ -53,19 +53,21 @@ def invoice_page(
             return _empty()
         where.append(col(inv.organization_id) == org.id)
 
+    key = sa.tuple_(col(inv.period_start), col(inv.id))
     stmt = select(inv).where(*where)
-    if after:
-        period_start, last_id = parse_invoice_cursor(after)
-        stmt = stmt.where(
-            sa.tuple_(col(inv.period_start), col(inv.id)) < sa.tuple_(period_start, last_id)
-        )
-    rows = ctx.session.exec(
-        stmt.order_by(col(inv.period_start).desc(), col(inv.id).desc()).limit(first + 1)
-    ).all()
-    page = rows[:first]
+    if w.after:
+        stmt = stmt.where(key < sa.tuple_(*parse_invoice_cursor(w.after)))
+    if w.before:
+        stmt = stmt.where(key > sa.tuple_(*parse_invoice_cursor(w.before)))
+    order = (
+        (col(inv.period_start).asc(), col(inv.id).asc())
+        if w.backward
+        else (col(inv.period_start).desc(), col(inv.id).desc())
+    )
+    rows, more = page(list(ctx.session.exec(stmt.order_by(*order).limit(w.size + 1)).all()), w)
     edges = [
         Edge(cursor=invoice_cursor(r.period_start, r.id or 0), node=Invoice.from_row(r))
-        for r in page
+        for r in rows
     ]
 
     def count() -> int:
@@ -73,7 +75,7 @@ def invoice_page(
 
     return InvoiceConnection(
         edges=edges,
-        page_info=page_info([e.cursor for e in edges], more=len(rows) > first, after=after),
+        page_info=page_info([e.cursor for e in edges], more=more, w=w),
         total_count_query=count,
     )
 
@@ -81,7 +83,7 @@ def invoice_page(
 def _empty() -> InvoiceConnection:
     return InvoiceConnection(
         edges=[],
-        page_info=page_info([], more=False, after=None),
+        page_info=page_info([], more=False, w=Window(0, False, None, None)),
         total_count_query=lambda: 0,
     )
 

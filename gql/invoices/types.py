@@ -12,12 +12,17 @@ from strawberry.scalars import JSON
 from gql.core.context import Info
 from gql.core.money import Money, money
 from gql.core.pagination import (
+    AFTER,
+    BEFORE,
+    FIRST,
+    LAST,
     Edge,
     PageInfo,
-    check_first,
     id_cursor,
+    page,
     page_info,
     parse_id_cursor,
+    window,
 )
 from gql.core.scalars import DecimalString
 from gql.invoices.dataloaders import LineItemsByInvoiceIdLoader, SyncStateByInvoiceIdLoader
@@ -161,24 +166,36 @@ class Invoice:
             created_at=r.created_at,
         )
 
-    @strawberry.field(description="Line items in the order they were added; `first` at most 100.")
+    @strawberry.field(description="Line items in the order they were added; pages of at most 100.")
     async def line_items(
-        self, info: Info, first: int = 20, after: str | None = None
+        self,
+        info: Info,
+        first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
+        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
     ) -> LineItemConnection:
-        check_first(first)
-        after_id = parse_id_cursor(after) if after else None
+        w = window(first, after, last, before)
         assert self.row.id is not None
-        rows = await info.context.loader(LineItemsByInvoiceIdLoader).load(
-            (self.row.id, first + 1, after_id)
+        rows, more = page(
+            await info.context.loader(LineItemsByInvoiceIdLoader).load(
+                (
+                    self.row.id,
+                    w.size + 1,
+                    parse_id_cursor(w.after) if w.after else None,
+                    parse_id_cursor(w.before) if w.before else None,
+                    w.backward,
+                )
+            ),
+            w,
         )
-        page = rows[:first]
         edges = [
             Edge(cursor=id_cursor(r.id or 0), node=LineItem.from_row(r, self.currency))
-            for r in page
+            for r in rows
         ]
         return LineItemConnection(
             edges=edges,
-            page_info=page_info([e.cursor for e in edges], more=len(rows) > first, after=after),
+            page_info=page_info([e.cursor for e in edges], more=more, w=w),
             total_count=self.row.line_item_count,
         )
 

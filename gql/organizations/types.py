@@ -7,9 +7,12 @@ lazily, without importing it, while this module imports the invoice and summary 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from gql.core.context import Info
+from gql.core.pagination import AFTER, BEFORE, FIRST, LAST, window
 from gql.cycle.queries import spend_alerts
 from gql.cycle.types import SpendAlert
 from gql.invoices.filters import InvoiceFilter
@@ -37,12 +40,18 @@ def _default_currency(parent: Row) -> str:
 def _invoices(
     parent: Row,
     info: Info,
-    first: int = 20,
-    after: str | None = None,
-    filter: InvoiceFilter | None = None,
+    first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
+    after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+    filter: Annotated[
+        InvoiceFilter | None, strawberry.argument(description="Narrow the list.")
+    ] = None,
+    last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+    before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
 ) -> InvoiceConnection:
     assert parent.id is not None
-    return invoice_page(info, first=first, after=after, filter=filter, organization_id=parent.id)
+    return invoice_page(
+        info, w=window(first, after, last, before), filter=filter, organization_id=parent.id
+    )
 
 
 def _monthly_summary(
