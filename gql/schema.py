@@ -80,12 +80,15 @@ class Metrics(SchemaExtension):
 
 
 # Field order in the SDL follows the bases: viewer, organization, invoice(s), monthlySummary.
-@strawberry.type
+@strawberry.type(description="What can be read: bills, their lines and sync state, spend, prices.")
 class Query(OrganizationQueries, InvoiceQueries, SummaryQueries, PriceQueries, CycleQueries):
     pass
 
 
-@strawberry.type
+@strawberry.type(
+    description="What can be written. Each mutation answers userErrors instead of raising, writes "
+    "all or nothing, and takes an idempotencyKey for safe retries."
+)
 class Mutation(
     InvoiceMutations, UsageMutations, PriceMutations, OrganizationMutations, CycleMutations
 ):

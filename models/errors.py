@@ -57,50 +57,75 @@ class DomainError(Exception):
 
 
 class NotFound(DomainError):
+    """No such record, or not one the caller may see (the two read the same)."""
+
     code = ErrorCode.NOT_FOUND
 
 
 class InvalidTransition(DomainError):
+    """The invoice's status does not allow this change (see the lifecycle in DESIGN.md)."""
+
     code = ErrorCode.INVALID_TRANSITION
 
 
 class InvoiceNotDraft(DomainError):
+    """Only a DRAFT invoice takes new lines."""
+
     code = ErrorCode.INVOICE_NOT_DRAFT
 
 
 class EmptyInvoice(DomainError):
+    """An invoice with no lines cannot be finalized."""
+
     code = ErrorCode.EMPTY_INVOICE
 
 
 class UnknownCurrency(DomainError):
+    """Not a currency we bill in (ISO 4217, three letters)."""
+
     code = ErrorCode.UNKNOWN_CURRENCY
 
 
 class TooManyDecimals(DomainError):
+    """A quantity or price has more decimal places than allowed."""
+
     code = ErrorCode.TOO_MANY_DECIMALS
 
 
 class ValueOutOfRange(DomainError):
+    """A number or date is outside the range allowed for the field."""
+
     code = ErrorCode.VALUE_OUT_OF_RANGE
 
 
 class NegativeQuantity(DomainError):
+    """Quantities are zero or more; a credit carries a negative unit price instead."""
+
     code = ErrorCode.NEGATIVE_QUANTITY
 
 
 class NegativePrice(DomainError):
+    """Charges (usage, subscription, one-off) cost zero or more; give money back with a CREDIT
+    or ADJUSTMENT line."""
+
     code = ErrorCode.NEGATIVE_PRICE
 
 
 class InvalidPeriod(DomainError):
+    """The period is empty, reversed or not whole days."""
+
     code = ErrorCode.INVALID_PERIOD
 
 
 class InvalidValue(DomainError):
+    """The value does not have the expected form (a blank text, a malformed key)."""
+
     code = ErrorCode.INVALID_VALUE
 
 
 class TooManyItems(DomainError):
+    """Too many items in one call; split the batch."""
+
     code = ErrorCode.TOO_MANY_ITEMS
 
 
@@ -111,6 +136,8 @@ class Busy(DomainError):
 
 
 class UnknownOrganization(DomainError):
+    """No organization with that slug."""
+
     code = ErrorCode.UNKNOWN_ORGANIZATION
 
 
@@ -152,4 +179,17 @@ class PriceHistoryFixed(DomainError):
 
 
 class AlreadyExists(DomainError):
+    """Something with that identity exists already (an organization slug)."""
+
     code = ErrorCode.ALREADY_EXISTS
+
+
+def meaning(code: ErrorCode) -> str:
+    """What a code means to a client: the first paragraph of its error class's docstring."""
+    classes = [DomainError]
+    while classes:
+        cls = classes.pop()
+        if cls.code is code and cls.__doc__:
+            return " ".join(cls.__doc__.split("\n\n")[0].split())
+        classes.extend(cls.__subclasses__())
+    raise LookupError(f"no DomainError with code {code}: add one, with a docstring")

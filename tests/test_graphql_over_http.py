@@ -5,8 +5,6 @@ server (npm package `graphql-http`, run by node from tests/graphql_http_audit/).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from sqlmodel import Session
 from tests.api_helpers import Api
 from tests.factories import make_org, make_token
 from tests.live_server import serve_process
+from tests.node_tools import npm_ci
 
 AUDIT_DIR = Path(__file__).parent / "graphql_http_audit"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -105,24 +104,6 @@ def test_the_preferred_media_type_wins(api: Api, token: str) -> None:
     assert post(api, body, accept, token).headers["content-type"].startswith(GRAPHQL_RESPONSE)
     accept = f"application/json, {GRAPHQL_RESPONSE};q=0.5"
     assert post(api, body, accept, token).headers["content-type"].startswith("application/json")
-
-
-def _npm() -> str | None:
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("npm and node are needed for the graphql-http audit in CI")
-        pytest.skip("SKIPPED LOUDLY: npm/node missing, the graphql-http audit did not run")
-    return npm
-
-
-def npm_ci() -> None:
-    """Install tests/graphql_http_audit's locked packages (once per checkout)."""
-    npm = _npm()
-    assert npm is not None
-    if (AUDIT_DIR / "node_modules" / ".package-lock.json").exists():
-        return
-    subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=AUDIT_DIR, check=True, timeout=600)
 
 
 def test_the_graphql_http_audit_passes_every_must_and_should(

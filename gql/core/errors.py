@@ -20,7 +20,8 @@ import strawberry
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import MaskErrors, SchemaExtension
 
-from models.errors import DomainError, ErrorCode
+from gql.core.enums import publish
+from models.errors import DomainError, ErrorCode, meaning
 
 log = logging.getLogger("billing.api")
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
@@ -28,10 +29,11 @@ request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
 # The domain's own enum, published once: a new DomainError reaches clients with its code, and a
 # code cannot exist here without a domain error behind it (tests/test_api_errors.py).
-UserErrorCode = strawberry.enum(
+UserErrorCode = publish(
     ErrorCode,
     name="UserErrorCode",
     description="Stable machine-readable codes of user errors; one meaning each.",
+    values={code: meaning(code) for code in ErrorCode},
 )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from gql.core.context import Info
@@ -21,7 +23,11 @@ class CycleQueries:
         ),
         permission_classes=[IsPlatformAdmin],
     )
-    def billing_run(self, info: Info, period: str) -> BillingRun | None:
+    def billing_run(
+        self,
+        info: Info,
+        period: Annotated[str, strawberry.argument(description='The month, as "2026-11".')],
+    ) -> BillingRun | None:
         try:
             start = cycle.parse_period(period)
         except DomainError as e:

@@ -9,12 +9,13 @@ import strawberry
 
 from gql.core.context import Info
 from gql.invoices.dataloaders import PaymentByInvoiceIdLoader
+from gql.invoices.enums import PaymentStatus
 from models import tables
 
 
 @strawberry.type(description="Where collecting the invoice stands on Stripe (from its webhooks).")
 class InvoicePayment:
-    status: tables.PaymentStatus = strawberry.field(
+    status: PaymentStatus = strawberry.field(
         description="PENDING (nothing heard yet), FAILED (an attempt was declined) or SUCCEEDED."
     )
     attempt_count: int = strawberry.field(description="Collection attempts Stripe has made.")
@@ -35,15 +36,15 @@ async def resolve_payment(root: Any, info: Info) -> InvoicePayment | None:
     found = await info.context.loader(PaymentByInvoiceIdLoader).load(row.id)
     if found is None:
         status = (
-            tables.PaymentStatus.SUCCEEDED
+            PaymentStatus.SUCCEEDED
             if row.status == tables.InvoiceStatus.PAID
-            else tables.PaymentStatus.PENDING
+            else PaymentStatus.PENDING
         )
         return InvoicePayment(
             status=status, attempt_count=0, last_failure_message=None, next_attempt_at=None
         )
     return InvoicePayment(
-        status=tables.PaymentStatus(found.status),
+        status=PaymentStatus(found.status),
         attempt_count=found.attempt_count,
         last_failure_message=found.last_failure_message,
         next_attempt_at=found.next_attempt_at,

@@ -21,7 +21,16 @@ class InvoiceQueries:
         description="An invoice by public id (inv_...) or number (ACME-0007); null when missing or not visible.",
         permission_classes=[IsAuthenticated],
     )
-    def invoice(self, info: Info, id: strawberry.ID) -> Invoice | None:
+    def invoice(
+        self,
+        info: Info,
+        id: Annotated[
+            strawberry.ID,
+            strawberry.argument(
+                description="A public id (inv_...) or an invoice number (ACME-0007, any case)."
+            ),
+        ],
+    ) -> Invoice | None:
         row = permissions.visible_invoice(info.context, str(id))
         return Invoice.from_row(row) if row is not None else None
 

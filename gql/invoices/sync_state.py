@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated
 
 import strawberry
 
@@ -43,7 +44,7 @@ class SyncAttempt:
     def step(self) -> str:
         return self.row.step
 
-    @strawberry.field(description="ok, retry, failed or paused.")
+    @strawberry.field(description="How the step ended: ok, retry, failed or paused.")
     def outcome(self) -> str:
         return self.row.outcome
 
@@ -133,7 +134,13 @@ class SyncState:
     @strawberry.field(
         description=f"The most recent attempt steps, newest first (at most {HISTORY_MAX})."
     )
-    async def history(self, info: Info, last: int = 10) -> list[SyncAttempt]:
+    async def history(
+        self,
+        info: Info,
+        last: Annotated[
+            int, strawberry.argument(description="How many of the newest attempt steps to answer.")
+        ] = 10,
+    ) -> list[SyncAttempt]:
         rows = await info.context.loader(SyncAttemptsByInvoiceIdLoader).load(
             (self.invoice_id, max(0, min(last, HISTORY_MAX)))
         )

@@ -59,7 +59,7 @@ class LineItem:
         description="Price of one unit in minor units (cents), exact, up to 12 decimal places."
     )
     amount: Money = strawberry.field(
-        description="quantity x unitPrice rounded half-even to a whole minor unit, once."
+        description="The quantity times unitPrice, rounded half-even to a whole minor unit, once."
     )
     period_start: date | None = strawberry.field(
         description="Start of the service period (inclusive), if given."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 from sqlmodel import select
 
@@ -36,5 +38,11 @@ class OrganizationQueries:
         graphql_type=Organization | None,
         permission_classes=[IsAuthenticated],
     )
-    def organization(self, info: Info, slug: str) -> tables.Organization | None:
+    def organization(
+        self,
+        info: Info,
+        slug: Annotated[
+            str, strawberry.argument(description="The organization's slug, such as acme.")
+        ],
+    ) -> tables.Organization | None:
         return permissions.visible_organization(info.context, slug)

@@ -55,7 +55,20 @@ def _invoices(
 
 
 def _monthly_summary(
-    parent: Row, info: Info, years: list[int], currency: str | None = None
+    parent: Row,
+    info: Info,
+    years: Annotated[
+        list[int],
+        strawberry.argument(
+            description="Calendar years to cover, such as [2025, 2026]; every month of each is answered."
+        ),
+    ],
+    currency: Annotated[
+        str | None,
+        strawberry.argument(
+            description="Only this currency (three letters); all of them when null."
+        ),
+    ] = None,
 ) -> list[MonthlySummary]:
     assert parent.id is not None
     return summary_for(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from gql.core import permissions
@@ -23,7 +25,20 @@ class PriceQueries:
         permission_classes=[IsAuthenticated],
     )
     def prices(
-        self, info: Info, product: str | None = None, currency: str | None = None
+        self,
+        info: Info,
+        product: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Only this product code, such as egress; all when null."
+            ),
+        ] = None,
+        currency: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Only this currency (three letters); all of them when null."
+            ),
+        ] = None,
     ) -> list[Price]:
         ctx = info.context
         viewer = ctx.viewer

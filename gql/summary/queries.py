@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from gql.core import permissions
@@ -25,9 +27,24 @@ class SummaryQueries:
     def monthly_summary(
         self,
         info: Info,
-        years: list[int],
-        organization_slug: str | None = None,
-        currency: str | None = None,
+        years: Annotated[
+            list[int],
+            strawberry.argument(
+                description="Calendar years to cover, such as [2025, 2026]; every month of each is answered."
+            ),
+        ],
+        organization_slug: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Admins: one organization instead of the platform. Members: their own (another reads as none)."
+            ),
+        ] = None,
+        currency: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Only this currency (three letters); all of them when null."
+            ),
+        ] = None,
     ) -> list[MonthlySummary]:
         ctx = info.context
         if organization_slug:
