@@ -1,6 +1,7 @@
 """Month-end close benchmark (`make bench-close`): one JSON line.
 
-Its own database (`billing_bench_close`). N organizations (50,000 by default), each with a
+Its own database (`billing_bench_close`, or `$BENCH_CLOSE_DB` so that runs side by side do not
+drop each other's). N organizations (50,000 by default), each with a
 February usage draft of 20 usage lines (written with COPY: the draft rows, the usage_drafts
 mapping, the lines and the events behind them, so `usage verify` has something to check) and a
 support-plan subscription (the recurring line the close adds). Then two `billing close-period
@@ -133,7 +134,7 @@ def main() -> int:
     ap.add_argument("--orgs", type=int, default=50_000)
     ap.add_argument("--lines", type=int, default=20)
     args = ap.parse_args()
-    url = fresh_database("billing_bench_close")
+    url = fresh_database(os.environ.get("BENCH_CLOSE_DB", "billing_bench_close"))
     gen = generate(url, args.orgs, args.lines)
     log(f"generated {args.orgs} drafts x {args.lines} lines in {gen:.1f}s")
     load_before = os.getloadavg()

@@ -23,9 +23,11 @@ Decisions:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -33,7 +35,7 @@ from sqlmodel import Session, col, select
 from models import invoices, tables, usage_lines
 from models.errors import DomainError, InvalidValue, UnknownProduct
 from models.invoices import LineInput
-from models.prices import load_book
+from models.prices import PriceBook, load_book
 from models.tables import InvoiceStatus, LineItemKind
 
 
@@ -104,32 +106,51 @@ def open_run(session: Session, period: date, *, now: datetime) -> tables.Billing
     return refresh_run(session, period, now=now)
 
 
-def claim(session: Session, period: date, *, limit: int, failed_since: datetime) -> list[int]:
-    """Up to `limit` invoice ids of the period's drafts still to close, locked until the caller's
-    transaction ends (`FOR UPDATE OF d SKIP LOCKED` on their usage_drafts rows, organization
-    order, on ix_usage_drafts_period_start_organization_id): two closers get disjoint chunks, and
-    a killed closer's chunk is free again as soon as its connection is gone.
+class Claimed(NamedTuple):
+    invoice_id: int
+    organization_id: int
+
+
+def claim(
+    session: Session,
+    period: date,
+    *,
+    limit: int,
+    failed_since: datetime,
+    after_organization: int | None = None,
+) -> list[Claimed]:
+    """Up to `limit` drafts of the period still to close, locked until the caller's transaction
+    ends (`FOR UPDATE OF d SKIP LOCKED` on their usage_drafts rows, organization order, on
+    ix_usage_drafts_period_start_organization_id): two closers get disjoint chunks, and a
+    killed closer's chunk is free again as soon as its connection is gone.
+
+    `after_organization` starts the scan past the closer's previous chunk: without it every
+    claim walks the index over all the drafts finalized so far (quadratic in the period's size).
+    A closer that finds nothing past its cursor claims once more from the start (what it
+    skipped while another closer held it) before it stops.
 
     Left out: drafts skipped as empty that are still empty, and drafts that failed since
     `failed_since` (this pass: retried by the next run, not in a loop by this one)."""
     rows = session.execute(
         sa.text(
-            "SELECT d.invoice_id FROM usage_drafts d JOIN invoices i ON i.id = d.invoice_id "
-            "WHERE d.period_start = :p AND i.status = 'draft' AND NOT EXISTS ("
-            "SELECT 1 FROM billing_run_invoices b WHERE b.invoice_id = d.invoice_id AND ("
-            "(b.outcome = :skipped AND i.line_item_count = 0) "
+            "SELECT d.invoice_id, d.organization_id FROM usage_drafts d "
+            "JOIN invoices i ON i.id = d.invoice_id "
+            "WHERE d.period_start = :p AND d.organization_id > :after AND i.status = 'draft' "
+            "AND NOT EXISTS (SELECT 1 FROM billing_run_invoices b WHERE b.invoice_id = "
+            "d.invoice_id AND ((b.outcome = :skipped AND i.line_item_count = 0) "
             "OR (b.outcome = :failed AND b.at >= :since))) "
             "ORDER BY d.organization_id LIMIT :n FOR UPDATE OF d SKIP LOCKED"
         ),
         {
             "p": period,
+            "after": -1 if after_organization is None else after_organization,
             "since": failed_since,
             "n": limit,
             "skipped": Outcome.SKIPPED.value,
             "failed": Outcome.FAILED.value,
         },
     ).all()
-    return [int(r.invoice_id) for r in rows]
+    return [Claimed(int(r.invoice_id), int(r.organization_id)) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -183,18 +204,44 @@ def recurring_lines(session: Session, inv: tables.Invoice) -> list[LineInput]:
     ).all()
     if not subs:
         return []
-    at = midnight(inv.period_start)
     currency = inv.currency.strip()
     book = load_book(
         session,
         products=[x.product for x in subs],
         currencies=[currency],
         organization_ids=[inv.organization_id],
-        until=at,
+        until=midnight(inv.period_start),
     )
+    return plan_lines(
+        subs,
+        book,
+        organization_id=inv.organization_id,
+        currency=currency,
+        period_start=inv.period_start,
+        period_end=inv.period_end,
+    )
+
+
+def overlaps(sub: tables.Subscription, period_start: date, period_end: date) -> bool:
+    """The subscription bills this period (the predicate of `recurring_lines`' query)."""
+    return sub.since < period_end and (sub.until is None or sub.until > period_start)
+
+
+def plan_lines(
+    subs: Sequence[tables.Subscription],
+    book: PriceBook,
+    *,
+    organization_id: int,
+    currency: str,
+    period_start: date,
+    period_end: date,
+) -> list[LineInput]:
+    """The lines of these subscriptions (already known to overlap the period, in id order),
+    priced from `book` at the period start. Raises UnknownProduct (a plan with no price)."""
+    at = midnight(period_start)
     lines: list[LineInput] = []
     for sub in subs:
-        price = book.lookup(inv.organization_id, sub.product, currency, at)
+        price = book.lookup(organization_id, sub.product, currency, at)
         if price is None:
             raise UnknownProduct(
                 f"no {currency} price for {sub.product!r} at {at:%Y-%m-%d}: the plan of "
@@ -204,13 +251,13 @@ def recurring_lines(session: Session, inv: tables.Invoice) -> list[LineInput]:
         lines.append(
             LineInput(
                 kind=LineItemKind.SUBSCRIPTION,
-                description=f"{sub.description} ({inv.period_start:%Y-%m})",
+                description=f"{sub.description} ({period_start:%Y-%m})",
                 product=sub.product,
                 unit=price.unit,
                 quantity=sub.quantity,
                 unit_price=price.unit_price,
-                period_start=inv.period_start,
-                period_end=inv.period_end,
+                period_start=period_start,
+                period_end=period_end,
                 metadata={"subscription_id": sub.id, "price_id": price.id},
             )
         )
@@ -242,6 +289,23 @@ def _record(
             "m": message,
             "now": now,
         },
+    )
+
+
+def record_outcomes(
+    session: Session, invoice_ids: Sequence[int], outcome: Outcome, *, now: datetime
+) -> None:
+    """`_record` of one outcome for many invoices in one statement (the set-based close), in id
+    order. Caller commits."""
+    session.execute(
+        sa.text(
+            "INSERT INTO billing_run_invoices AS b (invoice_id, period_start, outcome, at) "
+            "SELECT i.id, i.period_start, :o, :now FROM invoices i "
+            "WHERE i.id = ANY(CAST(:ids AS bigint[])) ORDER BY i.id "
+            "ON CONFLICT (invoice_id) DO UPDATE SET outcome = EXCLUDED.outcome, "
+            "attempts = b.attempts + 1, error_code = NULL, error_message = NULL, at = EXCLUDED.at"
+        ),
+        {"ids": list(invoice_ids), "o": outcome.value, "now": now},
     )
 
 
