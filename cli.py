@@ -325,11 +325,14 @@ def cmd_close_period(args: argparse.Namespace) -> int:
         return 2
     factory = session_factory(_engine(cfg, pool_size=3))
     bar = tqdm(desc=f"close {period:%Y-%m}", unit="inv", disable=args.quiet)
+    # NOTE: without this, enqueue_sync published to Celery's default (unconfigured) broker and
+    # failed silently: every sync of a CLI close waited for the sweeper.
+    sync_cfg = _sync_config(cfg)
     broker = _redis(cfg)
     nudge = sweeper.capped_enqueue(
         enqueue_sync,
         lambda: sweeper.queue_depth(broker, queue_name()),
-        max_depth=cfg.sync_max_queue_depth,
+        max_depth=sync_cfg.max_queue_depth,
     )
 
     def tick(p: close.Progress, invoice_id: int, outcome: Outcome) -> None:

@@ -289,3 +289,39 @@ def test_the_close_nudges_workers_only_up_to_the_queue_depth_cap(redis_url: str)
         assert sweeper.queue_depth(client, queue) == 50
     finally:
         client.delete(queue)
+
+
+def test_billing_close_period_enqueues_the_syncs_on_the_configured_queue(
+    committed: sessionmaker[Session], database_url: str, redis_url: str
+) -> None:
+    """The CLI closes the period and nudges the sync workers on the configured broker and
+    queue (it used to publish to Celery's unconfigured default broker, failing silently)."""
+    import redis
+
+    from sync import sweeper
+
+    org_ids = world(committed, 3)
+    queue = f"test-close-cli-{os.getpid()}"
+    client = redis.Redis.from_url(redis_url)
+    client.delete(queue)
+    try:
+        done = subprocess.run(
+            [sys.executable, "cli.py", "close-period", "--period", "2026-02", "--quiet"],
+            cwd=PROJECT_ROOT,
+            env={
+                **os.environ,
+                "DATABASE_URL": database_url,
+                "REDIS_URL": redis_url,
+                "BILLING_SYNC_QUEUE": queue,
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "3 finalized" in done.stdout
+        assert sweeper.queue_depth(client, queue) == 3
+    finally:
+        client.delete(queue)
+    with committed() as s:
+        assert_closed_exactly_once(s, org_ids)
