@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from models import close, close_chunk, cycle, invoices, rollup, tables, usage_verify
+from models import close, close_chunk, cycle, invoices, numbering, rollup, tables, usage_verify
 from models.cycle import Outcome
 from settings import PROJECT_ROOT
 from tests.api_helpers import QueryCounter
@@ -325,3 +325,14 @@ def test_billing_close_period_enqueues_the_syncs_on_the_configured_queue(
         client.delete(queue)
     with committed() as s:
         assert_closed_exactly_once(s, org_ids)
+
+
+def test_numbers_for_many_invoices_are_consecutive_per_organization(db: Session) -> None:
+    """One org can appear more than once in a list (two drafts of one organization): each gets
+    the next number in list order, and the single-invoice path continues after them."""
+    a, b = make_org(db, slug="alpha"), make_org(db, slug="beta")
+    assert a.id is not None and b.id is not None
+    numbers = numbering.next_invoice_numbers(db, [(a.id, "ALPHA"), (b.id, "BETA"), (a.id, "ALPHA")])
+    assert numbers == ["ALPHA-0001", "BETA-0001", "ALPHA-0002"]
+    assert numbering.next_invoice_number(db, a.id, "ALPHA") == "ALPHA-0003"
+    assert numbering.next_invoice_numbers(db, []) == []
