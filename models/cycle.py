@@ -1,6 +1,8 @@
 """The month-end close, step by step: open a period's run, claim drafts, close one draft
 (recurring lines, then `invoices.finalize`), record what happened. `models.close.run` drives
-these steps, one transaction per claim and one per invoice; none of them commits.
+these steps, one transaction per claim and one per chunk (`models.close_chunk` does a chunk's
+drafts together, with these rules; `close_invoice` is the per-invoice fallback); none of them
+commits.
 
 Decisions:
 - Which drafts: the period's usage drafts (`usage_drafts`), the ones the cycle owns. An
