@@ -6,8 +6,8 @@ commits.
 
 Decisions:
 - Which drafts: the period's usage drafts (`usage_drafts`), the ones the cycle owns. An
-  organization with an active subscription and no usage gets a draft at the start of the run,
-  so its plan is billed; an organization with neither has no draft and gets no invoice. Drafts
+  organization with an active subscription and no usage gets a draft at the start of the run
+  (`create_missing_drafts`, in batches), so its plan is billed; an organization with neither has no draft and gets no invoice. Drafts
   made by hand with `createInvoice` are finalized by hand, as before.
 - Recurring lines: one SUBSCRIPTION line per subscription overlapping the period, for the whole
   period (no proration: a plan started mid-month costs the month), priced from `prices` at the
@@ -36,6 +36,7 @@ from sqlmodel import Session, col, select
 
 from models import invoices, tables, usage_lines
 from models.errors import DomainError, InvalidValue, UnknownProduct
+from models.ids import new_public_id
 from models.invoices import LineInput
 from models.prices import PriceBook, load_book
 from models.tables import InvoiceStatus, LineItemKind
@@ -80,24 +81,8 @@ def due_period(now: datetime, *, grace: timedelta) -> date:
 
 
 def open_run(session: Session, period: date, *, now: datetime) -> tables.BillingRun:
-    """Start (or resume) the close of `period`: the billing_runs row, and a draft for every
-    organization with an active subscription but no draft yet. Caller commits."""
-    subscribed = session.execute(
-        sa.text(
-            "SELECT DISTINCT s.organization_id, o.default_currency FROM subscriptions s "
-            "JOIN organizations o ON o.id = s.organization_id "
-            "WHERE s.since < :end AND (s.until IS NULL OR s.until > :start) "
-            "AND NOT EXISTS (SELECT 1 FROM usage_drafts d WHERE d.organization_id = "
-            "s.organization_id AND d.period_start = :start) ORDER BY 1"
-        ),
-        {"start": period, "end": period_end(period)},
-    ).all()
-    if subscribed:
-        usage_lines.place(
-            session,
-            {(r.organization_id, period): r.default_currency.strip() for r in subscribed},
-            now=now,
-        )
+    """Start (or resume) the close of `period`: the billing_runs row. The drafts of subscribed
+    organizations without usage come next, from `create_missing_drafts`. Caller commits."""
     session.execute(
         sa.text(
             "INSERT INTO billing_runs (period_start, started_at, updated_at) VALUES (:p, :now, :now) "
@@ -106,6 +91,70 @@ def open_run(session: Session, period: date, *, now: datetime) -> tables.Billing
         {"p": period, "now": now},
     )
     return refresh_run(session, period, now=now)
+
+
+# Organizations with a subscription billing the period and no draft for it, in id order.
+_UNDRAFTED = sa.text(
+    "SELECT DISTINCT s.organization_id FROM subscriptions s "
+    "WHERE s.since < :end AND (s.until IS NULL OR s.until > :start) "
+    "AND NOT EXISTS (SELECT 1 FROM usage_drafts d WHERE d.organization_id = "
+    "s.organization_id AND d.period_start = :start) ORDER BY 1 LIMIT :n"
+)
+
+# The lock the ingest takes before it creates an organization's draft (usage_lines._create),
+# for many organizations, in id order.
+_DRAFT_LOCKS = sa.text(
+    "SELECT count(pg_advisory_xact_lock(:ns, CAST(o % 2147483647 AS integer))) "
+    "FROM (SELECT unnest(CAST(:orgs AS bigint[])) AS o ORDER BY 1) AS x"
+)
+
+# The drafts (and their usage_drafts rows) of those still without one once the locks are held.
+_CREATE_DRAFTS = sa.text(
+    "WITH todo AS (SELECT o.id, o.default_currency, w.public_id "
+    "FROM unnest(CAST(:orgs AS bigint[]), CAST(:public_ids AS text[])) AS w(org, public_id) "
+    "JOIN organizations o ON o.id = w.org WHERE NOT EXISTS (SELECT 1 FROM usage_drafts d "
+    "WHERE d.organization_id = w.org AND d.period_start = :start)), "
+    "made AS (INSERT INTO invoices (public_id, organization_id, status, currency, period_start, "
+    "period_end, created_at, updated_at) SELECT public_id, id, :draft, default_currency, :start, "
+    ":end, :now, :now FROM todo ORDER BY id RETURNING id, organization_id) "
+    "INSERT INTO usage_drafts (organization_id, period_start, invoice_id) "
+    "SELECT organization_id, :start, id FROM made"
+)
+
+
+def create_missing_drafts(session: Session, period: date, *, now: datetime, limit: int) -> int:
+    """An empty DRAFT of `period` (and its usage_drafts row) for up to `limit` organizations
+    with an active subscription but no draft yet, so their plan is billed. Returns how many
+    organizations it dealt with: fewer than `limit` means none is left. Caller commits; the
+    driver calls it in a transaction per batch.
+
+    Why batches, and set-based: at 50,000 such organizations, one transaction through the
+    ingest's `usage_lines.place` (one ORM draft and one advisory lock each) exhausted
+    PostgreSQL's shared lock table (max_locks_per_transaction x max_connections: 6,400 on this
+    server) after minutes. Here a batch takes the ingest's advisory lock of each organization
+    in id order (so a first event of the month racing us creates no second draft: whoever
+    locks second sees the other's draft), then creates the missing drafts in one statement."""
+    orgs = [
+        int(o)
+        for o in session.execute(
+            _UNDRAFTED, {"start": period, "end": period_end(period), "n": limit}
+        ).scalars()
+    ]
+    if not orgs:
+        return 0
+    session.execute(_DRAFT_LOCKS, {"ns": usage_lines.DRAFT_LOCK_NAMESPACE, "orgs": orgs})
+    session.execute(
+        _CREATE_DRAFTS,
+        {
+            "orgs": orgs,
+            "public_ids": [new_public_id("inv") for _ in orgs],
+            "start": period,
+            "end": period_end(period),
+            "now": now,
+            "draft": InvoiceStatus.DRAFT.value,
+        },
+    )
+    return len(orgs)
 
 
 class Claimed(NamedTuple):

@@ -336,3 +336,72 @@ def test_numbers_for_many_invoices_are_consecutive_per_organization(db: Session)
     assert numbers == ["ALPHA-0001", "BETA-0001", "ALPHA-0002"]
     assert numbering.next_invoice_number(db, a.id, "ALPHA") == "ALPHA-0003"
     assert numbering.next_invoice_numbers(db, []) == []
+
+
+# --- drafts for subscribed organizations without usage ----------------------------------------
+
+
+def _subscribed_without_usage(db: Session, n: int) -> None:
+    db.execute(
+        sa.text(
+            "INSERT INTO organizations (public_id, slug, name, billing_email, invoice_prefix, "
+            "default_currency) SELECT 'org_q' || g, 'q' || g, 'Q ' || g, 'ap@q' || g || "
+            "'.example', 'Q' || g, 'USD' FROM generate_series(1, :n) g"
+        ),
+        {"n": n},
+    )
+    db.execute(
+        sa.text(
+            "INSERT INTO subscriptions (organization_id, product, description, quantity, since) "
+            "SELECT id, 'support-plan', 'Support plan', 1, '2025-01-01' FROM organizations "
+            "WHERE slug LIKE 'q%'"
+        )
+    )
+
+
+def _advisory_locks_held(db: Session) -> int:
+    return int(
+        db.execute(
+            sa.text("SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() "
+                    "AND locktype = 'advisory'")
+        ).scalar_one()
+    )  # fmt: skip
+
+
+def test_drafts_of_subscribed_organizations_are_created_in_bounded_batches(
+    db: Session, factory: sessionmaker[Session]
+) -> None:
+    """50,000 subscribed organizations without usage used to get their drafts in the run's
+    first transaction, one ORM draft and one advisory lock each: PostgreSQL's lock table
+    (max_locks_per_transaction x max_connections, 6,400 here) ran out ("out of shared memory")
+    and the close could not start. Now: batches, each its own transaction, a handful of
+    statements and at most `limit` advisory locks."""
+    seed_prices(db)
+    _subscribed_without_usage(db, 250)
+    bind = db.get_bind()
+    engine = bind.engine if isinstance(bind, sa.Connection) else bind
+    made = []
+    for _ in range(4):
+        before = _advisory_locks_held(db)  # the test's outer transaction keeps earlier ones
+        with QueryCounter(engine) as counted:
+            made.append(cycle.create_missing_drafts(db, FEB, now=CLOSE_AT, limit=100))
+        assert _advisory_locks_held(db) - before <= 100
+        assert len(counted.statements) <= 6, counted.statements
+        db.commit()  # a savepoint here; in close.run, a transaction per batch
+    assert made == [100, 100, 50, 0]
+    drafts = db.execute(
+        sa.text("SELECT count(*), count(DISTINCT d.organization_id) FROM usage_drafts d JOIN "
+                "invoices i ON i.id = d.invoice_id WHERE d.period_start = :p AND i.status = "
+                "'draft' AND i.period_end = '2026-03-01' AND i.currency = 'USD'"), {"p": FEB}
+    ).one()  # fmt: skip
+    assert tuple(drafts) == (250, 250)
+
+    done = close.run(factory, FEB, clock=clock, rollup_shards=SHARDS)
+
+    assert done.counts[Outcome.FINALIZED] == 250 and done.finished
+    totals = db.execute(
+        sa.text("SELECT count(*), min(total_cents), max(total_cents) FROM invoices "
+                "WHERE status = 'open'")
+    ).one()  # fmt: skip
+    assert tuple(totals) == (250, 2900, 2900)
+    assert rollup.verify(db) == []
