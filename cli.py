@@ -308,7 +308,8 @@ def cmd_close_period(args: argparse.Namespace) -> int:
     from models.cycle import Outcome
     from models.db import session_factory
     from models.errors import DomainError
-    from sync.celery_app import enqueue_sync
+    from sync import sweeper
+    from sync.celery_app import enqueue_sync, queue_name
 
     cfg = _environment()
     try:
@@ -324,6 +325,15 @@ def cmd_close_period(args: argparse.Namespace) -> int:
         return 2
     factory = session_factory(_engine(cfg, pool_size=3))
     bar = tqdm(desc=f"close {period:%Y-%m}", unit="inv", disable=args.quiet)
+    # NOTE: without this, enqueue_sync published to Celery's default (unconfigured) broker and
+    # failed silently: every sync of a CLI close waited for the sweeper.
+    sync_cfg = _sync_config(cfg)
+    broker = _redis(cfg)
+    nudge = sweeper.capped_enqueue(
+        enqueue_sync,
+        lambda: sweeper.queue_depth(broker, queue_name()),
+        max_depth=sync_cfg.max_queue_depth,
+    )
 
     def tick(p: close.Progress, invoice_id: int, outcome: Outcome) -> None:
         if bar.total is None:
@@ -336,7 +346,7 @@ def cmd_close_period(args: argparse.Namespace) -> int:
         period,
         clock=lambda: datetime.now(UTC),
         rollup_shards=cfg.rollup_platform_shards,
-        enqueue_sync=enqueue_sync,
+        enqueue_sync=nudge,
         on_invoice=tick,
     )
     bar.close()

@@ -1,6 +1,7 @@
 """Month-end close benchmark (`make bench-close`): one JSON line.
 
-Its own database (`billing_bench_close`). N organizations (50,000 by default), each with a
+Its own database (`billing_bench_close`, or `$BENCH_CLOSE_DB` so that runs side by side do not
+drop each other's). N organizations (50,000 by default), each with a
 February usage draft of 20 usage lines (written with COPY: the draft rows, the usage_drafts
 mapping, the lines and the events behind them, so `usage verify` has something to check) and a
 support-plan subscription (the recurring line the close adds). Then two `billing close-period
@@ -24,11 +25,13 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import psycopg
-from common import ROOT, fresh_database, start, stop
+import redis
+from common import ROOT, fresh_database, server_urls, start, stop
 
 from models import rollup, usage_verify
 from models.db import make_engine, session_factory, transaction
 from models.money import line_amount_cents
+from sync.sweeper import queue_depth as sweeper_depth
 
 FEB = date(2026, 2, 1)
 PRODUCTS = ["machines-shared-cpu", "egress", "volume-storage", "ipv4"]
@@ -133,11 +136,16 @@ def main() -> int:
     ap.add_argument("--orgs", type=int, default=50_000)
     ap.add_argument("--lines", type=int, default=20)
     args = ap.parse_args()
-    url = fresh_database("billing_bench_close")
+    url = fresh_database(os.environ.get("BENCH_CLOSE_DB", "billing_bench_close"))
     gen = generate(url, args.orgs, args.lines)
     log(f"generated {args.orgs} drafts x {args.lines} lines in {gen:.1f}s")
     load_before = os.getloadavg()
-    env = {"DATABASE_URL": url, "BILLING_SYNC_QUEUE": "bench-close-none"}
+    # No worker consumes this queue: it only shows how many nudges the closers published (the
+    # close caps them at the sweeper's queue depth; the sweeper enqueues the rest later).
+    queue = "bench-close-none"
+    broker = redis.Redis.from_url(server_urls()[1])
+    broker.delete(queue)
+    env = {"DATABASE_URL": url, "BILLING_SYNC_QUEUE": queue}
     argv = [sys.executable, str(ROOT / "cli.py"), "close-period", "--period", "2026-02", "--quiet"]
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
@@ -156,6 +164,8 @@ def main() -> int:
     a.wait()
     b.wait()
     seconds = time.perf_counter() - started
+    queued = sweeper_depth(broker, queue)
+    broker.delete(queue)
     engine = make_engine(url, pool_size=1)
     factory = session_factory(engine)
     with transaction(factory) as s:
@@ -189,6 +199,7 @@ def main() -> int:
         "numbers_not_0001": row[4],
         "recurring_lines": row[5],
         "billing_run": row[6],
+        "sync_messages_queued": queued,
         "rollup_verify_diffs": rollup_diffs,
         "usage_verify_diffs": usage_diffs,
         "loadavg_before": [round(x, 2) for x in load_before],

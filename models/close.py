@@ -2,30 +2,51 @@
 
 Unlike the rest of `models/`, this module owns transactions, as a task does (it takes a session
 factory): one short one to open the run, then, per chunk, a claim transaction that holds the
-chunk's `SKIP LOCKED` row locks while each of its drafts is closed in a transaction of its own
-(on a second connection), and the run's counters refreshed at the end of the chunk. An error on
-one draft rolls back that draft only; it is recorded (`cycle.record_failure`) and the loop goes
-on. A closer killed anywhere loses at most its open invoice transaction (rolled back by
-PostgreSQL) and its claim (released with its connection): the next run takes the rest.
+chunk's `SKIP LOCKED` row locks while the chunk is closed on a second connection, and the run's
+counters refreshed at the end of the chunk.
 
-Chunk size: 200 drafts, i.e. about half a second of row locks at the benchmark's rate: long
-enough that claiming is noise, short enough that a second closer never waits for work.
+Decision: each CHUNK is closed in one transaction (`close_chunk.close_drafts`, set-based), with
+a per-invoice fallback; no longer each invoice in its own transaction. Why: the per-invoice
+ORM path (~17 statements, 4 flushes, ~12 ms of Python per draft) closed about 70 drafts/s on
+a quiet core, and the month-end target is 400/s with two closers on two shared cores; a chunk
+costs a dozen statements whatever its size. What it costs, and how the guarantees survive:
+- Error isolation: a draft whose failure can be foreseen (a plan with no price) is left out of
+  the chunk and closed alone by `cycle.close_invoice`, which records the coded error. Any other
+  error rolls the whole chunk back (nothing of it is written: numbers return with the
+  rollback), and the driver then closes that chunk's drafts one by one in their own
+  transactions, exactly as before, so only the failing draft fails and is recorded.
+- Exactly once: the chunk locks its invoice rows and finalizes only DRAFTs; a killed closer
+  loses its open chunk transaction whole (PostgreSQL rolls it back) and its claim; the next run
+  takes the rest.
+- Racing usage waits for the chunk's commit instead of one invoice's (the invoice row locks
+  are held for the chunk): at 200 drafts, a fraction of a second once a month.
+- Progress moves by chunks: `on_invoice` is called for each draft after its chunk commits.
+
+Chunk size: 200 drafts: at the measured ~1,000 drafts/s of one closer, 0.2 s of row locks;
+bigger chunks gain little (the per-chunk statements are already noise) and make a fallback
+(200 single transactions) and a racing ingest's wait longer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from models import cycle
+from models import close_chunk, cycle
 from models.cycle import Outcome
 from models.db import transaction
 
 DEFAULT_CHUNK = 200
+# Drafts created per transaction for subscribed organizations without usage: 1,000 advisory
+# locks, well inside PostgreSQL's shared lock table (6,400 slots on this server, for everyone).
+DRAFT_BATCH = 1_000
+
+log = logging.getLogger("billing.close")
 
 
 @dataclass
@@ -57,17 +78,35 @@ def run(
     """Close every draft of `period` that no other closer holds; safe to run twice, and side by
     side. Returns this closer's tally; `finished` once nothing but failures is left."""
     with transaction(factory) as s:
-        opened = cycle.open_run(s, period, now=clock())
+        cycle.open_run(s, period, now=clock())
+    while True:  # a transaction per batch: bounded locks, and a kill keeps what is done
+        with transaction(factory) as s:
+            made = cycle.create_missing_drafts(s, period, now=clock(), limit=DRAFT_BATCH)
+        if made < DRAFT_BATCH:
+            break
+    with transaction(factory) as s:
+        opened = cycle.refresh_run(s, period, now=clock())
         todo = cycle.remaining(s, period)
     progress = Progress(period, drafts=opened.drafts, todo=todo)
     pass_started = clock()
+    cursor: int | None = None
     while True:
         with factory() as claim_session, claim_session.begin():
-            ids = cycle.claim(claim_session, period, limit=chunk, failed_since=pass_started)
-            if not ids:
-                break
-            for invoice_id in ids:
-                outcome = _close_one(factory, invoice_id, clock, rollup_shards, progress)
+            claimed = cycle.claim(
+                claim_session,
+                period,
+                limit=chunk,
+                failed_since=pass_started,
+                after_organization=cursor,
+            )
+            if not claimed:
+                if cursor is None:
+                    break
+                cursor = None  # once more from the start: what another closer held, or left
+                continue
+            cursor = claimed[-1].organization_id
+            ids = [c.invoice_id for c in claimed]
+            for invoice_id, outcome in _close_chunk(factory, ids, clock, rollup_shards, progress):
                 progress.counts[outcome] += 1
                 if outcome == Outcome.FINALIZED and enqueue_sync is not None:
                     enqueue_sync(invoice_id)  # after commit; the sweeper covers a lost one
@@ -79,6 +118,30 @@ def run(
         final = cycle.refresh_run(s, period, now=clock(), finish=True)
     progress.finished = final.finished_at is not None
     return progress
+
+
+def _close_chunk(
+    factory: sessionmaker[Session],
+    ids: list[int],
+    clock: Callable[[], datetime],
+    rollup_shards: int,
+    progress: Progress,
+) -> Iterator[tuple[int, Outcome]]:
+    """Each draft's outcome, as soon as it is committed: the chunk's together, then those it
+    isolated one by one; or, if the chunk failed, every draft one by one."""
+    try:
+        with transaction(factory) as s:
+            closed = close_chunk.close_drafts(s, ids, now=clock(), rollup_shards=rollup_shards)
+    except Exception as error:
+        # NOTE: rolled back whole; which draft caused it is unknown (a trigger, a lock timeout,
+        # a lost connection), so each is closed alone and only the culprit fails.
+        log.warning("chunk of %d drafts failed (%s); closing them one by one", len(ids), error)
+        for invoice_id in ids:
+            yield invoice_id, _close_one(factory, invoice_id, clock, rollup_shards, progress)
+        return
+    yield from sorted(closed.outcomes.items())
+    for invoice_id in closed.isolated:
+        yield invoice_id, _close_one(factory, invoice_id, clock, rollup_shards, progress)
 
 
 def _close_one(

@@ -1,11 +1,13 @@
 """The month-end close, step by step: open a period's run, claim drafts, close one draft
 (recurring lines, then `invoices.finalize`), record what happened. `models.close.run` drives
-these steps, one transaction per claim and one per invoice; none of them commits.
+these steps, one transaction per claim and one per chunk (`models.close_chunk` does a chunk's
+drafts together, with these rules; `close_invoice` is the per-invoice fallback); none of them
+commits.
 
 Decisions:
 - Which drafts: the period's usage drafts (`usage_drafts`), the ones the cycle owns. An
-  organization with an active subscription and no usage gets a draft at the start of the run,
-  so its plan is billed; an organization with neither has no draft and gets no invoice. Drafts
+  organization with an active subscription and no usage gets a draft at the start of the run
+  (`create_missing_drafts`, in batches), so its plan is billed; an organization with neither has no draft and gets no invoice. Drafts
   made by hand with `createInvoice` are finalized by hand, as before.
 - Recurring lines: one SUBSCRIPTION line per subscription overlapping the period, for the whole
   period (no proration: a plan started mid-month costs the month), priced from `prices` at the
@@ -23,17 +25,20 @@ Decisions:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from models import invoices, tables, usage_lines
 from models.errors import DomainError, InvalidValue, UnknownProduct
+from models.ids import new_public_id
 from models.invoices import LineInput
-from models.prices import load_book
+from models.prices import PriceBook, load_book
 from models.tables import InvoiceStatus, LineItemKind
 
 
@@ -76,24 +81,8 @@ def due_period(now: datetime, *, grace: timedelta) -> date:
 
 
 def open_run(session: Session, period: date, *, now: datetime) -> tables.BillingRun:
-    """Start (or resume) the close of `period`: the billing_runs row, and a draft for every
-    organization with an active subscription but no draft yet. Caller commits."""
-    subscribed = session.execute(
-        sa.text(
-            "SELECT DISTINCT s.organization_id, o.default_currency FROM subscriptions s "
-            "JOIN organizations o ON o.id = s.organization_id "
-            "WHERE s.since < :end AND (s.until IS NULL OR s.until > :start) "
-            "AND NOT EXISTS (SELECT 1 FROM usage_drafts d WHERE d.organization_id = "
-            "s.organization_id AND d.period_start = :start) ORDER BY 1"
-        ),
-        {"start": period, "end": period_end(period)},
-    ).all()
-    if subscribed:
-        usage_lines.place(
-            session,
-            {(r.organization_id, period): r.default_currency.strip() for r in subscribed},
-            now=now,
-        )
+    """Start (or resume) the close of `period`: the billing_runs row. The drafts of subscribed
+    organizations without usage come next, from `create_missing_drafts`. Caller commits."""
     session.execute(
         sa.text(
             "INSERT INTO billing_runs (period_start, started_at, updated_at) VALUES (:p, :now, :now) "
@@ -104,32 +93,115 @@ def open_run(session: Session, period: date, *, now: datetime) -> tables.Billing
     return refresh_run(session, period, now=now)
 
 
-def claim(session: Session, period: date, *, limit: int, failed_since: datetime) -> list[int]:
-    """Up to `limit` invoice ids of the period's drafts still to close, locked until the caller's
-    transaction ends (`FOR UPDATE OF d SKIP LOCKED` on their usage_drafts rows, organization
-    order, on ix_usage_drafts_period_start_organization_id): two closers get disjoint chunks, and
-    a killed closer's chunk is free again as soon as its connection is gone.
+# Organizations with a subscription billing the period and no draft for it, in id order.
+_UNDRAFTED = sa.text(
+    "SELECT DISTINCT s.organization_id FROM subscriptions s "
+    "WHERE s.since < :end AND (s.until IS NULL OR s.until > :start) "
+    "AND NOT EXISTS (SELECT 1 FROM usage_drafts d WHERE d.organization_id = "
+    "s.organization_id AND d.period_start = :start) ORDER BY 1 LIMIT :n"
+)
+
+# The lock the ingest takes before it creates an organization's draft (usage_lines._create),
+# for many organizations, in id order.
+_DRAFT_LOCKS = sa.text(
+    "SELECT count(pg_advisory_xact_lock(:ns, CAST(o % 2147483647 AS integer))) "
+    "FROM (SELECT unnest(CAST(:orgs AS bigint[])) AS o ORDER BY 1) AS x"
+)
+
+# The drafts (and their usage_drafts rows) of those still without one once the locks are held.
+_CREATE_DRAFTS = sa.text(
+    "WITH todo AS (SELECT o.id, o.default_currency, w.public_id "
+    "FROM unnest(CAST(:orgs AS bigint[]), CAST(:public_ids AS text[])) AS w(org, public_id) "
+    "JOIN organizations o ON o.id = w.org WHERE NOT EXISTS (SELECT 1 FROM usage_drafts d "
+    "WHERE d.organization_id = w.org AND d.period_start = :start)), "
+    "made AS (INSERT INTO invoices (public_id, organization_id, status, currency, period_start, "
+    "period_end, created_at, updated_at) SELECT public_id, id, :draft, default_currency, :start, "
+    ":end, :now, :now FROM todo ORDER BY id RETURNING id, organization_id) "
+    "INSERT INTO usage_drafts (organization_id, period_start, invoice_id) "
+    "SELECT organization_id, :start, id FROM made"
+)
+
+
+def create_missing_drafts(session: Session, period: date, *, now: datetime, limit: int) -> int:
+    """An empty DRAFT of `period` (and its usage_drafts row) for up to `limit` organizations
+    with an active subscription but no draft yet, so their plan is billed. Returns how many
+    organizations it dealt with: fewer than `limit` means none is left. Caller commits; the
+    driver calls it in a transaction per batch.
+
+    Why batches, and set-based: at 50,000 such organizations, one transaction through the
+    ingest's `usage_lines.place` (one ORM draft and one advisory lock each) exhausted
+    PostgreSQL's shared lock table (max_locks_per_transaction x max_connections: 6,400 on this
+    server) after minutes. Here a batch takes the ingest's advisory lock of each organization
+    in id order (so a first event of the month racing us creates no second draft: whoever
+    locks second sees the other's draft), then creates the missing drafts in one statement."""
+    orgs = [
+        int(o)
+        for o in session.execute(
+            _UNDRAFTED, {"start": period, "end": period_end(period), "n": limit}
+        ).scalars()
+    ]
+    if not orgs:
+        return 0
+    session.execute(_DRAFT_LOCKS, {"ns": usage_lines.DRAFT_LOCK_NAMESPACE, "orgs": orgs})
+    session.execute(
+        _CREATE_DRAFTS,
+        {
+            "orgs": orgs,
+            "public_ids": [new_public_id("inv") for _ in orgs],
+            "start": period,
+            "end": period_end(period),
+            "now": now,
+            "draft": InvoiceStatus.DRAFT.value,
+        },
+    )
+    return len(orgs)
+
+
+class Claimed(NamedTuple):
+    invoice_id: int
+    organization_id: int
+
+
+def claim(
+    session: Session,
+    period: date,
+    *,
+    limit: int,
+    failed_since: datetime,
+    after_organization: int | None = None,
+) -> list[Claimed]:
+    """Up to `limit` drafts of the period still to close, locked until the caller's transaction
+    ends (`FOR UPDATE OF d SKIP LOCKED` on their usage_drafts rows, organization order, on
+    ix_usage_drafts_period_start_organization_id): two closers get disjoint chunks, and a
+    killed closer's chunk is free again as soon as its connection is gone.
+
+    `after_organization` starts the scan past the closer's previous chunk: without it every
+    claim walks the index over all the drafts finalized so far (quadratic in the period's size).
+    A closer that finds nothing past its cursor claims once more from the start (what it
+    skipped while another closer held it) before it stops.
 
     Left out: drafts skipped as empty that are still empty, and drafts that failed since
     `failed_since` (this pass: retried by the next run, not in a loop by this one)."""
     rows = session.execute(
         sa.text(
-            "SELECT d.invoice_id FROM usage_drafts d JOIN invoices i ON i.id = d.invoice_id "
-            "WHERE d.period_start = :p AND i.status = 'draft' AND NOT EXISTS ("
-            "SELECT 1 FROM billing_run_invoices b WHERE b.invoice_id = d.invoice_id AND ("
-            "(b.outcome = :skipped AND i.line_item_count = 0) "
+            "SELECT d.invoice_id, d.organization_id FROM usage_drafts d "
+            "JOIN invoices i ON i.id = d.invoice_id "
+            "WHERE d.period_start = :p AND d.organization_id > :after AND i.status = 'draft' "
+            "AND NOT EXISTS (SELECT 1 FROM billing_run_invoices b WHERE b.invoice_id = "
+            "d.invoice_id AND ((b.outcome = :skipped AND i.line_item_count = 0) "
             "OR (b.outcome = :failed AND b.at >= :since))) "
             "ORDER BY d.organization_id LIMIT :n FOR UPDATE OF d SKIP LOCKED"
         ),
         {
             "p": period,
+            "after": -1 if after_organization is None else after_organization,
             "since": failed_since,
             "n": limit,
             "skipped": Outcome.SKIPPED.value,
             "failed": Outcome.FAILED.value,
         },
     ).all()
-    return [int(r.invoice_id) for r in rows]
+    return [Claimed(int(r.invoice_id), int(r.organization_id)) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -183,18 +255,44 @@ def recurring_lines(session: Session, inv: tables.Invoice) -> list[LineInput]:
     ).all()
     if not subs:
         return []
-    at = midnight(inv.period_start)
     currency = inv.currency.strip()
     book = load_book(
         session,
         products=[x.product for x in subs],
         currencies=[currency],
         organization_ids=[inv.organization_id],
-        until=at,
+        until=midnight(inv.period_start),
     )
+    return plan_lines(
+        subs,
+        book,
+        organization_id=inv.organization_id,
+        currency=currency,
+        period_start=inv.period_start,
+        period_end=inv.period_end,
+    )
+
+
+def overlaps(sub: tables.Subscription, period_start: date, period_end: date) -> bool:
+    """The subscription bills this period (the predicate of `recurring_lines`' query)."""
+    return sub.since < period_end and (sub.until is None or sub.until > period_start)
+
+
+def plan_lines(
+    subs: Sequence[tables.Subscription],
+    book: PriceBook,
+    *,
+    organization_id: int,
+    currency: str,
+    period_start: date,
+    period_end: date,
+) -> list[LineInput]:
+    """The lines of these subscriptions (already known to overlap the period, in id order),
+    priced from `book` at the period start. Raises UnknownProduct (a plan with no price)."""
+    at = midnight(period_start)
     lines: list[LineInput] = []
     for sub in subs:
-        price = book.lookup(inv.organization_id, sub.product, currency, at)
+        price = book.lookup(organization_id, sub.product, currency, at)
         if price is None:
             raise UnknownProduct(
                 f"no {currency} price for {sub.product!r} at {at:%Y-%m-%d}: the plan of "
@@ -204,13 +302,13 @@ def recurring_lines(session: Session, inv: tables.Invoice) -> list[LineInput]:
         lines.append(
             LineInput(
                 kind=LineItemKind.SUBSCRIPTION,
-                description=f"{sub.description} ({inv.period_start:%Y-%m})",
+                description=f"{sub.description} ({period_start:%Y-%m})",
                 product=sub.product,
                 unit=price.unit,
                 quantity=sub.quantity,
                 unit_price=price.unit_price,
-                period_start=inv.period_start,
-                period_end=inv.period_end,
+                period_start=period_start,
+                period_end=period_end,
                 metadata={"subscription_id": sub.id, "price_id": price.id},
             )
         )
@@ -242,6 +340,23 @@ def _record(
             "m": message,
             "now": now,
         },
+    )
+
+
+def record_outcomes(
+    session: Session, invoice_ids: Sequence[int], outcome: Outcome, *, now: datetime
+) -> None:
+    """`_record` of one outcome for many invoices in one statement (the set-based close), in id
+    order. Caller commits."""
+    session.execute(
+        sa.text(
+            "INSERT INTO billing_run_invoices AS b (invoice_id, period_start, outcome, at) "
+            "SELECT i.id, i.period_start, :o, :now FROM invoices i "
+            "WHERE i.id = ANY(CAST(:ids AS bigint[])) ORDER BY i.id "
+            "ON CONFLICT (invoice_id) DO UPDATE SET outcome = EXCLUDED.outcome, "
+            "attempts = b.attempts + 1, error_code = NULL, error_message = NULL, at = EXCLUDED.at"
+        ),
+        {"ids": list(invoice_ids), "o": outcome.value, "now": now},
     )
 
 

@@ -13,7 +13,7 @@ until then", so the next sweeps leave it alone; on a SYNCING row it is the worke
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -113,6 +113,19 @@ def write_pending(
     row = tables.InvoiceSync(invoice_id=invoice.id, state=state, next_attempt_at=now)
     session.add(row)
     return row
+
+
+def write_pending_many(session: Session, invoice_ids: Sequence[int], *, now: datetime) -> None:
+    """`write_pending` for many just-finalized invoices, in one INSERT (the month-end close).
+    Caller commits."""
+    state = check(SyncStatus.NOT_REQUIRED, SyncStatus.PENDING)
+    session.execute(
+        sa.text(
+            "INSERT INTO invoice_sync (invoice_id, state, next_attempt_at) "
+            "SELECT unnest(CAST(:ids AS bigint[])), :state, :now"
+        ),
+        {"ids": list(invoice_ids), "state": state.value, "now": now},
+    )
 
 
 def get(

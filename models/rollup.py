@@ -9,6 +9,7 @@ platform_shard are the one definition of these rules: every SQL statement that c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -126,6 +127,28 @@ def apply_delta(session: Session, invoice: tables.Invoice, sign: int, *, shards:
                 "total": sign * invoice.total_cents,
             },
         )
+
+
+def apply_finalized(session: Session, invoice_ids: Sequence[int], *, shards: int) -> None:
+    """Add the contribution of many just-finalized invoices at once (the month-end close): one
+    upsert of their rows summed per key (`contributions_sql`), in primary-key order like
+    `apply_delta`. Caller commits."""
+    if not invoice_ids:
+        return
+    session.execute(
+        sa.text(
+            f"""
+            INSERT INTO invoice_monthly_rollups AS r
+                (scope_id, month, currency, shard, invoice_count, subtotal_cents, total_cents)
+            SELECT * FROM ({
+                contributions_sql(shards=":shards", where="i.id = ANY(CAST(:ids AS bigint[]))")
+            }) AS c
+            ORDER BY 1, 2, 3, 4
+            {ON_CONFLICT_ADD}
+            """
+        ),
+        {"ids": list(invoice_ids), "shards": shards},
+    )
 
 
 @dataclass(frozen=True)

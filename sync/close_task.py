@@ -10,8 +10,8 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from models import close, cycle
-from sync import runtime
-from sync.celery_app import app, enqueue_sync
+from sync import runtime, sweeper
+from sync.celery_app import app, enqueue_sync, queue_name
 
 log = logging.getLogger("billing.close")
 
@@ -27,12 +27,18 @@ def close_period() -> str:
     cfg = runtime.config()
     now = datetime.now(UTC)
     period = cycle.due_period(now, grace=timedelta(seconds=cfg.close_grace_seconds))
+    rt = runtime.current()
+    nudge = sweeper.capped_enqueue(
+        enqueue_sync,
+        lambda: sweeper.queue_depth(rt.gateway.breaker.client, queue_name()),
+        max_depth=rt.config.max_queue_depth,
+    )
     done = close.run(
-        runtime.current().sessions,
+        rt.sessions,
         period,
         clock=lambda: datetime.now(UTC),
         rollup_shards=cfg.rollup_shards,
-        enqueue_sync=enqueue_sync,
+        enqueue_sync=nudge,
     )
     level = logging.INFO if done.done else logging.DEBUG
     counts = {o.value: n for o, n in done.counts.items() if n}

@@ -22,6 +22,41 @@ def queue_depth(client: redis.Redis, queue: str) -> int:
     return int(client.llen(queue))
 
 
+def capped_enqueue(
+    enqueue: Callable[[int], None],
+    depth: Callable[[], int],
+    *,
+    max_depth: int,
+    every: int = 200,
+) -> Callable[[int], None]:
+    """An enqueue for bulk producers (the month-end close): it nudges the workers while the
+    queue holds fewer than `max_depth` messages, and past that leaves the finalized invoices to
+    the sweeper (their outbox rows are due, so it tops the queue up as workers drain it, the
+    same cap it keeps itself). The depth is re-read at most once every `every` calls, once the
+    room it saw is used up.
+
+    Why: publishing costs ~1 ms of the closer's CPU per message (measured, 2,000 send_task
+    calls), which at 50,000 invoices was more than the set-based close itself, for messages
+    that would sit behind tens of thousands of others; a sweep enqueues the same rows later."""
+    room = 0
+    since_check = every
+
+    def nudge(invoice_id: int) -> None:
+        nonlocal room, since_check
+        if room <= 0 and since_check >= every:
+            since_check = 0
+            try:
+                room = max_depth - depth()
+            except Exception:  # broker unreachable: the sweeper covers every row anyway
+                room = 0
+        since_check += 1
+        if room > 0:
+            room -= 1
+            enqueue(invoice_id)
+
+    return nudge
+
+
 def sweep(rt: Runtime, enqueue: Callable[[int], None], *, depth: int = 0) -> int:
     """Enqueue due PENDING/RETRYING rows and expired leases (a lost enqueue, a crashed or killed
     worker). Does nothing while the breaker is open: the rows stay due and go out once it
