@@ -311,6 +311,9 @@ def cmd_close_period(args: argparse.Namespace) -> int:
     from sync.celery_app import enqueue_sync
 
     cfg = _environment()
+    # The Celery app must know the broker and queue before the close enqueues: unconfigured, it
+    # sent every enqueue to Celery's default broker, where it failed and left the sweeper to it.
+    _sync_config(cfg)
     try:
         period = (
             cycle.parse_period(args.period)
