@@ -141,7 +141,8 @@ def on_mock(mock_url: str, url: str) -> dict[str, int]:
     by_id = Counter(inv["metadata"].get("invoice_id") for inv in remote)
     totals = {inv["metadata"].get("invoice_id"): inv["total"] for inv in remote}
     with psycopg.connect(url) as conn:
-        ours = dict(conn.execute("SELECT public_id, total_cents FROM invoices").fetchall())
+        rows = conn.execute("SELECT public_id, total_cents FROM invoices").fetchall()
+    ours: dict[str, int] = {str(pid): int(t) for pid, t in rows}
     customers = httpx.get(f"{mock_url}/_mock/customers", timeout=120).json()["data"]
     per_org = Counter(c["metadata"].get("org_id") for c in customers)
     return {
@@ -155,7 +156,7 @@ def on_mock(mock_url: str, url: str) -> dict[str, int]:
 
 def attempts(url: str) -> dict[str, Any]:
     with psycopg.connect(url) as conn:
-        by_code = dict(
+        by_code: dict[str, int] = dict(
             conn.execute(
                 "SELECT coalesce(error_code, outcome), count(*) FROM sync_attempts "
                 "WHERE outcome <> 'ok' GROUP BY 1"
