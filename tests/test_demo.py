@@ -267,6 +267,7 @@ def test_invoice_numbers_are_found_in_any_case(api: Api, committed: sessionmaker
         assert api.data(query, admin, id=ref) == {"invoice": {"number": inv.number}}, ref
 
 
+@pytest.mark.slow  # a real Celery worker and the close-period command in processes of their own
 def test_the_demo_previous_month_closes_into_open_then_synced_invoices(
     committed: sessionmaker[Session],
     spawn: Spawn,  # noqa: F811 - the fixture imported above
