@@ -7,7 +7,7 @@ UV := .tools/bin/uv
 endif
 RUN := $(UV) run --frozen
 
-.PHONY: install run test lint typecheck check schema bench-api bench-sync bench-summary bench-generate bench-usage bench-close stop clean
+.PHONY: install run test lint typecheck check schema bench-api bench-sync bench-summary bench-generate bench-usage bench-close bench-close-sync stop clean
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -57,6 +57,9 @@ bench-usage: install
 
 bench-close: install
 	$(RUN) python bench/close.py
+
+bench-close-sync: install
+	$(RUN) python bench/close_sync.py
 
 stop: install
 	$(RUN) billing stop

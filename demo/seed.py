@@ -13,6 +13,14 @@ live demo token per organization and one admin, not seven more per run.
 
 One invoice (tiny-ci's last finalized month) is seeded as a FAILED sync, the way a refused
 customer leaves it, so the operators' panel and its Resync button can be tried right away.
+
+The month-end close can be tried on the demo too: the previous month is left as the close finds
+it, usage drafts (ingested as events, received during that month) that nobody finalized yet, and
+the support plans are `subscriptions` rows priced in `prices` (the list price is the standard
+plan; premium and enterprise are organization prices). `billing close-period --period <previous
+month>` adds each plan's SUBSCRIPTION line, finalizes the drafts (OPEN) and enqueues their sync
+(SYNCED once the worker has pushed them to the mock). Months before it carry their plan as a
+line written by hand, as billed before the subscriptions table existed.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from sqlmodel import Session, col, select
 
 from demo import metered, prices
 from models import invoices, organizations, tables, usage
+from models import prices as price_book
 from models.db import transaction
 from models.invoices import LineInput
 from models.tables import LineItemKind, TokenScope
@@ -397,7 +406,7 @@ def _usage_lines(
             line(
                 LineItemKind.SUBSCRIPTION,
                 f"Support plan ({p.support})",
-                "support-plan",
+                SUPPORT_PRODUCT,
                 "month",
                 Decimal(1),
                 prices.SUPPORT_PLANS[p.support],
@@ -427,6 +436,57 @@ def _usage_lines(
             line(LineItemKind.CREDIT, why, "credit", "credit", Decimal(1), Decimal(-cents))
         )
     return lines
+
+
+SUPPORT_PRODUCT = "support-plan"
+LIST_PLAN = "standard"  # the support plan at list price; the others are organization prices
+
+
+def _seed_support_plans(
+    s: Session,
+    profiles: list[Profile],
+    orgs: list[tables.Organization],
+    *,
+    since: date,
+    effective_from: datetime,
+) -> None:
+    """A support-plan subscription for every profile with a plan, from `since`, and its prices:
+    the list price per currency, and an organization price for the other tiers."""
+    for currency in sorted({p.currency for p in profiles}):
+        price_book.set_price(
+            s,
+            product=SUPPORT_PRODUCT,
+            unit="month",
+            currency=currency,
+            unit_price=prices.SUPPORT_PLANS[LIST_PLAN],
+            effective_from=effective_from,
+            now=effective_from,
+        )
+    for p, org in zip(profiles, orgs, strict=True):
+        if not p.support:
+            continue
+        assert org.id is not None
+        if p.support != LIST_PLAN:
+            price_book.set_price(
+                s,
+                product=SUPPORT_PRODUCT,
+                unit="month",
+                currency=p.currency,
+                unit_price=prices.SUPPORT_PLANS[p.support],
+                effective_from=effective_from,
+                organization_id=org.id,
+                now=effective_from,
+            )
+        s.add(
+            tables.Subscription(
+                organization_id=org.id,
+                product=SUPPORT_PRODUCT,
+                description=f"Support plan ({p.support})",
+                quantity=Decimal(1),
+                since=since,
+            )
+        )
+    s.flush()
 
 
 def _month_starts(now: datetime) -> list[date]:
@@ -485,6 +545,7 @@ def run(
     profiles = _profiles(rng)
     months = _month_starts(now)
     count = 0
+    plans_since = months[-2]  # the previous month, the first one the close bills plans for
     with transaction(factory) as s:
         orgs = [
             organizations.create(
@@ -499,9 +560,11 @@ def run(
         metered.seed_prices(
             s, currencies={p.currency for p in profiles}, effective_from=_at(months[0])
         )
+        _seed_support_plans(s, profiles, orgs, since=plans_since, effective_from=_at(months[0]))
         for index, start in enumerate(months):
             end = _next_month(start)
-            current = index == len(months) - 1
+            # The current month, and the previous one still waiting for its close.
+            current = index >= len(months) - 2
             for p, org in zip(profiles, orgs, strict=True):
                 count += _seed_month(
                     s,
@@ -543,18 +606,27 @@ def _seed_month(
 ) -> int:
     """One organization's invoice(s) for one month; returns how many invoices it wrote."""
     if current:
+        # Received as it happened: until now in the month in progress, until a minute before
+        # its end in the previous month (so each event was inside the ingest window then).
+        received = min(now, _at(end) - timedelta(minutes=1))
         span = _at(end) - _at(start)
-        fraction = Decimal(max(0, int((now - _at(start)).total_seconds()))) / Decimal(
+        fraction = Decimal(max(0, int((received - _at(start)).total_seconds()))) / Decimal(
             int(span.total_seconds())
         )
         fraction = min(Decimal(1), fraction).quantize(Decimal("0.0001"))
-        # The month in progress goes through the ingestion path, as a metering pipeline would
-        # have sent it; only the flat monthly lines (subscriptions, credits) are added by hand.
-        lines = _usage_lines(rng, p, index, start, end, fraction)
+        # The drafts go through the ingestion path, as a metering pipeline would have sent
+        # them; only the flat monthly lines (add-ons, credits) are added by hand, and the
+        # support plan is the close's to add (a subscription).
+        lines = [
+            x
+            for x in _usage_lines(rng, p, index, start, end, fraction)
+            if x.product != SUPPORT_PRODUCT
+        ]
         metered_lines = [x for x in lines if x.kind == LineItemKind.USAGE]
-        events = list(metered.events_for(p.slug, metered_lines, start=start, now=now))
+        events = list(metered.events_for(p.slug, metered_lines, start=start, now=received))
         for i in range(0, len(events), usage.MAX_EVENTS_PER_CALL):
-            result = usage.record_usage(s, events[i : i + usage.MAX_EVENTS_PER_CALL], now=now)
+            batch = events[i : i + usage.MAX_EVENTS_PER_CALL]
+            result = usage.record_usage(s, batch, now=received)
             assert not result.rejected, result.rejected[:3]
         assert org.id is not None
         mapping = s.get(tables.UsageDraft, (org.id, start))

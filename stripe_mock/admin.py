@@ -29,6 +29,7 @@ def admin_routes(state: MockState, endpoints: Sequence[str]) -> list[Route]:
                 "rules": state.faults.describe(),
                 "idempotency_ttl_seconds": state.idempotency.ttl_seconds,
                 "search_lag_seconds": state.store.search_lag_seconds,
+                "rate_limit_per_second": state.rate_limit.per_second,
                 "webhooks": state.webhooks.settings.describe(),
                 "endpoints": list(endpoints),
             }
@@ -52,6 +53,8 @@ def admin_routes(state: MockState, endpoints: Sequence[str]) -> list[Route]:
             state.idempotency.ttl_seconds = settings.idempotency_ttl_seconds
         if settings.search_lag_seconds is not None:
             state.store.search_lag_seconds = settings.search_lag_seconds
+        if settings.rate_limit_given:
+            state.rate_limit.configure(settings.rate_limit_per_second)
         if settings.unsupported_currencies is not None:
             state.store.unsupported_currencies = set(settings.unsupported_currencies)
         if settings.webhooks:
@@ -126,7 +129,7 @@ def admin_routes(state: MockState, endpoints: Sequence[str]) -> list[Route]:
         return JSONResponse(state.webhooks.stats())
 
     async def stats(request: Request) -> JSONResponse:
-        return JSONResponse(state.stats.snapshot())
+        return JSONResponse({**state.stats.snapshot(), "peak_in_one_second": state.rate_limit.peak})
 
     async def reset(request: Request) -> JSONResponse:
         state.reset()

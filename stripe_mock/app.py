@@ -61,6 +61,7 @@ def create_app(
     webhook_secrets: list[str] | None = None,
     webhook_duplicate_probability: float = 0.0,
     webhook_max_delay_seconds: float = 0.0,
+    rate_limit_per_second: float | None = None,
 ) -> MockStripe:
     """Build a mock Stripe; `rules` use the `POST /_mock/faults` format and raise ValueError.
 
@@ -68,6 +69,8 @@ def create_app(
     index lags behind writes (retrieve and list see them at once). `state_path`: a journal
     file that keeps objects across restarts (None: memory only). `webhook_*`: where events
     are posted, signed with which secrets, and how often duplicated or held back.
+    `rate_limit_per_second`: Stripe's own limit, API requests in any sliding second past which
+    the mock answers 429 `rate_limit` (None: no limit; `ratelimit.py`).
     """
     state = MockState.create(
         Defaults(
@@ -75,6 +78,7 @@ def create_app(
             seed=seed,
             search_lag_seconds=search_lag_seconds,
             state_path=Path(state_path) if state_path else None,
+            rate_limit_per_second=rate_limit_per_second,
             webhooks=WebhookSettings(
                 url=webhook_url,
                 secrets=list(webhook_secrets or []),

@@ -64,6 +64,9 @@ class ApiEndpoint:
         headers = Headers(scope=scope)
         try:
             api_key(headers.get("authorization"))
+            if not self.state.rate_limit.admit():
+                self.state.stats.record_rate_limited()
+                raise errors.rate_limit_exceeded()
             rule = self._pick_fault()
             if rule is not None and rule.fault == "timeout":
                 await asyncio.sleep(rule.seconds)

@@ -102,6 +102,17 @@ def rate_limited(retry_after: float) -> StripeError:
     )
 
 
+def rate_limit_exceeded() -> StripeError:
+    # Stripe's answer past its request rate: same type and code as above, its own message.
+    return StripeError(
+        429,
+        "invalid_request_error",
+        "Too many requests hit the API too quickly. We recommend an exponential backoff of "
+        "your requests.",
+        code="rate_limit",
+    )
+
+
 def authentication(message: str, *, code: str | None = None) -> StripeError:
     # Stripe answers bad keys with 401 and type invalid_request_error; the status alone
     # makes the SDK raise AuthenticationError.

@@ -95,6 +95,7 @@ def serve(
     webhook_secrets: list[str] | None = None,
     webhook_duplicate_probability: float = 0.0,
     webhook_max_delay_seconds: float = 0.0,
+    rate_limit_per_second: float | None = None,
 ) -> None:
     """Serve the mock until interrupted (`billing mock-stripe`)."""
     app = create_app(
@@ -107,6 +108,7 @@ def serve(
         webhook_secrets=webhook_secrets,
         webhook_duplicate_probability=webhook_duplicate_probability,
         webhook_max_delay_seconds=webhook_max_delay_seconds,
+        rate_limit_per_second=rate_limit_per_second,
     )
     server = MockServer(app, socket.create_server((host, port)))
     # uvicorn catches SIGINT/SIGTERM, shuts down, then re-raises the signal, as `uvicorn.run`.

@@ -1,6 +1,7 @@
 """The JSON settings object shared by `POST /_mock/faults` and start-up configuration.
 
 `{"rules": [...], "idempotency_ttl_seconds": 5, "seed": 42, "search_lag_seconds": 0,
+  "rate_limit_per_second": 100,
   "webhook_url": "http://127.0.0.1:8000/webhooks/stripe", "webhook_secrets": ["whsec_..."],
   "webhook_duplicate_probability": 0.1, "webhook_max_delay_seconds": 5}`;
 every key is optional, and an absent key leaves that setting as it is.
@@ -26,7 +27,14 @@ _WEBHOOK_KEYS = frozenset(
 )
 _KEYS = (
     frozenset(
-        {"rules", "idempotency_ttl_seconds", "seed", "search_lag_seconds", "unsupported_currencies"}
+        {
+            "rules",
+            "idempotency_ttl_seconds",
+            "seed",
+            "search_lag_seconds",
+            "unsupported_currencies",
+            "rate_limit_per_second",
+        }
     )
     | _WEBHOOK_KEYS
 )
@@ -47,6 +55,10 @@ class Settings:
     webhooks: dict[str, Any]
     # Currencies the account cannot charge in (Stripe refuses them with 400); None: unchanged.
     unsupported_currencies: list[str] | None = None
+    # Stripe's own limit (requests in any sliding second): given (a number, or None for no
+    # limit) only when `rate_limit_given`.
+    rate_limit_per_second: float | None = None
+    rate_limit_given: bool = False
 
 
 def parse_settings(payload: object, endpoints: Iterable[str]) -> Settings:
@@ -77,7 +89,12 @@ def parse_settings(payload: object, endpoints: Iterable[str]) -> Settings:
         not isinstance(currencies, list) or not all(isinstance(c, str) for c in currencies)
     ):
         raise SettingsError("unsupported_currencies must be a list of currency codes")
+    rate = payload.get("rate_limit_per_second")
+    if rate is not None and (not _is_number(rate) or rate <= 0):
+        raise SettingsError("rate_limit_per_second must be a positive number or null")
     return Settings(
+        rate_limit_per_second=None if rate is None else float(rate),
+        rate_limit_given="rate_limit_per_second" in payload,
         unsupported_currencies=[c.lower() for c in currencies] if currencies is not None else None,
         webhooks=webhooks,
         rules=rules,
@@ -86,6 +103,10 @@ def parse_settings(payload: object, endpoints: Iterable[str]) -> Settings:
         reseed="seed" in payload,
         seed=seed,
     )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _seconds(payload: dict[str, Any], key: str) -> float | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from .faults import FaultPlan, Rule
 from .idempotency import IdempotencyRegistry
 from .persist import Journal
+from .ratelimit import SlidingWindow
 from .stats import Stats
 from .store import Store
 from .webhooks import Deliveries, WebhookSettings
@@ -21,6 +22,7 @@ class Defaults:
     seed: int | None
     search_lag_seconds: float
     state_path: Path | None = None
+    rate_limit_per_second: float | None = None
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
 
@@ -32,6 +34,7 @@ class MockState:
     faults: FaultPlan
     webhooks: Deliveries
     stats: Stats = field(default_factory=Stats)
+    rate_limit: SlidingWindow = field(default_factory=lambda: SlidingWindow(None))
 
     @classmethod
     def create(cls, defaults: Defaults, rules: list[Rule]) -> MockState:
@@ -42,6 +45,7 @@ class MockState:
             idempotency=IdempotencyRegistry(defaults.idempotency_ttl_seconds),
             faults=FaultPlan(rules, defaults.seed),
             webhooks=Deliveries(defaults.webhooks),
+            rate_limit=SlidingWindow(defaults.rate_limit_per_second),
         )
 
     def reset(self) -> None:
@@ -60,3 +64,4 @@ class MockState:
         self.faults.reseed(self.defaults.seed)
         self.webhooks.configure(self.defaults.webhooks)
         self.stats.reset()
+        self.rate_limit.configure(self.defaults.rate_limit_per_second)

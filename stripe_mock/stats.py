@@ -19,12 +19,17 @@ class Stats:
         self._requests: Counter[tuple[str, str]] = Counter()
         self._faults: Counter[str] = Counter()
         self._replays = 0
+        self._rate_limited = 0
 
     def record(self, endpoint: str, outcome: int | str, *, replayed: bool = False) -> None:
         with self._lock:
             self._requests[(endpoint, str(outcome))] += 1
             if replayed:
                 self._replays += 1
+
+    def record_rate_limited(self) -> None:
+        with self._lock:
+            self._rate_limited += 1
 
     def record_fault(self, fault: str) -> None:
         with self._lock:
@@ -40,6 +45,8 @@ class Stats:
                 "total": sum(self._requests.values()),
                 "idempotent_replays": self._replays,
                 "faults": dict(sorted(self._faults.items())),
+                # 429s of the rate limit (not injected ones): ones the client caused.
+                "rate_limited": self._rate_limited,
             }
 
     def reset(self) -> None:
@@ -47,3 +54,4 @@ class Stats:
             self._requests.clear()
             self._faults.clear()
             self._replays = 0
+            self._rate_limited = 0

@@ -76,16 +76,23 @@ class SyncCollector(Collector):
         yield states
         oldest = GaugeMetricFamily(
             "billing_sync_oldest_pending_seconds",
-            "Age of the oldest invoice waiting for Stripe (PENDING or RETRYING); 0 when none",
+            "Age of the oldest invoice not yet on Stripe (PENDING, SYNCING or RETRYING); 0 when "
+            "none",
         )
         try:
             with self.engine.connect() as conn:
                 age = conn.execute(
                     sa.text(
                         "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0) "
-                        "FROM invoice_sync WHERE state IN (:pending, :retrying)"
+                        # SYNCING too: at month end the oldest are the ones in flight, and
+                        # a row whose worker died stays SYNCING until its lease runs out.
+                        "FROM invoice_sync WHERE state IN (:pending, :syncing, :retrying)"
                     ),
-                    {"pending": SyncStatus.PENDING.value, "retrying": SyncStatus.RETRYING.value},
+                    {
+                        "pending": SyncStatus.PENDING.value,
+                        "syncing": SyncStatus.SYNCING.value,
+                        "retrying": SyncStatus.RETRYING.value,
+                    },
                 ).scalar_one()
             oldest.add_metric([], float(age))
         except sa.exc.SQLAlchemyError:

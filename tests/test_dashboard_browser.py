@@ -1,6 +1,6 @@
 """The reference dashboard in a real browser (Playwright driving the system Chromium) against a
 running server with data: the chart's bars and totals, keyset paging, an invoice's grouped
-subtotals, and an operator's Resync button. Screenshots go to test-output/browser/.
+subtotals, a member's spend alerts, and the operator's last close and Resync button. Screenshots go to test-output/browser/.
 
 Where Chromium cannot be had the test skips LOUDLY on a developer machine and FAILS in CI
 (`.ci/run` sets BILLING_REQUIRE_BROWSER=1 after installing Debian's chromium).
@@ -29,7 +29,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from gql.app import create_app
-from models import invoices, outbox, rollup, tables
+from models import alerts, cycle, invoices, outbox, rollup, tables
 from models.db import make_engine
 from settings import PROJECT_ROOT, Settings
 from tests.factories import SHARDS, make_org, make_token, usage_line
@@ -37,6 +37,7 @@ from tests.factories import SHARDS, make_org, make_token, usage_line
 CHROMIUM = os.environ.get("BILLING_CHROMIUM", "/usr/bin/chromium")
 SHOTS = PROJECT_ROOT / "test-output" / "browser"
 YEAR = datetime.now(UTC).year  # the dashboard charts this year and the one before by default
+LAST_CLOSE = cycle.previous_month(datetime.now(UTC).date().replace(day=1))
 
 
 def _chromium_or_skip() -> str:
@@ -111,6 +112,31 @@ def _make_data(factory: sessionmaker[Session]) -> tuple[str, str, str, int]:
         invoices.add_lines(s, eur, [usage_line(quantity="10", unit_price="99")], now=now)
         invoices.finalize(s, eur, now=now, rollup_shards=SHARDS)
         assert org.id is not None
+        # A spend alert that fired (for January), and one never reached.
+        fired = alerts.set_spend_alert(s, org, threshold_cents=10_000, currency="USD", now=now)
+        alerts.set_spend_alert(s, org, threshold_cents=9_000_000, currency="USD", now=now)
+        s.add(
+            tables.SpendAlertFiring(
+                alert_id=fired.id,
+                period_start=date(YEAR, 1, 1),
+                invoice_id=eur.id,
+                total_cents=12_345,
+                triggered_at=datetime(YEAR, 1, 20, 8, 30, tzinfo=UTC),
+            )
+        )
+        # The last close (the previous month's, by the real clock): one draft failed.
+        s.add(
+            tables.BillingRun(
+                period_start=LAST_CLOSE,
+                started_at=datetime(LAST_CLOSE.year, LAST_CLOSE.month, 1, 2, tzinfo=UTC),
+                drafts=40,
+                finalized=37,
+                skipped=2,
+                failed=1,
+                last_error="inv_browser: UNKNOWN_PRODUCT no USD price for 'support-plan'",
+                updated_at=now,
+            )
+        )
         return member, admin, failed_id, org.id
 
 
@@ -259,6 +285,15 @@ def test_dashboard_in_a_real_browser(world: World, committed: sessionmaker[Sessi
         expect(rows).to_have_count(5)
         second_page = set(rows.evaluate_all("rs => rs.map(r => r.dataset.invoice)"))
         assert not first_page & second_page and len(first_page | second_page) == 15
+
+        # Spend alerts: the threshold that fired, with its period, and the one never reached.
+        shown_alerts = page.locator("#alerts li")
+        expect(shown_alerts).to_have_count(2)
+        expect(shown_alerts.nth(0)).to_contain_text("$100.00")
+        expect(shown_alerts.nth(0)).to_contain_text(f"fired for {YEAR}-01")
+        expect(shown_alerts.nth(0)).to_have_attribute("data-fired", "yes")
+        expect(shown_alerts.nth(1)).to_contain_text("not reached yet")
+        assert page.locator("#lastclose").count() == 0  # operators only
         page.screenshot(path=SHOTS / "page2.png", full_page=True)
 
         # An invoice: subtotals by app and by region each add up to the invoice total.
@@ -287,6 +322,17 @@ def test_dashboard_in_a_real_browser(world: World, committed: sessionmaker[Sessi
         failed_row = page.locator(f"#failed tr[data-invoice='{world.failed_invoice_public_id}']")
         expect(failed_row).to_contain_text("No such customer")
         expect(failed_row.locator("[data-sync]")).to_have_attribute("data-sync", "FAILED")
+        # The last close: its period, counts and failure, and what still waits for Stripe.
+        close = page.locator("#lastclose")
+        expect(close.locator("[data-field=period]")).to_have_text(f"{LAST_CLOSE:%Y-%m}")
+        expect(close.locator("[data-field=finalized]")).to_contain_text("37 of 40 drafts")
+        expect(close.locator("[data-field=skipped]")).to_have_text("2")
+        expect(close.locator("[data-field=failed]")).to_have_text("1")
+        expect(close.locator("[data-field=pending]")).to_have_text("0")
+        expect(close.locator("[data-field=finishedAt]")).to_have_text("not finished")
+        expect(close.locator("[data-field=lastError]")).to_contain_text("UNKNOWN_PRODUCT")
+        # 14 USD + 1 EUR finalized, one of them FAILED; the rest PENDING (nothing syncs here).
+        expect(close.locator("[data-field=waiting]")).to_contain_text("14 invoices")
         page.screenshot(path=SHOTS / "operator.png", full_page=True)
         failed_row.locator("button.resync").click()
         expect(failed_row.locator("[data-sync]")).to_have_attribute("data-sync", "PENDING")

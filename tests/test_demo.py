@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -14,13 +16,18 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from demo import generate, seed
-from models import organizations, outbox, rollup, tables
+from demo import prices as demo_prices
+from models import cycle, organizations, outbox, rollup, tables
 from models.tables import TokenScope
+from settings import PROJECT_ROOT
 from sync.attempt import Outcome
+from sync.config import SyncConfig
 from sync.runtime import Runtime
 from tests.api_helpers import Api, QueryCounter
 from tests.factories import NOW, SHARDS, make_invoice
 from tests.sync_helpers import Mock, drive
+from tests.test_sync_worker import Spawn, spawn, wait_for  # noqa: F401 - spawn is a fixture
+from tests.test_sync_worker import _env as _worker_env
 
 
 def _scalar(s: Session, sql: str, **params: object) -> int:
@@ -51,12 +58,15 @@ def test_seed_loads_demo_data_once_and_mints_tokens(committed: sessionmaker[Sess
                 assert row.organization_id == organizations.by_slug(s, name).id
         months = _scalar(s, "SELECT count(DISTINCT period_start) FROM invoices")
         assert months >= 12
-        # The month of `now` is a draft for every organization; nothing earlier is.
-        assert s.execute(
-            sa.text("SELECT DISTINCT status FROM invoices WHERE period_start = :m"),
-            {"m": date(NOW.year, NOW.month, 1)},
-        ).scalars().all() == ["draft"]
-        assert _scalar(s, "SELECT count(*) FROM invoices WHERE status = 'draft'") == 6
+        # The month of `now` is a draft for every organization, and so is the previous one
+        # (waiting for its close); nothing earlier is.
+        current = date(NOW.year, NOW.month, 1)
+        for month in (current, cycle.previous_month(current)):
+            assert s.execute(
+                sa.text("SELECT DISTINCT status FROM invoices WHERE period_start = :m"),
+                {"m": month},
+            ).scalars().all() == ["draft"]
+        assert _scalar(s, "SELECT count(*) FROM invoices WHERE status = 'draft'") == 12
         assert _scalar(s, "SELECT max(line_item_count) FROM invoices WHERE status <> 'draft'") > 250
         statuses = set(s.execute(sa.text("SELECT DISTINCT status FROM invoices")).scalars())
         assert statuses == {"draft", "open", "paid", "void", "uncollectible"}
@@ -255,3 +265,97 @@ def test_invoice_numbers_are_found_in_any_case(api: Api, committed: sessionmaker
     query = "query($id: ID!) { invoice(id: $id) { number } }"
     for ref in (inv.number, inv.number.lower(), inv.number.capitalize()):
         assert api.data(query, admin, id=ref) == {"invoice": {"number": inv.number}}, ref
+
+
+@pytest.mark.slow  # a real Celery worker and the close-period command in processes of their own
+def test_the_demo_previous_month_closes_into_open_then_synced_invoices(
+    committed: sessionmaker[Session],
+    spawn: Spawn,  # noqa: F811 - the fixture imported above
+    sync_config: SyncConfig,
+    mock: Mock,
+) -> None:
+    """What the runbook says to try on `make run`'s data: `billing close-period --period
+    <previous month>` finalizes the previous month's drafts with each support plan's recurring
+    line (OPEN), and the worker pushes them to the mock (SYNCED)."""
+    seed.run(committed, now=NOW, shards=SHARDS, out=io.StringIO())
+    previous = cycle.previous_month(date(NOW.year, NOW.month, 1))
+    with committed() as s:
+        drafts = dict(
+            s.execute(
+                sa.text(
+                    "SELECT o.slug, i.id FROM usage_drafts d JOIN invoices i ON i.id = d.invoice_id"
+                    " JOIN organizations o ON o.id = i.organization_id"
+                    " WHERE d.period_start = :p AND i.status = 'draft'"
+                ),
+                {"p": previous},
+            ).all()
+        )
+        plans = dict(
+            s.execute(
+                sa.text(
+                    "SELECT o.slug, b.description FROM subscriptions b"
+                    " JOIN organizations o ON o.id = b.organization_id"
+                )
+            ).all()
+        )
+        # The drafts hold no plan yet: that line is the close's to add.
+        assert (
+            _scalar(
+                s,
+                "SELECT count(*) FROM invoice_items WHERE product = 'support-plan'"
+                " AND invoice_id = ANY(:ids)",
+                ids=list(drafts.values()),
+            )
+            == 0
+        )
+    assert set(drafts) == set(seed.DEMO_SLUGS)
+    assert plans and set(plans) < set(drafts)  # some organizations have a plan, not all
+
+    spawn("worker")
+    closed = subprocess.run(
+        [sys.executable, "-m", "cli", "close-period", "--period", f"{previous:%Y-%m}", "--quiet"],
+        cwd=PROJECT_ROOT,
+        env={**_worker_env(sync_config), "ROLLUP_SHARDS": str(SHARDS)},
+        capture_output=True,
+        timeout=300,
+    )
+    assert closed.returncode == 0, closed.stderr.decode()[-2000:]
+
+    with committed() as s:
+        statuses = (
+            s.execute(
+                sa.text("SELECT DISTINCT status FROM invoices WHERE id = ANY(:ids)"),
+                {"ids": list(drafts.values())},
+            )
+            .scalars()
+            .all()
+        )
+        assert statuses == ["open"]
+        recurring = s.execute(
+            sa.text(
+                "SELECT o.slug, l.kind, l.description, l.unit_price, l.quantity"
+                " FROM invoice_items l JOIN invoices i ON i.id = l.invoice_id"
+                " JOIN organizations o ON o.id = i.organization_id"
+                " WHERE l.product = 'support-plan' AND i.id = ANY(:ids)"
+            ),
+            {"ids": list(drafts.values())},
+        ).all()
+        run = s.get(tables.BillingRun, previous)
+        assert run is not None and run.finished_at is not None
+        assert (run.finalized, run.failed) == (6, 0)
+    by_org = {r.slug: r for r in recurring}
+    assert len(recurring) == len(plans) and set(by_org) == set(plans)
+    for slug, description in plans.items():
+        line = by_org[slug]
+        tier = description.removeprefix("Support plan (").removesuffix(")")
+        assert line.kind == "subscription" and line.quantity == 1
+        assert line.description == f"{description} ({previous:%Y-%m})"
+        assert line.unit_price == demo_prices.SUPPORT_PLANS[tier]  # the organization's price
+
+    for slug, invoice_id in drafts.items():
+        assert wait_for(committed, invoice_id, "synced", seconds=120) == "synced", slug
+    with committed() as s:
+        for invoice_id in drafts.values():
+            inv = s.get_one(tables.Invoice, invoice_id)
+            remote = mock.remote_for(inv.public_id)
+            assert len(remote) == 1 and remote[0]["total"] == inv.total_cents

@@ -250,6 +250,36 @@ def test_metrics_collector_reads_states_queue_and_breaker(
     assert "billing_sync_queue_depth 0.0" in text and "billing_sync_breaker_open 0.0" in text
 
 
+def _oldest_pending(rt: Runtime) -> float:
+    registry = CollectorRegistry()
+    engine = rt.sessions.kw["bind"]
+    registry.register(health.SyncCollector(engine, rt.gateway.breaker.client, rt.config))
+    value = registry.get_sample_value("billing_sync_oldest_pending_seconds")
+    assert value is not None
+    return value
+
+
+def test_oldest_pending_is_the_age_of_the_oldest_invoice_not_yet_on_stripe(
+    rt: Runtime, committed: sessionmaker[Session]
+) -> None:
+    """The runbook's capacity alarm at month end: every invoice still waiting for Stripe counts,
+    the one a worker holds right now too (at month end the oldest are the ones in flight);
+    synced and FAILED ones do not (FAILED waits for a person and has its own alert)."""
+    assert _oldest_pending(rt) == 0.0
+    ages = {"pending": 600, "retrying": 1200, "syncing": 3600, "synced": 7200, "failed": 9000}
+    for state, seconds in ages.items():
+        inv = finalized(committed)
+        with committed() as s, s.begin():
+            s.execute(
+                sa.text(
+                    "UPDATE invoice_sync SET state = :st, created_at = now() - make_interval("
+                    "secs => :age) WHERE invoice_id = :i"
+                ),
+                {"st": state, "age": seconds, "i": inv.id},
+            )
+    assert 3600 <= _oldest_pending(rt) < 3600 + 60
+
+
 def test_reconcile_reverifies_long_synced_invoices(
     rt: Runtime, mock: Mock, committed: sessionmaker[Session]
 ) -> None:

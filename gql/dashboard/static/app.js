@@ -1,6 +1,7 @@
 // The reference dashboard: spend by month, the invoice list with status and sync badges, an
-// invoice's lines grouped by app and by region, and, for operators, failed syncs with a Resync
-// button. Everything goes through the public GraphQL API with the user's own token.
+// invoice's lines grouped by app and by region, an organization's spend alerts, and, for
+// operators, the last month-end close and failed syncs with a Resync button. Everything goes
+// through the public GraphQL API with the user's own token.
 import { ApiError, gql, takeTokenFromFragment, token } from "./api.js";
 import { renderCharts } from "./chart.js";
 import { escapeHtml, formatCents, shortDate, sumCents, when } from "./format.js";
@@ -38,6 +39,14 @@ const Q_SO_FAR = `query($org: String!) { organization(slug: $org) { name upcomin
   asOf total { ${MONEY} } projectedTotal { ${MONEY} } invoice { id periodStart periodEnd lineItemCount }
   byProduct { ${GROUP} } byApp { ${GROUP} } byRegion { ${GROUP} } } }
   prices(currency: null) { product formatted effectiveFrom } }`;
+const RUN = "period startedAt finishedAt drafts finalized skipped failed pending lastError";
+// billingRun takes a period; the last close is the previous month's (beat closes it two hours
+// into the new month), or the one before while that has not run yet.
+const Q_LAST_CLOSE = `query($p1: String!, $p2: String!) {
+  last: billingRun(period: $p1) { ${RUN} } before: billingRun(period: $p2) { ${RUN} }
+  waiting: invoices(first: 0, filter: { syncStatus: [PENDING, SYNCING, RETRYING] }) { totalCount } }`;
+const Q_ALERTS = `query($org: String!) { organization(slug: $org) {
+  spendAlerts { id threshold { ${MONEY} } triggeredAt period } } }`;
 const M_RESYNC = `mutation($id: ID!) { resyncInvoice(input: { invoiceId: $id }) {
   invoice { id syncState { ${SYNC} } } userErrors { field code message } } }`;
 
@@ -108,6 +117,8 @@ async function renderHome() {
     <section class="card controls">${yearBoxes} ${scopeSelect}</section>
     <section class="card" id="sofar" hidden></section>
     <section id="charts"><p class="muted">Loading spend…</p></section>
+    <section class="card" id="alerts" hidden></section>
+    ${state.viewer.isAdmin ? `<section class="card" id="lastclose"><h2>Last close</h2><p class="muted">Loading…</p></section>` : ""}
     ${state.viewer.isAdmin ? `<section class="card" id="failed"><h2>Failed syncs</h2><p class="muted">Loading…</p></section>` : ""}
     <section class="card" id="list"><h2>Invoices</h2><p class="muted">Loading…</p></section>`;
   main.querySelectorAll("input[name=year]").forEach((box) => box.addEventListener("change", () => {
@@ -119,7 +130,9 @@ async function renderHome() {
     state.cursors = [null];
     renderHome().catch(showError);
   });
-  await Promise.all([loadCharts(years), loadList(), loadSoFar(), state.viewer.isAdmin ? loadFailed() : null]);
+  const admin = state.viewer.isAdmin;
+  await Promise.all([loadCharts(years), loadList(), loadSoFar(), loadAlerts(),
+    admin ? loadLastClose() : null, admin ? loadFailed() : null]);
 }
 
 // "This month so far": the current usage draft, refreshed every few seconds while it is shown
@@ -152,6 +165,56 @@ async function loadSoFar() {
   soFarTimer = setTimeout(() => {
     if (document.getElementById("sofar")) loadSoFar().catch(() => {});
   }, 5000);
+}
+
+function monthBefore(period) {
+  const [y, m] = period.split("-").map(Number);
+  return m === 1 ? `${y - 1}-12` : `${y}-${String(m - 1).padStart(2, "0")}`;
+}
+
+// The operator's view of the month-end close: what the last `billing close-period` (or beat's
+// close) did, and how many invoices still wait for Stripe after it.
+async function loadLastClose() {
+  const target = document.getElementById("lastclose");
+  if (!target) return;
+  const thisMonth = new Date().toISOString().slice(0, 7);
+  const p1 = monthBefore(thisMonth);
+  const data = await gql(Q_LAST_CLOSE, { p1, p2: monthBefore(p1) });
+  const run = data.last ?? data.before;
+  if (!run) {
+    target.innerHTML = `<h2>Last close</h2><p class="muted">No close has run for ${escapeHtml(p1)} or ${escapeHtml(monthBefore(p1))} yet
+      (<code>billing close-period --period ${escapeHtml(p1)}</code>).</p>`;
+    return;
+  }
+  const field = (name, label, value) => `<dt>${label}</dt><dd data-field="${name}">${value}</dd>`;
+  const progress = run.finishedAt ? "finished" : run.pending ? "running or stalled" : "not finished";
+  target.innerHTML = `<h2>Last close <span class="muted" data-field="period">${escapeHtml(run.period)}</span>
+      <span class="badge close-${progress.split(" ")[0]}">${progress}</span></h2>
+    <dl class="close">
+      ${field("startedAt", "Started", escapeHtml(when(run.startedAt)))}
+      ${field("finishedAt", "Finished", escapeHtml(when(run.finishedAt) || progress))}
+      ${field("finalized", "Finalized", `${run.finalized} <span class="muted">of ${run.drafts} drafts</span>`)}
+      ${field("skipped", "Skipped (empty)", run.skipped)}
+      ${field("failed", "Failed", run.failed)}
+      ${field("pending", "Not closed yet", run.pending)}
+      ${field("waiting", "Waiting for Stripe", `${data.waiting.totalCount} <span class="muted">invoices pending, syncing or retrying</span>`)}
+      ${field("lastError", "Last error", run.lastError ? `<code class="error">${escapeHtml(run.lastError)}</code>` : `<span class="muted">none</span>`)}
+    </dl>`;
+}
+
+// Spend alerts of one organization (the member's own, or the operator's selected scope): each
+// threshold, and when it last fired.
+async function loadAlerts() {
+  const target = document.getElementById("alerts");
+  const org = state.viewer.isAdmin ? state.scope : state.viewer.organizations[0]?.slug;
+  if (!target || !org) return;
+  const alerts = (await gql(Q_ALERTS, { org })).organization?.spendAlerts ?? [];
+  if (!alerts.length) return;
+  target.hidden = false;
+  target.innerHTML = `<h2>Spend alerts</h2><ul class="alerts">${alerts.map((a) => `
+    <li data-alert="${escapeHtml(a.id)}" data-fired="${a.triggeredAt ? "yes" : "no"}">
+      <strong>${escapeHtml(a.threshold.formatted)}</strong> a month:
+      ${a.triggeredAt ? `fired for ${escapeHtml(a.period)} at ${escapeHtml(when(a.triggeredAt))}` : `<span class="muted">not reached yet</span>`}</li>`).join("")}</ul>`;
 }
 
 async function loadCharts(years) {
