@@ -8,9 +8,11 @@ support-plan subscription (the recurring line the close adds). Then two `billing
 --period 2026-02` processes start together; closer A is SIGKILLed once half the drafts are
 finalized and restarted; the run ends when every closer has exited. Checked after it: every
 draft finalized exactly once (one outbox row each), numbers gap-free per organization,
-`rollup verify` and `usage verify` empty.
+`rollup verify` and `usage verify` empty. Then the second part (bench/close_sync.py): 5,000
+finalized invoices synced to the mock by real workers with the limiter at 200 requests/s and
+the mock enforcing Stripe's rate: the share of the limit sustained, and 429s caused by us.
 
-    python bench/close.py [--orgs 50000] [--lines 20]
+    python bench/close.py [--orgs 50000] [--lines 20] [--sync-invoices 5000] [--sync-rate 200]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import close_sync
 import psycopg
 import redis
 from common import ROOT, fresh_database, server_urls, start, stop
@@ -135,6 +138,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--orgs", type=int, default=50_000)
     ap.add_argument("--lines", type=int, default=20)
+    # The second part: that many invoices synced to the mock at the limiter's rate (0: skip).
+    ap.add_argument("--sync-invoices", type=int, default=5000)
+    ap.add_argument("--sync-rate", type=float, default=200)
     args = ap.parse_args()
     url = fresh_database(os.environ.get("BENCH_CLOSE_DB", "billing_bench_close"))
     gen = generate(url, args.orgs, args.lines)
@@ -206,10 +212,15 @@ def main() -> int:
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "cores": os.cpu_count(),
     }
-    print(json.dumps(result, default=str))
     engine.dispose()
     ok = row[0] == args.orgs and row[1] == 0 and row[2] == row[3] == args.orgs and row[4] == 0
-    return 0 if ok and not rollup_diffs and not usage_diffs else 1
+    ok = ok and not rollup_diffs and not usage_diffs
+    if args.sync_invoices:
+        synced = close_sync.run(args.sync_invoices, args.sync_rate)
+        result["sync_at_rate_limit"] = synced
+        ok = ok and synced["synced"] == args.sync_invoices and not synced["duplicates_on_mock"]
+    print(json.dumps(result, default=str))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -98,6 +98,44 @@ def test_a_full_bucket_is_no_burst(redis_url: str) -> None:
     assert slots[-1] - slots[0] >= 1.9
 
 
+def test_a_caller_that_wakes_late_takes_a_new_slot_instead_of_sending_late(
+    redis_url: str,
+) -> None:
+    """A late wake (a descheduled process) would put its call next to the next caller's on-time
+    one; the limiter lets the late slot go. Clock and sleep are injected: nothing is timed."""
+    limiter = RateLimiter(
+        redis.Redis.from_url(redis_url), per_second=50, key=f"test-limiter-{uuid.uuid4().hex}"
+    )
+    now = [1000.0]
+    oversleep = [0.2, 0.0]  # the first wake is 200 ms late, the second on time
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds + oversleep.pop(0)
+
+    limiter.reserve()  # someone holds the current slot, so ours is in the future
+    grant = limiter.acquire(sleep=sleep, clock=lambda: now[0])
+    assert oversleep == []  # slept twice: the late slot was given up
+    first_free = limiter.reserve().at
+    # Two slots went to this caller (the late one and the one it used), then the next is free.
+    assert first_free - grant.at == pytest.approx(limiter.interval, abs=1e-3)
+
+
+def test_a_caller_late_every_time_sends_after_a_few_tries(redis_url: str) -> None:
+    limiter = RateLimiter(
+        redis.Redis.from_url(redis_url), per_second=50, key=f"test-limiter-{uuid.uuid4().hex}"
+    )
+    now = [0.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds + 1.0
+
+    limiter.reserve()
+    limiter.acquire(sleep=sleep, clock=lambda: now[0])
+    assert len(sleeps) == 4  # three slots given up, then it waits for the fourth and sends
+
+
 # The mock's own limit -----------------------------------------------------------------------
 
 
