@@ -38,7 +38,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.generate import bench_url, ensure, with_database  # noqa: E402
+from bench.generate import BENCH_DB, bench_url, ensure, with_database  # noqa: E402
 from migrations_runner import upgrade  # noqa: E402
 from models import rollup  # noqa: E402
 
@@ -367,7 +367,7 @@ def main() -> None:
 
     # Variants alternate over ROUNDS rounds and each keeps its best run, so no variant alone
     # pays for a cold cache or a checkpoint.
-    writers_url = with_database(url, "billing_bench_writers")
+    writers_url = with_database(url, f"{BENCH_DB}_writers")
     batches = iter(prepare_writers_db(writers_url, runs=ROUNDS * len(VARIANTS)))
     tps: dict[str, float] = dict.fromkeys(VARIANTS, 0.0)
     runs: dict[str, list[int]] = {v: [] for v in VARIANTS}
@@ -381,7 +381,7 @@ def main() -> None:
             print(f"writers {variant}: {rate:.0f} finalizes/s", file=sys.stderr, flush=True)
     without, with_r = tps["no_rollup"], tps["rollup"]
     with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
-        conn.execute('DROP DATABASE IF EXISTS "billing_bench_writers" WITH (FORCE)')
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}_writers" WITH (FORCE)')
 
     a50, b50 = statistics.median(http_ms), float(best["p50"])
     result = {

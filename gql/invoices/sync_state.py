@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
+from typing import Any
 
 import strawberry
 
@@ -75,6 +77,8 @@ class SyncAttempt:
 @strawberry.type(description="Where an invoice stands with Stripe.")
 class SyncState:
     invoice_id: strawberry.Private[int]
+    # The invoice ids of the page it came in: what `history` batches.
+    siblings: strawberry.Private[Sequence[int]]
     status: SyncStatus = strawberry.field(
         description="NOT_REQUIRED for drafts; then PENDING, SYNCING, SYNCED, RETRYING or FAILED."
     )
@@ -99,10 +103,14 @@ class SyncState:
     )
 
     @classmethod
-    def from_row(cls, invoice_id: int, r: tables.InvoiceSync | None) -> SyncState:
+    def from_row(
+        cls, invoice_id: int, r: Any, siblings: Sequence[int] = ()
+    ) -> SyncState:
+        """From an InvoiceSync or a result row with its attribute names; None for drafts."""
         if r is None:
             return cls(
                 invoice_id=invoice_id,
+                siblings=siblings,
                 status=SyncStatus.NOT_REQUIRED,
                 attempts=0,
                 last_attempt_at=None,
@@ -121,6 +129,7 @@ class SyncState:
             )
         return cls(
             invoice_id=invoice_id,
+            siblings=siblings,
             status=SyncStatus(r.state),
             attempts=r.attempts,
             last_attempt_at=r.last_attempt_at,
@@ -133,9 +142,10 @@ class SyncState:
     @strawberry.field(
         description=f"The most recent attempt steps, newest first (at most {HISTORY_MAX})."
     )
-    async def history(self, info: Info, last: int = 10) -> list[SyncAttempt]:
-        rows = await info.context.loader(SyncAttemptsByInvoiceIdLoader).load(
-            (self.invoice_id, max(0, min(last, HISTORY_MAX)))
+    def history(self, info: Info, last: int = 10) -> list[SyncAttempt]:
+        n = max(0, min(last, HISTORY_MAX))
+        rows = info.context.loader(SyncAttemptsByInvoiceIdLoader).load(
+            (self.invoice_id, n), [(i, n) for i in self.siblings]
         )
         return [SyncAttempt(row=r) for r in rows]
 

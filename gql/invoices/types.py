@@ -4,6 +4,7 @@ Every field carries a description."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import strawberry
@@ -101,7 +102,10 @@ class LineItemConnection:
     description="An invoice: a draft collecting lines, or a finalized, immutable bill."
 )
 class Invoice:
-    row: strawberry.Private[tables.Invoice]
+    # An Invoice row or a result row with its attribute names (pages read rows, not objects).
+    row: strawberry.Private[Any]
+    # The rows of the page this invoice came in (itself included): the keys its loaders batch.
+    page: strawberry.Private[Sequence[Any]]
     id: strawberry.ID = strawberry.field(description="Opaque public id (inv_...).")
     number: str | None = strawberry.field(
         description="Human number such as ACME-0007, gap-free per organization; null for drafts."
@@ -139,10 +143,12 @@ class Invoice:
     )
 
     @classmethod
-    def from_row(cls, r: tables.Invoice) -> Invoice:
+    def from_row(cls, r: Any, page: Sequence[Any] | None = None) -> Invoice:
+        """From an Invoice or a result row; `page` is the list it is one of, if any."""
         currency = r.currency.strip()
         return cls(
             row=r,
+            page=page if page is not None else (r,),
             id=strawberry.ID(r.public_id),
             number=r.number,
             status=InvoiceStatus(r.status),
@@ -162,14 +168,11 @@ class Invoice:
         )
 
     @strawberry.field(description="Line items in the order they were added; `first` at most 100.")
-    async def line_items(
-        self, info: Info, first: int = 20, after: str | None = None
-    ) -> LineItemConnection:
+    def line_items(self, info: Info, first: int = 20, after: str | None = None) -> LineItemConnection:
         check_first(first)
         after_id = parse_id_cursor(after) if after else None
-        assert self.row.id is not None
-        rows = await info.context.loader(LineItemsByInvoiceIdLoader).load(
-            (self.row.id, first + 1, after_id)
+        rows = info.context.loader(LineItemsByInvoiceIdLoader).load(
+            (self.row.id, first + 1, after_id), [(r.id, first + 1, after_id) for r in self.page]
         )
         page = rows[:first]
         edges = [
@@ -188,18 +191,21 @@ class Invoice:
         description="The organization billed.",
         graphql_type=Annotated["Organization", strawberry.lazy("gql.organizations.types")],
     )
-    async def organization(self, info: Info) -> tables.Organization:
-        org = await info.context.loader(OrganizationByIdLoader).load(self.row.organization_id)
+    def organization(self, info: Info) -> tables.Organization:
+        org = info.context.loader(OrganizationByIdLoader).load(
+            self.row.organization_id, [r.organization_id for r in self.page]
+        )
         assert org is not None
         return org
 
     @strawberry.field(description="Where this invoice stands with Stripe.")
-    async def sync_state(self, info: Info) -> SyncState:
-        assert self.row.id is not None
+    def sync_state(self, info: Info) -> SyncState:
         row = None
         if self.row.status != InvoiceStatus.DRAFT:
-            row = await info.context.loader(SyncStateByInvoiceIdLoader).load(self.row.id)
-        return SyncState.from_row(self.row.id, row)
+            row = info.context.loader(SyncStateByInvoiceIdLoader).load(
+                self.row.id, [r.id for r in self.page if r.status != InvoiceStatus.DRAFT]
+            )
+        return SyncState.from_row(self.row.id, row, [r.id for r in self.page])
 
 
 @strawberry.type(description="A page of invoices, newest billing period first.")
