@@ -76,6 +76,7 @@ def _api_limits(cfg: Settings) -> Limits:
         graphql_threads=cfg.api_graphql_threads,
         graphql_queue=cfg.api_graphql_queue,
         token_cache_seconds=cfg.api_token_cache_seconds,
+        subtree_cache_entries=cfg.api_subtree_cache_entries,
     )
 
 

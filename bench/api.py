@@ -31,8 +31,8 @@ from pathlib import Path
 
 import httpx
 import psutil
-import strawberry
 import spy
+import strawberry
 from common import cli, free_port, fresh_database, server_urls, start, stop, wait_http
 
 from models import invoices, organizations

@@ -19,10 +19,16 @@ from pathlib import Path
 
 # (bucket, substrings of a frame "function (file:line)"), tested leaf first, in this order.
 LEAF_RULES: list[tuple[str, tuple[str, ...]]] = [
-    ("logging and metrics", ("(logging/", "(pythonjsonlogger/", "(prometheus_client/", "gql/logs.py")),
+    (
+        "logging and metrics",
+        ("(logging/", "(pythonjsonlogger/", "(prometheus_client/", "gql/logs.py"),
+    ),
     ("JSON encoding", ("(json/", "orjson", "(starlette/responses.py")),
     ("SQL round trips", ("(psycopg/", "(psycopg_pool/", "(socket.py", "(selectors.py")),
-    ("session and pool", ("(sqlalchemy/pool/", "(sqlalchemy/engine/", "(sqlalchemy/orm/session.py")),
+    (
+        "session and pool",
+        ("(sqlalchemy/pool/", "(sqlalchemy/engine/", "(sqlalchemy/orm/session.py"),
+    ),
     (
         "row -> object",
         ("(sqlalchemy/", "(sqlmodel/", "from_row", "(gql/core/money.py", "(gql/core/scalars.py"),
@@ -36,9 +42,9 @@ BUCKETS = ["authentication"] + [name for name, _ in LEAF_RULES] + ["other"]
 
 def record(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
     """Starts py-spy on `pid` for `seconds`; the caller waits for it after the load."""
+    argv = ["py-spy", "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250"]
     return subprocess.Popen(
-        ["py-spy", "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250"]
-        + ["--format", "raw", "--output", str(out), "--nonblocking"],
+        [*argv, "--format", "raw", "--output", str(out), "--nonblocking"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

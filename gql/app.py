@@ -35,9 +35,9 @@ from gql import dashboard, graphiql_static
 from gql.core.context import Context
 from gql.core.enqueue import DeferredEnqueue
 from gql.core.errors import request_id_var
+from gql.core.executor import BoundedExecutor
 from gql.core.http import GraphQLOverHTTP, RequestBodyLimit
 from gql.core.limits import DEFAULT_LIMITS, Limits
-from gql.core.executor import BoundedExecutor
 from gql.core.permissions import viewer_from_authorization
 from gql.core.tokens import TokenCache
 from gql.schema import build_schema, schema

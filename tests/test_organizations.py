@@ -9,13 +9,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, select
-
-from models import organizations, tables
-from models.errors import InvalidValue, NotFound
-from models.tables import TokenScope
 from starlette.testclient import TestClient
 
 from gql.core.tokens import TOKEN_CACHE_SECONDS
+from models import organizations, tables
+from models.errors import InvalidValue, NotFound
+from models.tables import TokenScope
 from settings import Settings
 from tests.api_helpers import Api, MovableClock, api_app
 from tests.factories import NOW, make_invoice, make_org, make_token

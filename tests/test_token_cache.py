@@ -55,7 +55,9 @@ def test_a_revocation_scheduled_ahead_stops_on_its_second(db: Session) -> None:
     cache = TokenCache()
     header = f"Bearer {token}"
     assert viewer_from_authorization(db, header, now=NOW, cache=cache) is not None
-    assert viewer_from_authorization(db, header, now=NOW + timedelta(seconds=2), cache=cache) is None
+    assert (
+        viewer_from_authorization(db, header, now=NOW + timedelta(seconds=2), cache=cache) is None
+    )
 
 
 def test_unknown_tokens_are_not_cached_and_new_ones_work_at_once(db: Session) -> None:

@@ -187,7 +187,7 @@ class GraphQLOverHTTP:
         """The whole operation, token lookup included, on the bounded executor's thread, with
         `execute_sync` (gql/core/executor.py says why); 503 when the executor is saturated."""
         allowed = OperationType.from_http(request_adapter.method)
-        if not self.allow_queries_via_get and request_adapter.method == "GET":  # type: ignore[attr-defined]
+        if not self.allow_queries_via_get and request_adapter.method == "GET":
             allowed = allowed - {OperationType.QUERY}
 
         def operation() -> ExecutionResult:

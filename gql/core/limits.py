@@ -80,6 +80,9 @@ class Limits:
     # A live token is looked up at most once per this many seconds: a revoked token stops
     # working within it (gql/core/tokens.py). 0 looks it up on every request.
     token_cache_seconds: float = 5.0
+    # Completed subtrees of immutable rows kept per worker (a finalized invoice's line items:
+    # gql/core/subtree_cache.py), ~5 KB each; 0 turns the cache off.
+    subtree_cache_entries: int = 4_096
 
 
 DEFAULT_LIMITS = Limits()

@@ -103,9 +103,7 @@ class SyncState:
     )
 
     @classmethod
-    def from_row(
-        cls, invoice_id: int, r: Any, siblings: Sequence[int] = ()
-    ) -> SyncState:
+    def from_row(cls, invoice_id: int, r: Any, siblings: Sequence[int] = ()) -> SyncState:
         """From an InvoiceSync or a result row with its attribute names; None for drafts."""
         if r is None:
             return cls(

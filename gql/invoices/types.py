@@ -3,8 +3,8 @@ Every field carries a description."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from collections.abc import Sequence
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import strawberry
@@ -168,11 +168,17 @@ class Invoice:
         )
 
     @strawberry.field(description="Line items in the order they were added; `first` at most 100.")
-    def line_items(self, info: Info, first: int = 20, after: str | None = None) -> LineItemConnection:
+    def line_items(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> LineItemConnection:
         check_first(first)
         after_id = parse_id_cursor(after) if after else None
+        # A draft batches with the page's drafts only: finalized invoices' lines are usually
+        # answered from the subtree cache (gql/core/subtree_cache.py) without asking.
+        draft = self.row.status == InvoiceStatus.DRAFT
+        siblings = [r for r in self.page if not draft or r.status == InvoiceStatus.DRAFT]
         rows = info.context.loader(LineItemsByInvoiceIdLoader).load(
-            (self.row.id, first + 1, after_id), [(r.id, first + 1, after_id) for r in self.page]
+            (self.row.id, first + 1, after_id), [(r.id, first + 1, after_id) for r in siblings]
         )
         page = rows[:first]
         edges = [
