@@ -296,14 +296,21 @@ def measure(
                         peak[child.pid] = max(peak.get(child.pid, 0), child.memory_info().rss)
                 time.sleep(0.2)
 
-        sampler = threading.Thread(target=sample)
+        def workers_cpu() -> float:
+            root = psutil.Process(proc.pid)
+            procs = root.children(recursive=True) if workers > 1 else [root]
+            return sum(p.cpu_times().user + p.cpu_times().system for p in procs)
+
+        sampler = threading.Thread(target=sample, daemon=True)  # never outlives a failed run
         sampler.start()
+        cpu_before = workers_cpu()
         profiler = None
         if args.profile and workers == 1:
             profiler = spy.record(proc.pid, args.seconds, Path(args.profile))
         load = (wrk_load if shutil.which("wrk") else python_load)(
             url, token, args.seconds, args.connections
         )
+        cpu_used = workers_cpu() - cpu_before
         done.set()
         sampler.join()
         profile = None
@@ -320,6 +327,11 @@ def measure(
             "load_p99_ms": round(load["p99"], 2),
             "load_errors": load["errors"],
             "peak_rss_mb_per_worker": round(max(worker_rss) / 2**20, 1),
+            # CPU the server's workers spent per answered request under load: unlike requests/s,
+            # barely moved by other processes sharing the cores.
+            "server_cpu_ms_per_request": round(
+                1000 * cpu_used / max(1.0, load["rps"] * args.seconds), 2
+            ),
             "load_generator": "wrk" if shutil.which("wrk") else "python",
         } | ({"profile_percent": profile} if profile else {})
     finally:
@@ -350,6 +362,10 @@ def main() -> None:
         "one_worker": results[0],
         "two_workers": two,
         "two_workers_share_of_ceiling": round(float(two["load_rps"]) / ceiling_rps, 2),  # type: ignore[arg-type]
+        # The same share in CPU: Strawberry's in-memory execution over the server's CPU per
+        # request (1.0: the server costs what Strawberry alone costs). Robust to shared cores.
+        "cpu_share_of_ceiling": round(cpu * 1000 / float(two["server_cpu_ms_per_request"]), 2),  # type: ignore[arg-type]
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(summary))
 

@@ -1,9 +1,9 @@
 """Where a server's CPU time goes: py-spy samples of a worker under load, in the README's buckets.
 
-`record(pid, seconds, out)` runs `py-spy record` (raw/collapsed stacks, active samples only) on
-one process; `buckets(path)` reads the stacks and charges each sample to one bucket. A sample
-is charged to authentication when any frame is the token lookup (its SQL included: that is
-what authenticating costs); otherwise to the first bucket found walking from the leaf up, so a
+`record(pid, seconds, out)` runs `py-spy record --gil` (raw stacks) on one process: only
+samples holding the GIL count, i.e. Python's CPU, not waits on PostgreSQL or for the GIL.
+`buckets(path)` reads the stacks and charges each sample to one bucket. A sample is charged to
+authentication when any frame is the token lookup (its SQL included: that is what authenticating costs); otherwise to the first bucket found walking from the leaf up, so a
 psycopg frame under an ORM load counts as SQL and the ORM's own frames as row -> object.
 
     python bench/spy.py stacks.txt   # prints the buckets as JSON
@@ -42,7 +42,19 @@ BUCKETS = ["authentication"] + [name for name, _ in LEAF_RULES] + ["other"]
 
 def record(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
     """Starts py-spy on `pid` for `seconds`; the caller waits for it after the load."""
-    argv = ["py-spy", "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250"]
+    # The virtualenv's py-spy (a dev dependency), also when it is not on PATH.
+    exe = Path(sys.executable).parent / "py-spy"
+    argv = [
+        str(exe) if exe.exists() else "py-spy",
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(seconds),
+        "--rate",
+        "250",
+        "--gil",
+    ]
     return subprocess.Popen(
         [*argv, "--format", "raw", "--output", str(out), "--nonblocking"],
         stdout=subprocess.DEVNULL,
