@@ -76,6 +76,8 @@ def caching_execution_context(
     rules: list[Rule], cache: SubtreeCache
 ) -> type[StrawberryGraphQLCoreExecutionContext]:
     by_field = {(r.type_name, r.field_name): r for r in rules}
+    type_names = frozenset(r.type_name for r in rules)
+    base_execute_field = StrawberryGraphQLCoreExecutionContext.execute_field
 
     class CachingExecutionContext(StrawberryGraphQLCoreExecutionContext):
         subtree_cache = cache
@@ -102,6 +104,11 @@ def caching_execution_context(
             path: Any,
             position_context: Any,
         ) -> Any:
+            # Every field of every answer passes here: other types leave at the first test.
+            if parent_type.name not in type_names:
+                return base_execute_field(
+                    self, parent_type, source, field_details_list, path, position_context
+                )
             first = field_details_list[0]
             rule = by_field.get((parent_type.name, first.node.name.value))
             if (
