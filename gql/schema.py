@@ -109,7 +109,14 @@ def _finalized(source: object) -> bool:
 # Finalized invoices are immutable (a trigger refuses changes to them and their lines), so their
 # completed `lineItems` subtree is reused across requests (gql/core/subtree_cache.py).
 IMMUTABLE_SUBTREES = [
-    Rule("Invoice", "lineItems", cacheable=_finalized, key=lambda source: source.row.id),
+    # Keyed by the random public id too: a database restored or truncated with RESTART
+    # IDENTITY (the tests do) reuses serial ids, never 80-bit random ones.
+    Rule(
+        "Invoice",
+        "lineItems",
+        cacheable=_finalized,
+        key=lambda source: (source.row.id, source.row.public_id),
+    ),
 ]
 
 

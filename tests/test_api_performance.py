@@ -18,6 +18,7 @@ from gql.core.limits import Limits
 from models import invoices
 from settings import Settings
 from tests.api_helpers import Api, QueryCounter, api_app
+from tests.conftest import truncate_all
 from tests.factories import NOW, make_invoice, make_org, make_token, usage_line
 
 # bench/api.py's query: 20 invoices x 10 lines + sync state.
@@ -184,3 +185,22 @@ def test_a_saturated_api_answers_503_with_a_code_at_once(
             headers={"Authorization": f"Bearer {flyctl_org}"},
         )
         assert ok.status_code == 200 and ok.json()["data"]["viewer"]["isAdmin"] is False
+
+
+def test_a_reused_serial_id_never_matches_an_old_subtree(
+    settings: Settings, committed: sessionmaker[Session], engine: object
+) -> None:
+    """TRUNCATE ... RESTART IDENTITY (the tests; a restore) gives a new invoice an old id."""
+    query = "{ invoices(first: 5) { nodes { lineItems(first: 10) { nodes { quantity } } } } }"
+    with _app(settings) as client:
+        api = Api(client=client)
+        answers = []
+        for lines in (1, 3):
+            with committed() as s, s.begin():
+                org = make_org(s, slug="reused")
+                token = make_token(s, org)
+                make_invoice(s, org, status="open", lines=lines)
+            nodes = api.data(query, token)["invoices"]["nodes"]
+            answers.append(len(nodes[0]["lineItems"]["nodes"]))
+            truncate_all(engine)  # type: ignore[arg-type]
+    assert answers == [1, 3]

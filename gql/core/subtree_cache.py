@@ -2,14 +2,16 @@
 
 Some subtrees of an answer cannot change once their parent reaches a state: a finalized
 invoice's line items are frozen (a database trigger refuses any change, and an invoice never
-goes back to draft; ids are never reused). For such a field, graphql-core's completed value
-(the plain dicts and lists that become the JSON) depends only on the parent's id, the field's
-selection and its arguments, so it is kept and handed back the next time instead of loading and
-executing the same 10 lines again. A flyctl page is ~2,100 fields, ~1,800 of them line items.
+goes back to draft). For such a field, graphql-core's completed value (the plain dicts and
+lists that become the JSON) depends only on the parent, the field's selection and its
+arguments, so it is kept and handed back the next time instead of loading and executing the
+same 10 lines again. A flyctl page is ~2,100 fields, ~1,800 of them line items.
 
 What makes a hit identical to a fresh answer:
-- the key is (parent id, the query text, the operation name, the variables, the field's place in
-  the document), so a different selection, fragment or argument is a different entry;
+- the key is (the parent's id and random public id, the query text, the operation name, the
+  variables, the field's place in the document), so a different selection, fragment or
+  argument is a different entry, and a database restored or truncated with RESTART IDENTITY
+  (serial ids used again) cannot match an old entry;
 - only a subtree completed without errors is kept, and only when the rule says the parent is
   immutable (`cacheable(source)`: not a draft);
 - no viewer in the key: the subtree is reached only through a parent the viewer may see, and
