@@ -73,6 +73,10 @@ def _api_limits(cfg: Settings) -> Limits:
         db_connect_timeout_seconds=cfg.db_connect_timeout_seconds,
         db_statement_timeout_ms=cfg.db_statement_timeout_ms,
         enqueue_timeout_seconds=cfg.api_enqueue_timeout_seconds,
+        graphql_threads=cfg.api_graphql_threads,
+        graphql_queue=cfg.api_graphql_queue,
+        token_cache_seconds=cfg.api_token_cache_seconds,
+        subtree_cache_entries=cfg.api_subtree_cache_entries,
     )
 
 

@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     api_enqueue_timeout_seconds: float = Field(
         0.5, gt=0, validation_alias=_env("API_ENQUEUE_TIMEOUT")
     )
+    api_graphql_threads: int = Field(4, ge=0, validation_alias=_env("API_GRAPHQL_THREADS"))
+    api_graphql_queue: int = Field(64, ge=0, validation_alias=_env("API_GRAPHQL_QUEUE"))
+    api_subtree_cache_entries: int = Field(
+        4_096, ge=0, validation_alias=_env("API_SUBTREE_CACHE_ENTRIES")
+    )
+    api_token_cache_seconds: float = Field(
+        5.0, ge=0, le=60, validation_alias=_env("API_TOKEN_CACHE_SECONDS")
+    )
     db_pool_timeout_seconds: float = Field(5.0, gt=0, validation_alias=_env("DB_POOL_TIMEOUT"))
     db_connect_timeout_seconds: int = Field(5, ge=1, validation_alias=_env("DB_CONNECT_TIMEOUT"))
     db_statement_timeout_ms: int = Field(

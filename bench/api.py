@@ -5,7 +5,11 @@ separate process on loopback (wrk when installed, else a small Python client). A
 the ceiling Strawberry itself sets, `schema.execute_sync` of the same response shape on
 in-memory data, because on a 2-core machine the server cannot beat 2 cores / that CPU time.
 
-    python bench/api.py [--seconds 10] [--connections 16]
+    python bench/api.py [--seconds 10] [--connections 16] [--profile stacks.txt]
+
+With --profile, py-spy samples the one-worker server during its load run (bench/spy.py
+sorts the samples into the README's buckets: ASGI, auth, pool, SQL, rows, graphql-core, JSON,
+logging) and the buckets are printed with the result.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -26,6 +31,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import spy
 import strawberry
 from common import cli, free_port, fresh_database, server_urls, start, stop, wait_http
 
@@ -290,13 +296,27 @@ def measure(
                         peak[child.pid] = max(peak.get(child.pid, 0), child.memory_info().rss)
                 time.sleep(0.2)
 
-        sampler = threading.Thread(target=sample)
+        def workers_cpu() -> float:
+            root = psutil.Process(proc.pid)
+            procs = root.children(recursive=True) if workers > 1 else [root]
+            return sum(p.cpu_times().user + p.cpu_times().system for p in procs)
+
+        sampler = threading.Thread(target=sample, daemon=True)  # never outlives a failed run
         sampler.start()
+        cpu_before = workers_cpu()
+        profiler = None
+        if args.profile and workers == 1:
+            profiler = spy.record(proc.pid, args.seconds, Path(args.profile))
         load = (wrk_load if shutil.which("wrk") else python_load)(
             url, token, args.seconds, args.connections
         )
+        cpu_used = workers_cpu() - cpu_before
         done.set()
         sampler.join()
+        profile = None
+        if profiler is not None:
+            profiler.wait(timeout=60)
+            profile = spy.buckets(Path(args.profile))
         worker_rss = sorted(peak.values(), reverse=True)[:workers]
         return {
             "workers": workers,
@@ -307,8 +327,13 @@ def measure(
             "load_p99_ms": round(load["p99"], 2),
             "load_errors": load["errors"],
             "peak_rss_mb_per_worker": round(max(worker_rss) / 2**20, 1),
+            # CPU the server's workers spent per answered request under load: unlike requests/s,
+            # barely moved by other processes sharing the cores.
+            "server_cpu_ms_per_request": round(
+                1000 * cpu_used / max(1.0, load["rps"] * args.seconds), 2
+            ),
             "load_generator": "wrk" if shutil.which("wrk") else "python",
-        }
+        } | ({"profile_percent": profile} if profile else {})
     finally:
         stop(proc)
 
@@ -319,15 +344,17 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", default="1,2", help="worker counts to measure (1,2)")
+    parser.add_argument("--profile", help="write py-spy stacks of the 1-worker run here")
     args = parser.parse_args()
-    database_url = fresh_database("billing_bench_api")
+    database_url = fresh_database(os.environ.get("BENCH_DB", "billing_bench") + "_api")
     token = seed(database_url)
     cpu = strawberry_ceiling()
     ceiling_rps = 2 / cpu  # two cores, each spending `cpu` seconds per request in Strawberry alone
-    results = [measure(w, database_url, token, args) for w in (1, 2)]
+    results = [measure(int(w), database_url, token, args) for w in args.workers.split(",")]
     for r in results:
         print(json.dumps(r), file=sys.stderr)
-    two = results[1]
+    two = results[-1]
     summary = {
         "bench": "api",
         "strawberry_execute_sync_ms": round(cpu * 1000, 2),
@@ -335,6 +362,10 @@ def main() -> None:
         "one_worker": results[0],
         "two_workers": two,
         "two_workers_share_of_ceiling": round(float(two["load_rps"]) / ceiling_rps, 2),  # type: ignore[arg-type]
+        # The same share in CPU: Strawberry's in-memory execution over the server's CPU per
+        # request (1.0: the server costs what Strawberry alone costs). Robust to shared cores.
+        "cpu_share_of_ceiling": round(cpu * 1000 / float(two["server_cpu_ms_per_request"]), 2),  # type: ignore[arg-type]
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(summary))
 

@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 from devstack.services import resolve_urls  # noqa: E402
 from migrations_runner import upgrade  # noqa: E402
 
-BENCH_DB = "billing_bench"
+# BENCH_DB names another database, so benchmarks run side by side never share one.
+BENCH_DB = os.environ.get("BENCH_DB", "billing_bench")
 ORGS, MONTHS, PER_MONTH = 1_000, 36, 50_000
 EXPECTED = MONTHS * PER_MONTH
 
@@ -38,7 +39,7 @@ def with_database(url: str, database: str) -> str:
 
 
 def bench_url() -> str:
-    """URL of billing_bench on the server of DATABASE_URL (or the embedded one)."""
+    """URL of BENCH_DB (billing_bench) on the server of DATABASE_URL (or the embedded one)."""
     db, _ = resolve_urls(
         os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL"), ROOT / ".local"
     )

@@ -35,9 +35,11 @@ from gql import dashboard, graphiql_static
 from gql.core.context import Context
 from gql.core.enqueue import DeferredEnqueue
 from gql.core.errors import request_id_var
+from gql.core.executor import BoundedExecutor
 from gql.core.http import GraphQLOverHTTP, RequestBodyLimit
 from gql.core.limits import DEFAULT_LIMITS, Limits
 from gql.core.permissions import viewer_from_authorization
+from gql.core.tokens import TokenCache
 from gql.schema import build_schema, schema
 from gql.usage import http as usage_http
 from models.db import session_factory
@@ -98,6 +100,7 @@ class BillingGraphQL(GraphQLOverHTTP, GraphQL[Context, None]):
         engine: sa.Engine,
         enqueue_sync: Callable[[int], None],
         limits: Limits = DEFAULT_LIMITS,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         super().__init__(
             schema if limits == DEFAULT_LIMITS else build_schema(limits),
@@ -109,6 +112,9 @@ class BillingGraphQL(GraphQLOverHTTP, GraphQL[Context, None]):
         self.sessions = session_factory(engine)
         self.enqueue_sync = enqueue_sync
         self.rollup_shards = settings.rollup_platform_shards
+        self.clock = clock
+        self.tokens = TokenCache(limits.token_cache_seconds)
+        self.executor = BoundedExecutor(limits.graphql_threads, limits.graphql_queue)
 
     async def render_graphql_ide(self, request: Any) -> Response:
         return graphiql_static.page()  # vendored assets: works offline (Strawberry's uses a CDN)
@@ -118,13 +124,19 @@ class BillingGraphQL(GraphQLOverHTTP, GraphQL[Context, None]):
         request.scope.setdefault("state", {})["db_session"] = session
         return Context(
             session=session,
-            viewer_or_none=viewer_from_authorization(
-                session, request.headers.get("authorization", ""), now=datetime.now(UTC)
-            ),
+            viewer_or_none=None,  # filled in by `authenticate`, on the operation's thread
             # Recorded by mutations, sent off the event loop after the operation.
             enqueue_sync=DeferredEnqueue(self.enqueue_sync, self.limits.enqueue_timeout_seconds),
             rollup_shards=self.rollup_shards,
             request_id=request_id_var.get(),
+        )
+
+    def authenticate(self, request: Any, context: Context) -> None:
+        context.viewer_or_none = viewer_from_authorization(
+            context.session,
+            request.headers.get("authorization", ""),
+            now=self.clock(),
+            cache=self.tokens,
         )
 
 
@@ -158,10 +170,12 @@ def create_app(
     readiness: Sequence[Readiness] = (),
     metrics_collectors: Sequence[Collector] = (),
     limits: Limits = DEFAULT_LIMITS,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Starlette:
     """The app over `engine` and `redis` (owned from here on: disposed by the lifespan).
-    `readiness` and `metrics_collectors` are built once by the caller on the same objects."""
-    graphql = BillingGraphQL(settings, engine, enqueue_sync, limits)
+    `readiness` and `metrics_collectors` are built once by the caller on the same objects.
+    `clock` is what token checks call now (tests move it)."""
+    graphql = BillingGraphQL(settings, engine, enqueue_sync, limits, clock)
     redis_client = redis
 
     def check_database() -> tuple[str, bool, str]:
@@ -197,6 +211,7 @@ def create_app(
                 if wrapper is not None and wrapper.inner is collector:
                     REGISTRY.unregister(wrapper)
                     del _SCRAPE_ONLY[type(collector)]
+            graphql.executor.shutdown()
             redis_client.close()
             engine.dispose()
 
@@ -232,4 +247,5 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.engine = engine
+    app.state.graphql = graphql
     return app

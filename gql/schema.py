@@ -14,6 +14,7 @@ from gql.core.errors import ErrorCodes, MaskInternalErrors, bad_input
 from gql.core.limits import DEFAULT_LIMITS, Limits, document_limits
 from gql.core.permissions import RequireToken
 from gql.core.scalars import SCALARS
+from gql.core.subtree_cache import Rule, SubtreeCache, caching_execution_context
 from gql.cycle.mutations import CycleMutations
 from gql.cycle.queries import CycleQueries
 from gql.invoices.mutations import InvoiceMutations
@@ -25,6 +26,7 @@ from gql.prices.mutations import PriceMutations
 from gql.prices.queries import PriceQueries
 from gql.summary.queries import SummaryQueries
 from gql.usage.mutations import UsageMutations
+from models import tables
 
 
 def _has_nul(value: object) -> bool:
@@ -102,6 +104,25 @@ class Schema(strawberry.Schema):
         return None
 
 
+def _finalized(source: object) -> bool:
+    row = getattr(source, "row", None)
+    return row is not None and row.status != tables.InvoiceStatus.DRAFT
+
+
+# Finalized invoices are immutable (a trigger refuses changes to them and their lines), so their
+# completed `lineItems` subtree is reused across requests (gql/core/subtree_cache.py).
+IMMUTABLE_SUBTREES = [
+    # Keyed by the random public id too: a database restored or truncated with RESTART
+    # IDENTITY (the tests do) reuses serial ids, never 80-bit random ones.
+    Rule(
+        "Invoice",
+        "lineItems",
+        cacheable=_finalized,
+        key=lambda source: (source.row.id, source.row.public_id),
+    ),
+]
+
+
 def build_schema(limits: Limits = DEFAULT_LIMITS) -> strawberry.Schema:
     return Schema(
         query=Query,
@@ -118,6 +139,9 @@ def build_schema(limits: Limits = DEFAULT_LIMITS) -> strawberry.Schema:
             Metrics,
         ],
         config=StrawberryConfig(scalar_map=SCALARS),
+        execution_context_class=caching_execution_context(
+            IMMUTABLE_SUBTREES, SubtreeCache(limits.subtree_cache_entries)
+        ),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -41,11 +42,22 @@ class Api:
         return data
 
 
+@dataclass
+class MovableClock:
+    """The app's clock in tests that move time instead of sleeping (`clock.now += ...`)."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
 def api_app(
     settings: Settings,
     enqueue_sync: Callable[[int], None],
     *,
     limits: Limits = DEFAULT_LIMITS,
+    clock: Callable[[], datetime] | None = None,
     metrics_collectors: Callable[[sa.Engine, redis.Redis], Sequence[Collector]] | None = None,
 ) -> Starlette:
     """The app as `cli.asgi_app` builds it: an engine with the limits' timeouts and a Redis
@@ -66,6 +78,7 @@ def api_app(
         enqueue_sync=enqueue_sync,
         metrics_collectors=metrics_collectors(engine, client) if metrics_collectors else (),
         limits=limits,
+        **({"clock": clock} if clock is not None else {}),
     )
 
 
@@ -101,4 +114,4 @@ class QueryCounter:
         self.statements.append(statement)
 
 
-__all__ = ["Api", "QueryCounter", "api", "httpx"]
+__all__ = ["Api", "MovableClock", "QueryCounter", "api", "httpx"]

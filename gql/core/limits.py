@@ -72,6 +72,17 @@ class Limits:
     # How long a request waits for the Celery enqueue after commit before it answers anyway
     # (the sweeper enqueues whatever was lost).
     enqueue_timeout_seconds: float = 0.5
+    # GraphQL operations run on this many threads per worker process (gql/core/executor.py;
+    # 0: on the event loop); each holds at most one of the engine's db_pool_size connections.
+    # Past `graphql_queue` waiting operations a request gets 503 at once.
+    graphql_threads: int = 4
+    graphql_queue: int = 64
+    # A live token is looked up at most once per this many seconds: a revoked token stops
+    # working within it (gql/core/tokens.py). 0 looks it up on every request.
+    token_cache_seconds: float = 5.0
+    # Completed subtrees of immutable rows kept per worker (a finalized invoice's line items:
+    # gql/core/subtree_cache.py), ~5 KB each; 0 turns the cache off.
+    subtree_cache_entries: int = 4_096
 
 
 DEFAULT_LIMITS = Limits()

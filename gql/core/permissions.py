@@ -40,6 +40,7 @@ from strawberry.permission import BasePermission
 from strawberry.types import Info
 
 from gql.core.errors import UNAUTHENTICATED_MESSAGE, unauthenticated
+from gql.core.tokens import TokenCache
 from models import organizations, tables
 from models.errors import NotFound
 from models.tables import TokenScope
@@ -69,14 +70,29 @@ class Caller(Protocol):
 
 
 # 1. Who is calling.
-def viewer_from_authorization(session: Session, header: str, *, now: datetime) -> Viewer | None:
+def viewer_from_authorization(
+    session: Session, header: str, *, now: datetime, cache: TokenCache | None = None
+) -> Viewer | None:
+    """With `cache`, a live token is looked up at most once per TOKEN_CACHE_SECONDS (a revoked
+    token stops working within that; see gql/core/tokens.py)."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    row = organizations.resolve_token(session, token.strip(), now=now)
-    if row is None or row.id is None:
-        return None
-    return Viewer(token_id=row.id, scope=TokenScope(row.scope), organization_id=row.organization_id)
+    plaintext = token.strip()
+
+    def resolve() -> tuple[Viewer, datetime | None] | None:
+        row = organizations.resolve_token(session, plaintext, now=now)
+        if row is None or row.id is None:
+            return None
+        viewer = Viewer(
+            token_id=row.id, scope=TokenScope(row.scope), organization_id=row.organization_id
+        )
+        return viewer, row.revoked_at
+
+    if cache is None:
+        found = resolve()
+        return found[0] if found is not None else None
+    return cache.get_or_resolve(organizations.hash_token(plaintext), now, resolve)
 
 
 # 2. No viewer, no data.

@@ -82,17 +82,17 @@ def _history(session: Session, keys: Sequence[tuple[int, int]]) -> list[list[tab
 class LineItemsByInvoiceIdLoader(SessionLoader[PageKey, list[Any]]):
     """A page of line items per invoice, as result rows with InvoiceItem's attribute names."""
 
-    async def batch_load(self, keys: list[PageKey]) -> list[list[Any]]:
+    def batch_load(self, keys: list[PageKey]) -> list[list[Any]]:
         return _line_items_pages(self.session, keys)
 
 
-class SyncStateByInvoiceIdLoader(SessionLoader[int, tables.InvoiceSync | None]):
-    """The outbox row of each invoice; None for drafts, which have none."""
+class SyncStateByInvoiceIdLoader(SessionLoader[int, Any]):
+    """The outbox row of each invoice (a result row with InvoiceSync's attribute names: read
+    only, so no ORM object); None for drafts, which have none."""
 
-    async def batch_load(self, keys: list[int]) -> list[tables.InvoiceSync | None]:
-        rows = self.session.exec(
-            select(tables.InvoiceSync).where(col(tables.InvoiceSync.invoice_id).in_(keys))
-        ).all()
+    def batch_load(self, keys: list[int]) -> list[Any]:
+        table = tables.InvoiceSync.__table__  # type: ignore[attr-defined]
+        rows = self.session.execute(sa.select(table).where(table.c.invoice_id.in_(keys))).all()
         by_id = {r.invoice_id: r for r in rows}
         return [by_id.get(i) for i in keys]
 
@@ -100,7 +100,7 @@ class SyncStateByInvoiceIdLoader(SessionLoader[int, tables.InvoiceSync | None]):
 class PaymentByInvoiceIdLoader(SessionLoader[int, tables.InvoicePayment | None]):
     """Where collecting each invoice stands, from its webhooks; None before Stripe reports."""
 
-    async def batch_load(self, keys: list[int]) -> list[tables.InvoicePayment | None]:
+    def batch_load(self, keys: list[int]) -> list[tables.InvoicePayment | None]:
         rows = self.session.exec(
             select(tables.InvoicePayment).where(col(tables.InvoicePayment.invoice_id).in_(keys))
         ).all()
@@ -111,5 +111,5 @@ class PaymentByInvoiceIdLoader(SessionLoader[int, tables.InvoicePayment | None])
 class SyncAttemptsByInvoiceIdLoader(SessionLoader[tuple[int, int], list[tables.SyncAttempt]]):
     """The last N sync attempts per (invoice id, N), newest first."""
 
-    async def batch_load(self, keys: list[tuple[int, int]]) -> list[list[tables.SyncAttempt]]:
+    def batch_load(self, keys: list[tuple[int, int]]) -> list[list[tables.SyncAttempt]]:
         return _history(self.session, keys)

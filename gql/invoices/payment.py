@@ -27,13 +27,15 @@ class InvoicePayment:
     )
 
 
-async def resolve_payment(root: Any, info: Info) -> InvoicePayment | None:
+def resolve_payment(root: Any, info: Info) -> InvoicePayment | None:
     """Null for drafts; PENDING until Stripe reports on a finalized invoice. One query per page
     of invoices, not per invoice (PaymentByInvoiceIdLoader)."""
-    row: tables.Invoice = root.row
+    row = root.row  # an Invoice or a result row with its attribute names
     if row.status == tables.InvoiceStatus.DRAFT or row.id is None:
         return None
-    found = await info.context.loader(PaymentByInvoiceIdLoader).load(row.id)
+    found = info.context.loader(PaymentByInvoiceIdLoader).load(
+        row.id, [r.id for r in root.page if r.status != tables.InvoiceStatus.DRAFT]
+    )
     if found is None:
         status = (
             PaymentStatus.SUCCEEDED

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 
@@ -76,6 +77,8 @@ class SyncAttempt:
 @strawberry.type(description="Where an invoice stands with Stripe.")
 class SyncState:
     invoice_id: strawberry.Private[int]
+    # The invoice ids of the page it came in: what `history` batches.
+    siblings: strawberry.Private[Sequence[int]]
     status: SyncStatus = strawberry.field(
         description="NOT_REQUIRED for drafts; then PENDING, SYNCING, SYNCED, RETRYING or FAILED."
     )
@@ -100,10 +103,12 @@ class SyncState:
     )
 
     @classmethod
-    def from_row(cls, invoice_id: int, r: tables.InvoiceSync | None) -> SyncState:
+    def from_row(cls, invoice_id: int, r: Any, siblings: Sequence[int] = ()) -> SyncState:
+        """From an InvoiceSync or a result row with its attribute names; None for drafts."""
         if r is None:
             return cls(
                 invoice_id=invoice_id,
+                siblings=siblings,
                 status=SyncStatus.NOT_REQUIRED,
                 attempts=0,
                 last_attempt_at=None,
@@ -122,6 +127,7 @@ class SyncState:
             )
         return cls(
             invoice_id=invoice_id,
+            siblings=siblings,
             status=SyncStatus(r.state),
             attempts=r.attempts,
             last_attempt_at=r.last_attempt_at,
@@ -134,15 +140,16 @@ class SyncState:
     @strawberry.field(
         description=f"The most recent attempt steps, newest first (at most {HISTORY_MAX})."
     )
-    async def history(
+    def history(
         self,
         info: Info,
         last: Annotated[
             int, strawberry.argument(description="How many of the newest attempt steps to answer.")
         ] = 10,
     ) -> list[SyncAttempt]:
-        rows = await info.context.loader(SyncAttemptsByInvoiceIdLoader).load(
-            (self.invoice_id, max(0, min(last, HISTORY_MAX)))
+        n = max(0, min(last, HISTORY_MAX))
+        rows = info.context.loader(SyncAttemptsByInvoiceIdLoader).load(
+            (self.invoice_id, n), [(i, n) for i in self.siblings]
         )
         return [SyncAttempt(row=r) for r in rows]
 

@@ -3,6 +3,7 @@ Every field carries a description."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -19,11 +20,11 @@ from gql.core.pagination import (
     Edge,
     PageInfo,
     id_cursor,
-    page,
     page_info,
     parse_id_cursor,
     window,
 )
+from gql.core.pagination import page as page_of  # `page` is an Invoice field here
 from gql.core.scalars import DecimalString
 from gql.invoices.dataloaders import LineItemsByInvoiceIdLoader, SyncStateByInvoiceIdLoader
 from gql.invoices.enums import InvoiceStatus, LineItemKind
@@ -106,7 +107,10 @@ class LineItemConnection:
     description="An invoice: a draft collecting lines, or a finalized, immutable bill."
 )
 class Invoice:
-    row: strawberry.Private[tables.Invoice]
+    # An Invoice row or a result row with its attribute names (pages read rows, not objects).
+    row: strawberry.Private[Any]
+    # The rows of the page this invoice came in (itself included): the keys its loaders batch.
+    page: strawberry.Private[Sequence[Any]]
     id: strawberry.ID = strawberry.field(description="Opaque public id (inv_...).")
     number: str | None = strawberry.field(
         description="Human number such as ACME-0007, gap-free per organization; null for drafts."
@@ -144,10 +148,12 @@ class Invoice:
     )
 
     @classmethod
-    def from_row(cls, r: tables.Invoice) -> Invoice:
+    def from_row(cls, r: Any, page: Sequence[Any] | None = None) -> Invoice:
+        """From an Invoice or a result row; `page` is the list it is one of, if any."""
         currency = r.currency.strip()
         return cls(
             row=r,
+            page=page if page is not None else (r,),
             id=strawberry.ID(r.public_id),
             number=r.number,
             status=InvoiceStatus(r.status),
@@ -167,7 +173,7 @@ class Invoice:
         )
 
     @strawberry.field(description="Line items in the order they were added; pages of at most 100.")
-    async def line_items(
+    def line_items(
         self,
         info: Info,
         first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
@@ -176,16 +182,19 @@ class Invoice:
         before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
     ) -> LineItemConnection:
         w = window(first, after, last, before)
-        assert self.row.id is not None
-        rows, more = page(
-            await info.context.loader(LineItemsByInvoiceIdLoader).load(
-                (
-                    self.row.id,
-                    w.size + 1,
-                    parse_id_cursor(w.after) if w.after else None,
-                    parse_id_cursor(w.before) if w.before else None,
-                    w.backward,
-                )
+        shape = (
+            w.size + 1,
+            parse_id_cursor(w.after) if w.after else None,
+            parse_id_cursor(w.before) if w.before else None,
+            w.backward,
+        )
+        # A draft batches with the page's drafts only: finalized invoices' lines are usually
+        # answered from the subtree cache (gql/core/subtree_cache.py) without asking.
+        draft = self.row.status == InvoiceStatus.DRAFT
+        siblings = [r for r in self.page if not draft or r.status == InvoiceStatus.DRAFT]
+        rows, more = page_of(
+            info.context.loader(LineItemsByInvoiceIdLoader).load(
+                (self.row.id, *shape), [(r.id, *shape) for r in siblings]
             ),
             w,
         )
@@ -205,18 +214,21 @@ class Invoice:
         description="The organization billed.",
         graphql_type=Annotated["Organization", strawberry.lazy("gql.organizations.types")],
     )
-    async def organization(self, info: Info) -> tables.Organization:
-        org = await info.context.loader(OrganizationByIdLoader).load(self.row.organization_id)
+    def organization(self, info: Info) -> tables.Organization:
+        org = info.context.loader(OrganizationByIdLoader).load(
+            self.row.organization_id, [r.organization_id for r in self.page]
+        )
         assert org is not None
         return org
 
     @strawberry.field(description="Where this invoice stands with Stripe.")
-    async def sync_state(self, info: Info) -> SyncState:
-        assert self.row.id is not None
+    def sync_state(self, info: Info) -> SyncState:
         row = None
         if self.row.status != InvoiceStatus.DRAFT:
-            row = await info.context.loader(SyncStateByInvoiceIdLoader).load(self.row.id)
-        return SyncState.from_row(self.row.id, row)
+            row = info.context.loader(SyncStateByInvoiceIdLoader).load(
+                self.row.id, [r.id for r in self.page if r.status != InvoiceStatus.DRAFT]
+            )
+        return SyncState.from_row(self.row.id, row, [r.id for r in self.page])
 
 
 @strawberry.type(description="A page of invoices, newest billing period first.")

@@ -12,7 +12,7 @@ class OrganizationByIdLoader(SessionLoader[int, tables.Organization | None]):
     """Organizations by id, for invoices that show theirs: one query per page, not per row.
     Unscoped: callers reach it only from an invoice the viewer may already see."""
 
-    async def batch_load(self, keys: list[int]) -> list[tables.Organization | None]:
+    def batch_load(self, keys: list[int]) -> list[tables.Organization | None]:
         rows = self.session.exec(
             select(tables.Organization).where(col(tables.Organization.id).in_(keys))
         ).all()

@@ -55,10 +55,10 @@ class Price:
         description="The organization of an override; null for the list price.",
         graphql_type=Annotated["Organization", strawberry.lazy("gql.organizations.types")] | None,
     )
-    async def organization(self, info: Info) -> tables.Organization | None:
+    def organization(self, info: Info) -> tables.Organization | None:
         if self.row.organization_id is None:
             return None
-        return await info.context.loader(OrganizationByIdLoader).load(self.row.organization_id)
+        return info.context.loader(OrganizationByIdLoader).load(self.row.organization_id)
 
 
 @strawberry.type(description="Result of setPrice.")

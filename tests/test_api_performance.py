@@ -1,0 +1,206 @@
+"""The request path's work, counted (not timed): SQL round trips of the flyctl list, the reuse
+of finalized invoices' line items (same answers, fewer queries), and the bound on the GraphQL
+threads (past it: 503 at once, not an unbounded queue)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session
+from starlette.testclient import TestClient
+
+from gql.core.executor import BoundedExecutor, Saturated
+from gql.core.limits import Limits
+from models import invoices
+from settings import Settings
+from tests.api_helpers import Api, QueryCounter, api_app
+from tests.conftest import truncate_all
+from tests.factories import NOW, make_invoice, make_org, make_token, usage_line
+
+# bench/api.py's query: 20 invoices x 10 lines + sync state.
+FLYCTL = """query Flyctl { invoices(first: 20) { pageInfo { hasNextPage endCursor } nodes {
+  id number status periodStart periodEnd total { cents formatted }
+  lineItems(first: 10) { nodes { description app region unit quantity unitPrice amount { cents formatted } } }
+  syncState { status attempts lastAttemptAt nextAttemptAt lastError { code message } } } } }"""
+
+EVERY_LINE_FIELD = """query($first: Int!) { invoices(first: 30) { nodes { id status
+  lineItems(first: $first) { totalCount pageInfo { hasNextPage endCursor startCursor }
+    edges { cursor node { id kind description product app region unit quantity unitPrice
+      amount { cents currency formatted } periodStart periodEnd metadata } } } } } }"""
+
+
+def _app(settings: Settings, **limits: int) -> TestClient:
+    return TestClient(api_app(settings, lambda _: None, limits=Limits(**limits)))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str) -> Settings:
+    return Settings(database_url=database_url, redis_url=redis_url)
+
+
+@pytest.fixture
+def flyctl_org(committed: sessionmaker[Session]) -> str:
+    with committed() as s, s.begin():
+        org = make_org(s, slug="flyctl")
+        for m in range(22):
+            start = date(2024 + m // 12, m % 12 + 1, 1)
+            end = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
+            make_invoice(s, org, status="open", lines=12, period_start=start, period_end=end)
+        make_invoice(s, org, status="draft", lines=2, period_start=date(2026, 1, 1))
+        token = make_token(s, org)
+    return token
+
+
+def test_the_flyctl_list_costs_four_round_trips_then_two(
+    settings: Settings, flyctl_org: str
+) -> None:
+    with _app(settings) as client:
+        api = Api(client=client)
+        engine = client.app.state.engine  # type: ignore[attr-defined]
+        with QueryCounter(engine) as cold:
+            first = api.data(FLYCTL, flyctl_org)
+        with QueryCounter(engine) as warm:
+            second = api.data(FLYCTL, flyctl_org)
+    assert first == second
+    nodes = first["invoices"]["nodes"]
+    assert len(nodes) == 20 and all(len(n["lineItems"]["nodes"]) == 10 for n in nodes[1:])
+    # Cold: the token, the page, the draft's lines, the other lines of the page (one query for
+    # all 19), the sync states of the page.
+    assert len(cold.statements) == 5, cold.statements
+    assert sum("api_tokens" in s for s in cold.statements) == 1
+    # Warm: the token is cached (5 s) and the finalized invoices' lines are reused: only the
+    # draft's lines are read again.
+    assert len(warm.statements) == 3, warm.statements
+    assert not any("api_tokens" in s for s in warm.statements)
+    assert sum("invoice_items" in s for s in warm.statements) == 1
+
+
+def test_a_page_without_drafts_costs_two_round_trips_once_warm(
+    settings: Settings, flyctl_org: str
+) -> None:
+    after_the_draft = FLYCTL.replace(
+        "invoices(first: 20)", "invoices(first: 20, filter: {status: [OPEN]})"
+    )
+    with _app(settings) as client:
+        api = Api(client=client)
+        engine = client.app.state.engine  # type: ignore[attr-defined]
+        with QueryCounter(engine) as cold:
+            api.data(after_the_draft, flyctl_org)
+        with QueryCounter(engine) as warm:
+            api.data(after_the_draft, flyctl_org)
+    assert len(cold.statements) == 4, cold.statements  # token, page, lines, sync states
+    assert len(warm.statements) == 2, warm.statements  # page, sync states
+
+
+OTHER_SELECTIONS = [
+    "{ invoices(first: 30) { nodes { lineItems(first: 10) { nodes { id } } } } }",
+    """{ invoices(first: 30) { nodes { a: lineItems(first: 2) { nodes { ...L } }
+        b: lineItems(first: 4) { nodes { id ...L } } } } } fragment L on LineItem { unit }""",
+    """{ invoices(first: 30) { nodes { a: lineItems(first: 2) { nodes { ...L } }
+        b: lineItems(first: 4) { nodes { id ...L } } } } } fragment L on LineItem { app }""",
+]
+
+
+def test_reused_line_items_answer_exactly_as_fresh_ones(
+    settings: Settings, flyctl_org: str
+) -> None:
+    """Same answers from the cache, whatever the arguments, aliases, fragments or selection."""
+    with _app(settings) as cached, _app(settings, subtree_cache_entries=0) as fresh:
+        for first in (3, 10, 20):
+            a = Api(client=cached).data(EVERY_LINE_FIELD, flyctl_org, first=first)
+            b = Api(client=cached).data(EVERY_LINE_FIELD, flyctl_org, first=first)
+            c = Api(client=fresh).data(EVERY_LINE_FIELD, flyctl_org, first=first)
+            assert a == b == c
+        for query in OTHER_SELECTIONS * 2:
+            assert Api(client=cached).data(query, flyctl_org) == Api(client=fresh).data(
+                query, flyctl_org
+            )
+
+
+def test_a_draft_s_new_line_shows_on_the_next_request(
+    settings: Settings, committed: sessionmaker[Session]
+) -> None:
+    with committed() as s, s.begin():
+        org = make_org(s, slug="drafty")
+        token = make_token(s, org)
+        draft = make_invoice(s, org, status="draft", lines=1)
+    query = "{ invoices(first: 5) { nodes { lineItems(first: 10) { nodes { quantity } } } } }"
+    with _app(settings) as client:
+        api = Api(client=client)
+        before = api.data(query, token)["invoices"]["nodes"][0]["lineItems"]["nodes"]
+        with committed() as s, s.begin():
+            row = s.merge(draft)
+            invoices.add_lines(s, row, [usage_line(quantity="7")], now=NOW + timedelta(1))
+        after = api.data(query, token)["invoices"]["nodes"][0]["lineItems"]["nodes"]
+    assert len(before) == 1 and len(after) == 2
+
+
+def test_the_executor_queues_up_to_its_bound_then_refuses() -> None:
+    executor = BoundedExecutor(threads=1, queue=1)
+    gate = threading.Event()
+
+    async def scenario() -> list[str]:
+        running = [asyncio.ensure_future(executor.run(gate.wait)) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(Saturated):
+            await executor.run(lambda: True)
+        gate.set()
+        await asyncio.gather(*running)
+        return ["ok" for _ in running]
+
+    assert asyncio.run(scenario()) == ["ok", "ok"]
+    assert executor.in_flight == 0
+    executor.shutdown()
+
+
+def test_a_saturated_api_answers_503_with_a_code_at_once(
+    settings: Settings, flyctl_org: str
+) -> None:
+    with _app(settings, graphql_threads=1, graphql_queue=0) as client:
+        executor: BoundedExecutor = client.app.state.graphql.executor  # type: ignore[attr-defined]
+        gate = threading.Event()
+        holder = threading.Thread(target=lambda: asyncio.run(executor.run(gate.wait)))
+        holder.start()
+        try:
+            while executor.in_flight == 0:  # the one thread is taken (counting, not timing)
+                threading.Event().wait(0.01)
+            response = client.post(
+                "/graphql",
+                json={"query": "{ viewer { isAdmin } }"},
+                headers={"Authorization": f"Bearer {flyctl_org}"},
+            )
+        finally:
+            gate.set()
+            holder.join()
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        assert response.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+        ok = client.post(
+            "/graphql",
+            json={"query": "{ viewer { isAdmin } }"},
+            headers={"Authorization": f"Bearer {flyctl_org}"},
+        )
+        assert ok.status_code == 200 and ok.json()["data"]["viewer"]["isAdmin"] is False
+
+
+def test_a_reused_serial_id_never_matches_an_old_subtree(
+    settings: Settings, committed: sessionmaker[Session], engine: object
+) -> None:
+    """TRUNCATE ... RESTART IDENTITY (the tests; a restore) gives a new invoice an old id."""
+    query = "{ invoices(first: 5) { nodes { lineItems(first: 10) { nodes { quantity } } } } }"
+    with _app(settings) as client:
+        api = Api(client=client)
+        answers = []
+        for lines in (1, 3):
+            with committed() as s, s.begin():
+                org = make_org(s, slug="reused")
+                token = make_token(s, org)
+                make_invoice(s, org, status="open", lines=lines)
+            nodes = api.data(query, token)["invoices"]["nodes"]
+            answers.append(len(nodes[0]["lineItems"]["nodes"]))
+            truncate_all(engine)  # type: ignore[arg-type]
+    assert answers == [1, 3]
