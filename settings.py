@@ -10,7 +10,7 @@ start-up with an error that names the variable (`Settings.from_env`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     api_enqueue_timeout_seconds: float = Field(
         0.5, gt=0, validation_alias=_env("API_ENQUEUE_TIMEOUT")
     )
+    # "all": one access log line per request; "errors": only for answers of 400 and up (the dev
+    # stack's choice: its metering feed posts every few seconds and would bury the banner).
+    api_access_log: Literal["all", "errors"] = Field("all", validation_alias=_env("API_ACCESS_LOG"))
     api_graphql_threads: int = Field(4, ge=0, validation_alias=_env("API_GRAPHQL_THREADS"))
     api_graphql_queue: int = Field(64, ge=0, validation_alias=_env("API_GRAPHQL_QUEUE"))
     api_subtree_cache_entries: int = Field(

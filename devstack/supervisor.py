@@ -68,7 +68,8 @@ def tokens_file(cfg: Settings) -> Path:
 
 
 def _dev_env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # The metering feed posts every few seconds: its answers are not news, errors still are.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "API_ACCESS_LOG": "errors"}
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         # Containers and CI boxes run `make run` as root; Celery then warns on every start. We
         # send JSON, never pickle, so Celery does not refuse to run, and this is a developer's
@@ -79,11 +80,14 @@ def _dev_env() -> dict[str, str]:
     return env
 
 
-def _wait_worker(seconds: float) -> bool:
+def wait_worker(cfg: Settings, seconds: float) -> bool:
     """Until a Celery worker answers a ping over the broker (so its start-up lines are out
-    before the banner)."""
-    from sync.celery_app import app
+    before the banner). The ping goes through the app configured from `cfg`: unconfigured, it
+    went to Celery's default broker, where no worker ever answers."""
+    from sync import celery_app
+    from sync.config import SyncConfig
 
+    app = celery_app.configure(SyncConfig.from_settings(cfg))
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if app.control.ping(timeout=1.0):
@@ -175,7 +179,7 @@ def run_stack(
         if not _wait_http(f"http://{host}:{port}/healthz", seconds=120):
             out.write("the API did not come up; see the messages above\n")
             return 1
-        if not _wait_worker(60):
+        if not wait_worker(cfg, 60):
             out.write("the sync worker did not answer; see the messages above\n")
             return 1
         banner(out, host=host, port=port, tokens=tokens or {})

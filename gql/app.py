@@ -53,8 +53,9 @@ class RequestContext:
     """Pure ASGI middleware: a request id (X-Request-Id in and out), one JSON access log line,
     and the request's database session closed when the response is done."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, log_successes: bool = True) -> None:
         self.app = app
+        self.log_successes = log_successes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,7 +81,9 @@ class RequestContext:
             session = scope["state"].pop("db_session", None)
             if session is not None:
                 session.close()
-            if scope["path"] not in ("/healthz", "/metrics"):
+            if scope["path"] not in ("/healthz", "/metrics") and (
+                self.log_successes or status >= 400
+            ):
                 log.info(
                     "request",
                     extra={
@@ -243,7 +246,7 @@ def create_app(
             *graphiql_static.routes(),
             *usage_http.routes(graphql.sessions),
         ],
-        middleware=[Middleware(RequestContext)],
+        middleware=[Middleware(RequestContext, log_successes=settings.api_access_log == "all")],
         lifespan=lifespan,
     )
     app.state.engine = engine

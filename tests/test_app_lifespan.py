@@ -4,8 +4,10 @@ them when the app shuts down."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 import redis
 from starlette.testclient import TestClient
 
@@ -54,3 +56,27 @@ def test_readyz_uses_the_given_objects_and_the_lifespan_disposes_them(
         assert calls == []
     assert checks == [1, 1]
     assert sorted(calls) == ["engine.dispose", "redis.close"]
+
+
+@pytest.mark.parametrize("mode", ["all", "errors"])
+def test_the_access_log_can_leave_out_successes(
+    database_url: str, redis_url: str, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`API_ACCESS_LOG=errors` (the dev stack's setting) keeps the lines of failed requests
+    only, so a metering feed's routine posts do not bury the banner."""
+    settings = Settings.model_validate(
+        {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "API_ACCESS_LOG": mode}
+    )
+    app = create_app(
+        settings,
+        engine=make_engine(database_url, pool_size=1),
+        redis=redis.Redis.from_url(redis_url, socket_timeout=1),
+        enqueue_sync=lambda _: None,
+    )
+    caplog.set_level(logging.INFO, logger="billing.api")
+    with TestClient(app) as client:
+        client.get("/dashboard")
+        client.post("/graphql", json={"query": "{ viewer { isAdmin } }"})  # no token: 200 + error
+        client.post("/graphql", content=b"not json", headers={"content-type": "application/json"})
+    logged = [r.status for r in caplog.records if getattr(r, "path", None)]  # type: ignore[attr-defined]
+    assert logged == ([200, 200, 400] if mode == "all" else [400])

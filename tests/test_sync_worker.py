@@ -179,3 +179,23 @@ def test_enqueue_sync_never_raises_when_the_broker_is_down(sync_config: SyncConf
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     seconds = _enqueue_in_subprocess(sync_config, dead, 42)
     assert seconds < 10  # the API request waits a bounded time, then the sweeper covers it
+
+
+def test_the_dev_stack_sees_its_worker_answer(sync_config: SyncConfig, spawn: Spawn) -> None:
+    """`billing run` waits for the worker's ping before printing the banner; the ping must go
+    to the configured broker (it went to Celery's default one, so `make run` gave up after a
+    minute with "the sync worker did not answer"). Asked from a fresh process, as `billing run`
+    asks, with nothing configured beforehand."""
+    spawn("worker")
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from devstack.supervisor import wait_worker; from settings import "
+            "Settings; sys.exit(0 if wait_worker(Settings(), 60) else 1)",
+        ],
+        cwd=PROJECT_ROOT,
+        env=_env(sync_config),
+        timeout=120,
+    )
+    assert probe.returncode == 0
