@@ -10,12 +10,13 @@ from datetime import date, timedelta
 
 import pytest
 from sqlalchemy.orm import sessionmaker
-from sqlmodel import Session
+from sqlmodel import Session, select
 from starlette.testclient import TestClient
 
 from gql.core.executor import BoundedExecutor, Saturated
 from gql.core.limits import Limits
-from models import invoices
+from gql.core.subtree_cache import SubtreeCache
+from models import invoices, tables
 from settings import Settings
 from tests.api_helpers import Api, QueryCounter, api_app
 from tests.conftest import truncate_all
@@ -204,3 +205,53 @@ def test_a_reused_serial_id_never_matches_an_old_subtree(
             answers.append(len(nodes[0]["lineItems"]["nodes"]))
             truncate_all(engine)  # type: ignore[arg-type]
     assert answers == [1, 3]
+
+
+SUMMARY = """query($years: [Int!]!) { monthlySummary(years: $years) { month year monthOfYear
+  currency invoiceCount subtotal { cents currency formatted } total { cents formatted } }
+  organization(slug: "flyctl") { monthlySummary(years: $years) { month invoiceCount
+    total { cents } } } }"""
+
+
+def _summary_cache(client: TestClient) -> SubtreeCache:
+    graphql_app = next(r for r in client.app.routes if getattr(r, "path", "") == "/graphql")  # type: ignore[attr-defined]
+    cache: SubtreeCache = graphql_app.app.app.schema.execution_context_class.subtree_cache
+    return cache
+
+
+def test_monthly_summary_answers_from_its_cache_exactly_as_fresh(
+    settings: Settings, flyctl_org: str
+) -> None:
+    """The completed list is reused only for the same rollup figures (they are in its key), so
+    a hit is the fresh answer by construction; the test checks it field by field anyway."""
+    with _app(settings) as cached, _app(settings, subtree_cache_entries=0) as fresh:
+        for years in ([2024], [2024, 2025], [2025, 2026]):
+            a = Api(client=cached).data(SUMMARY, flyctl_org, years=years)
+            hits = _summary_cache(cached).hits
+            b = Api(client=cached).data(SUMMARY, flyctl_org, years=years)
+            assert _summary_cache(cached).hits == hits + 2  # both monthlySummary fields
+            c = Api(client=fresh).data(SUMMARY, flyctl_org, years=years)
+            assert a == b == c
+
+
+def test_a_finalize_shows_in_the_next_cached_summary(
+    settings: Settings, committed: sessionmaker[Session], flyctl_org: str
+) -> None:
+    with _app(settings) as client:
+        api = Api(client=client)
+        before = api.data(SUMMARY, flyctl_org, years=[2026])["monthlySummary"]
+        with committed() as s, s.begin():
+            org = s.exec(
+                select(tables.Organization).where(tables.Organization.slug == "flyctl")
+            ).one()
+            make_invoice(
+                s,
+                org,
+                status="open",
+                lines=1,
+                period_start=date(2026, 5, 1),
+                period_end=date(2026, 6, 1),
+            )
+        after = api.data(SUMMARY, flyctl_org, years=[2026])["monthlySummary"]
+    may = next(i for i, m in enumerate(before) if m["month"] == "2026-05")
+    assert after[may]["invoiceCount"] == before[may]["invoiceCount"] + 1
