@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import date
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
 import strawberry
 
@@ -28,6 +28,13 @@ LAST = (
     "Rows from the back of the list (before `before`), in list order; 0 to 100. Not with `first`."
 )
 BEFORE = "Only rows before this cursor (a startCursor), for the previous page."
+
+
+# The four arguments of every connection field, described once.
+First = Annotated[int | None, strawberry.argument(description=FIRST)]
+After = Annotated[str | None, strawberry.argument(description=AFTER)]
+Last = Annotated[int | None, strawberry.argument(description=LAST)]
+Before = Annotated[str | None, strawberry.argument(description=BEFORE)]
 
 
 def _check_size(name: str, size: int) -> int:

@@ -8,7 +8,7 @@ import strawberry
 
 from gql.core import permissions
 from gql.core.context import Info
-from gql.core.pagination import AFTER, BEFORE, FIRST, LAST, window
+from gql.core.pagination import After, Before, First, Last, window
 from gql.core.permissions import IsAuthenticated
 from gql.invoices.filters import InvoiceFilter
 from gql.invoices.resolvers import invoice_page
@@ -41,13 +41,13 @@ class InvoiceQueries:
     def invoices(
         self,
         info: Info,
-        first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
-        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        first: First = None,
+        after: After = None,
         filter: Annotated[
             InvoiceFilter | None, strawberry.argument(description="Narrow the list.")
         ] = None,
-        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
-        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
+        last: Last = None,
+        before: Before = None,
     ) -> InvoiceConnection:
         return invoice_page(
             info, w=window(first, after, last, before), filter=filter, organization_id=None

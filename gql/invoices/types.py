@@ -13,11 +13,11 @@ from strawberry.scalars import JSON
 from gql.core.context import Info
 from gql.core.money import Money, money
 from gql.core.pagination import (
-    AFTER,
-    BEFORE,
-    FIRST,
-    LAST,
+    After,
+    Before,
     Edge,
+    First,
+    Last,
     PageInfo,
     id_cursor,
     page_info,
@@ -176,10 +176,10 @@ class Invoice:
     def line_items(
         self,
         info: Info,
-        first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
-        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
-        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
-        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> LineItemConnection:
         w = window(first, after, last, before)
         shape = (

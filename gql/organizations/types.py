@@ -12,7 +12,7 @@ from typing import Annotated
 import strawberry
 
 from gql.core.context import Info
-from gql.core.pagination import AFTER, BEFORE, FIRST, LAST, window
+from gql.core.pagination import After, Before, First, Last, window
 from gql.cycle.queries import spend_alerts
 from gql.cycle.types import SpendAlert
 from gql.invoices.filters import InvoiceFilter
@@ -40,13 +40,13 @@ def _default_currency(parent: Row) -> str:
 def _invoices(
     parent: Row,
     info: Info,
-    first: Annotated[int | None, strawberry.argument(description=FIRST)] = None,
-    after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+    first: First = None,
+    after: After = None,
     filter: Annotated[
         InvoiceFilter | None, strawberry.argument(description="Narrow the list.")
     ] = None,
-    last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
-    before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
+    last: Last = None,
+    before: Before = None,
 ) -> InvoiceConnection:
     assert parent.id is not None
     return invoice_page(
