@@ -117,6 +117,39 @@ def caching_execution_context(
                 )
             return self._document_key
 
+        def _where(self, field_details_list: Any) -> tuple[object, ...] | None:
+            """The key part both kinds of rule share: the field's places in the document and
+            the document with its inputs; None where nothing may be reused (the cache off,
+            fragment variables, @defer, no query text to key on: never guess)."""
+            first = field_details_list[0]
+            if (
+                cache.max_entries <= 0
+                or first.fragment_variable_values is not None
+                or first.defer_usage is not None
+            ):
+                return None
+            document = self.document_key()
+            if document[0] is None:
+                return None
+            places = tuple(d.node.loc.start if d.node.loc else -1 for d in field_details_list)
+            return (places, *document)
+
+        def _reuse(self, key: tuple[object, ...], kind: type, compute: Callable[[], Any]) -> Any:
+            """The kept value for `key`, or `compute()`, kept when it is a `kind` completed
+            without errors."""
+            found = cache.get(key)
+            if found is not None:
+                return found
+            errors_before = len(self.collected_errors.errors)
+            value = compute()
+            if (
+                isinstance(value, kind)
+                and len(self.collected_errors.errors) == errors_before
+                and not self.is_awaitable(value)
+            ):
+                cache.put(key, value)
+            return value
+
         def execute_field(
             self,
             parent_type: GraphQLObjectType,
@@ -130,39 +163,17 @@ def caching_execution_context(
                 return base_execute_field(
                     self, parent_type, source, field_details_list, path, position_context
                 )
-            first = field_details_list[0]
-            rule = by_field.get((parent_type.name, first.node.name.value))
-            if (
-                rule is None
-                or cache.max_entries <= 0
-                or first.fragment_variable_values is not None
-                or first.defer_usage is not None
-                or not rule.cacheable(source)
-            ):
-                return super().execute_field(
-                    parent_type, source, field_details_list, path, position_context
-                )
-            document = self.document_key()
-            if document[0] is None:  # no query text to key on: never guess
-                return super().execute_field(
-                    parent_type, source, field_details_list, path, position_context
-                )
-            places = tuple(d.node.loc.start if d.node.loc else -1 for d in field_details_list)
-            key = (rule.type_name, rule.field_name, rule.key(source), places, *document)
-            found = cache.get(key)
-            if found is not None:
-                return found
-            errors_before = len(self.collected_errors.errors)
-            result = super().execute_field(
-                parent_type, source, field_details_list, path, position_context
+            args = (parent_type, source, field_details_list, path, position_context)
+            rule = by_field.get((parent_type.name, field_details_list[0].node.name.value))
+            where = (
+                self._where(field_details_list)
+                if rule is not None and rule.cacheable(source)
+                else None
             )
-            if (
-                isinstance(result, dict)
-                and len(self.collected_errors.errors) == errors_before
-                and not self.is_awaitable(result)
-            ):
-                cache.put(key, result)
-            return result
+            if rule is None or where is None:
+                return base_execute_field(self, *args)
+            key = (rule.type_name, rule.field_name, rule.key(source), *where)
+            return self._reuse(key, dict, lambda: base_execute_field(self, *args))
 
         def complete_value(
             self,
@@ -173,43 +184,24 @@ def caching_execution_context(
             result: Any,
             position_context: Any,
         ) -> Any:
-            args = (return_type, field_details_list, info, path, result, position_context)
             # Every completed value passes here: most leave at the first test. Only the field's
             # own value (not its list items, not the type inside its non-null wrapper) is kept.
             if info.parent_type.name not in result_type_names or path is not info.path:
-                return base_complete_value(self, *args)
+                return base_complete_value(
+                    self, return_type, field_details_list, info, path, result, position_context
+                )
+            args = (return_type, field_details_list, info, path, result, position_context)
             rule = by_result.get((info.parent_type.name, info.field_name))
-            if rule is None or return_type is not info.return_type or cache.max_entries <= 0:
-                return base_complete_value(self, *args)
-            first = field_details_list[0]
-            document = self.document_key()
-            if (
-                first.fragment_variable_values is not None
-                or first.defer_usage is not None
-                or document[0] is None
-                or self.is_awaitable(result)
-            ):
-                return base_complete_value(self, *args)
-            places = tuple(d.node.loc.start if d.node.loc else -1 for d in field_details_list)
-            key = (
-                "result",
-                rule.type_name,
-                rule.field_name,
-                places,
-                *document,
-                rule.fingerprint(result),
+            where = (
+                self._where(field_details_list)
+                if rule is not None
+                and return_type is info.return_type
+                and not self.is_awaitable(result)
+                else None
             )
-            found = cache.get(key)
-            if found is not None:
-                return found
-            errors_before = len(self.collected_errors.errors)
-            completed = base_complete_value(self, *args)
-            if (
-                isinstance(completed, list)
-                and len(self.collected_errors.errors) == errors_before
-                and not self.is_awaitable(completed)
-            ):
-                cache.put(key, completed)
-            return completed
+            if rule is None or where is None:
+                return base_complete_value(self, *args)
+            key = ("result", rule.type_name, rule.field_name, *where, rule.fingerprint(result))
+            return self._reuse(key, list, lambda: base_complete_value(self, *args))
 
     return CachingExecutionContext
