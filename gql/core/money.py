@@ -3,6 +3,8 @@ ready-made `formatted` string. Shared by every type that shows an amount."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from gql.core.scalars import BigInt
@@ -21,3 +23,10 @@ class Money:
 def money(cents: int, currency: str) -> Money:
     code = currency.strip()
     return Money(cents=BigInt(cents), currency=code, formatted=format_money(cents, code))
+
+
+# The `currency` argument of the lists that can be narrowed to one (summaries, prices).
+CurrencyFilter = Annotated[
+    str | None,
+    strawberry.argument(description="Only this currency (three letters); all of them when null."),
+]

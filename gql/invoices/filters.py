@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 import strawberry
@@ -59,3 +59,7 @@ def conditions(f: InvoiceFilter | None) -> list[Any]:
             either.append(col(inv.status) == InvoiceStatus.DRAFT)
         out.append(sa.or_(*either))
     return out
+
+
+# The `filter` argument of both invoice lists (root and Organization.invoices).
+Filter = Annotated[InvoiceFilter | None, strawberry.argument(description="Narrow the list.")]

@@ -10,7 +10,7 @@ from gql.core import permissions
 from gql.core.context import Info
 from gql.core.pagination import After, Before, First, Last, window
 from gql.core.permissions import IsAuthenticated
-from gql.invoices.filters import InvoiceFilter
+from gql.invoices.filters import Filter
 from gql.invoices.resolvers import invoice_page
 from gql.invoices.types import Invoice, InvoiceConnection
 
@@ -43,9 +43,7 @@ class InvoiceQueries:
         info: Info,
         first: First = None,
         after: After = None,
-        filter: Annotated[
-            InvoiceFilter | None, strawberry.argument(description="Narrow the list.")
-        ] = None,
+        filter: Filter = None,
         last: Last = None,
         before: Before = None,
     ) -> InvoiceConnection:

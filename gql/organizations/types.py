@@ -7,21 +7,20 @@ lazily, without importing it, while this module imports the invoice and summary 
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import strawberry
 
 from gql.core.context import Info
+from gql.core.money import CurrencyFilter
 from gql.core.pagination import After, Before, First, Last, window
 from gql.cycle.queries import spend_alerts
 from gql.cycle.types import SpendAlert
-from gql.invoices.filters import InvoiceFilter
+from gql.invoices.filters import Filter
 from gql.invoices.resolvers import invoice_page, sync_health
 from gql.invoices.sync_state import SyncHealth
 from gql.invoices.types import InvoiceConnection
 from gql.organizations.enums import TokenScope
 from gql.summary.resolvers import summary_for
-from gql.summary.types import MonthlySummary
+from gql.summary.types import MonthlySummary, Years
 from gql.usage.queries import upcoming_invoice
 from gql.usage.types import UpcomingInvoice
 from models import tables
@@ -42,9 +41,7 @@ def _invoices(
     info: Info,
     first: First = None,
     after: After = None,
-    filter: Annotated[
-        InvoiceFilter | None, strawberry.argument(description="Narrow the list.")
-    ] = None,
+    filter: Filter = None,
     last: Last = None,
     before: Before = None,
 ) -> InvoiceConnection:
@@ -57,18 +54,8 @@ def _invoices(
 def _monthly_summary(
     parent: Row,
     info: Info,
-    years: Annotated[
-        list[int],
-        strawberry.argument(
-            description="Calendar years to cover, such as [2025, 2026]; every month of each is answered."
-        ),
-    ],
-    currency: Annotated[
-        str | None,
-        strawberry.argument(
-            description="Only this currency (three letters); all of them when null."
-        ),
-    ] = None,
+    years: Years,
+    currency: CurrencyFilter = None,
 ) -> list[MonthlySummary]:
     assert parent.id is not None
     return summary_for(

@@ -9,6 +9,7 @@ import strawberry
 from gql.core import permissions
 from gql.core.context import Info
 from gql.core.errors import bad_input
+from gql.core.money import CurrencyFilter
 from gql.core.permissions import IsAuthenticated
 from gql.prices.types import Price
 from models import prices
@@ -33,12 +34,7 @@ class PriceQueries:
                 description="Only this product code, such as egress; all when null."
             ),
         ] = None,
-        currency: Annotated[
-            str | None,
-            strawberry.argument(
-                description="Only this currency (three letters); all of them when null."
-            ),
-        ] = None,
+        currency: CurrencyFilter = None,
     ) -> list[Price]:
         ctx = info.context
         viewer = ctx.viewer

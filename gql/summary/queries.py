@@ -8,9 +8,10 @@ import strawberry
 
 from gql.core import permissions
 from gql.core.context import Info
+from gql.core.money import CurrencyFilter
 from gql.core.permissions import IsAuthenticated
 from gql.summary.resolvers import summary_for
-from gql.summary.types import MonthlySummary
+from gql.summary.types import MonthlySummary, Years
 from models import rollup
 
 
@@ -27,24 +28,14 @@ class SummaryQueries:
     def monthly_summary(
         self,
         info: Info,
-        years: Annotated[
-            list[int],
-            strawberry.argument(
-                description="Calendar years to cover, such as [2025, 2026]; every month of each is answered."
-            ),
-        ],
+        years: Years,
         organization_slug: Annotated[
             str | None,
             strawberry.argument(
                 description="Admins: one organization instead of the platform. Members: their own (another reads as none)."
             ),
         ] = None,
-        currency: Annotated[
-            str | None,
-            strawberry.argument(
-                description="Only this currency (three letters); all of them when null."
-            ),
-        ] = None,
+        currency: CurrencyFilter = None,
     ) -> list[MonthlySummary]:
         ctx = info.context
         if organization_slug:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from gql.core.money import Money
@@ -22,3 +24,12 @@ class MonthlySummary:
     )
     subtotal: Money = strawberry.field(description="Sum of their subtotals.")
     total: Money = strawberry.field(description="Sum of their totals.")
+
+
+# The `years` argument of both monthlySummary fields.
+Years = Annotated[
+    list[int],
+    strawberry.argument(
+        description="Calendar years to cover, such as [2025, 2026]; every month of each is answered."
+    ),
+]
