@@ -29,7 +29,7 @@ from decimal import Decimal
 import close_sync
 import psycopg
 import redis
-from common import ROOT, fresh_database, server_urls, start, stop
+from common import ROOT, copy_text, fresh_database, log, server_urls, start, stop
 
 from models import rollup, usage_verify
 from models.db import make_engine, session_factory, transaction
@@ -52,17 +52,6 @@ PRICE = {
     "ipv4": Decimal(200),
     "support-plan": Decimal(2900),
 }
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _copy(conn: psycopg.Connection, sql: str, buf: io.StringIO) -> None:
-    buf.seek(0)
-    with conn.cursor() as cur, cur.copy(sql) as cp:
-        while chunk := buf.read(1 << 20):
-            cp.write(chunk)
 
 
 def generate(url: str, orgs: int, lines: int) -> float:
@@ -105,19 +94,21 @@ def generate(url: str, orgs: int, lines: int) -> float:
             )
             d.write(f"{n}\t2026-02-01\t{n}\n")
             sub.write(f"{n}\tsupport-plan\tSupport plan\t1\t2025-01-01\n")
-        _copy(conn, "COPY organizations (id, public_id, slug, name, billing_email, "
+        copy_text(conn, "COPY organizations (id, public_id, slug, name, billing_email, "
               "invoice_prefix, default_currency) FROM STDIN", o)  # fmt: skip
-        _copy(conn, "COPY invoices (id, public_id, organization_id, status, currency, "
+        copy_text(conn, "COPY invoices (id, public_id, organization_id, status, currency, "
               "period_start, period_end, subtotal_cents, total_cents, line_item_count) FROM STDIN",
               inv)  # fmt: skip
-        _copy(conn, "COPY usage_drafts (organization_id, period_start, invoice_id) FROM STDIN", d)
-        _copy(conn, "COPY invoice_items (public_id, invoice_id, kind, description, product, app, "
+        copy_text(
+            conn, "COPY usage_drafts (organization_id, period_start, invoice_id) FROM STDIN", d
+        )
+        copy_text(conn, "COPY invoice_items (public_id, invoice_id, kind, description, product, app, "
               "region, unit, quantity, unit_price, amount_cents, period_start, period_end, "
               "price_id, first_usage_at, last_usage_at) FROM STDIN", li)  # fmt: skip
-        _copy(conn, "COPY usage_events (organization_id, event_id, occurred_at, period_start, "
+        copy_text(conn, "COPY usage_events (organization_id, event_id, occurred_at, period_start, "
               "product, app, region, quantity, price_id, invoice_id, metadata, received_at) "
               "FROM STDIN", ev)  # fmt: skip
-        _copy(conn, "COPY subscriptions (organization_id, product, description, quantity, since) "
+        copy_text(conn, "COPY subscriptions (organization_id, product, description, quantity, since) "
               "FROM STDIN", sub)  # fmt: skip
         for table in ("organizations", "invoices"):
             conn.execute(

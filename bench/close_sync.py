@@ -25,7 +25,6 @@ import argparse
 import io
 import json
 import os
-import sys
 import time
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
@@ -34,7 +33,18 @@ from typing import Any
 
 import httpx
 import psycopg
-from common import ROOT, cli, free_port, fresh_database, server_urls, start, stop, wait_http
+from common import (
+    ROOT,
+    cli,
+    copy_text,
+    free_port,
+    fresh_database,
+    log,
+    server_urls,
+    start,
+    stop,
+    wait_http,
+)
 
 from models.money import line_amount_cents
 
@@ -50,17 +60,6 @@ LINES = [
     ("support-plan", "month", Decimal(2900), 1),
 ]
 OUT = ROOT / "bench" / "out"
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _copy(conn: psycopg.Connection, sql: str, buf: io.StringIO) -> None:
-    buf.seek(0)
-    with conn.cursor() as cur, cur.copy(sql) as cp:
-        while chunk := buf.read(1 << 20):
-            cp.write(chunk)
 
 
 def generate(url: str, n: int) -> float:
@@ -88,12 +87,12 @@ def generate(url: str, n: int) -> float:
             f"{len(LINES)}\n"
         )
     with psycopg.connect(url) as conn:
-        _copy(conn, "COPY organizations (id, public_id, slug, name, billing_email, "
+        copy_text(conn, "COPY organizations (id, public_id, slug, name, billing_email, "
               "invoice_prefix, default_currency) FROM STDIN", orgs)  # fmt: skip
-        _copy(conn, "COPY invoices (id, public_id, organization_id, status, currency, "
+        copy_text(conn, "COPY invoices (id, public_id, organization_id, status, currency, "
               "period_start, period_end, subtotal_cents, total_cents, line_item_count) FROM STDIN",
               invs)  # fmt: skip
-        _copy(conn, "COPY invoice_items (public_id, invoice_id, kind, description, product, app, "
+        copy_text(conn, "COPY invoice_items (public_id, invoice_id, kind, description, product, app, "
               "region, unit, quantity, unit_price, amount_cents, period_start, period_end) "
               "FROM STDIN", items)  # fmt: skip
         conn.execute(

@@ -1,8 +1,9 @@
 """Shared by the benchmarks: a scratch database on the configured (or embedded) server, free
-ports, and child processes that are always cleaned up."""
+ports, child processes that are always cleaned up, progress on stderr and COPY from text."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -82,3 +83,16 @@ def wait_http(url: str, seconds: float = 30) -> None:
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "cli", *args]
+
+
+def log(message: str) -> None:
+    """Progress on stderr: stdout carries the one JSON line."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def copy_text(conn: psycopg.Connection, sql: str, buf: io.StringIO) -> None:
+    """`COPY ... FROM STDIN` of tab-separated rows built in `buf`, 1 MB at a time."""
+    buf.seek(0)
+    with conn.cursor() as cur, cur.copy(sql) as cp:
+        while chunk := buf.read(1 << 20):
+            cp.write(chunk)

@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 import redis
 import sqlalchemy as sa
-from common import ROOT, cli, free_port, fresh_database, server_urls, start, stop, wait_http
+from common import ROOT, cli, free_port, fresh_database, log, server_urls, start, stop, wait_http
 
 from models import invoices, organizations
 from models.db import make_engine, session_factory, transaction
@@ -62,10 +62,6 @@ REGIONS = ["ams", "fra", "lhr", "iad", "ord", "sjc", "nrt", "sin", "syd", "gru",
 LOG_DIR = ROOT / "bench" / "out"
 BREAKER_SECONDS = 3
 OUTAGE_SECONDS = 20.0
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def make_invoices(
