@@ -103,14 +103,18 @@ def _fresh_runtime(**_: Any) -> None:
 
 
 def queue_name() -> str:
-    return str(app.conf.task_default_queue)
+    """The configured queue. Raises (runtime.config) before `configure`: an unconfigured app
+    talks to Celery's default broker, where no worker listens."""
+    return runtime.config().queue
 
 
 def enqueue_sync(invoice_id: int) -> None:
-    """Ask a worker to push this invoice now. Never raises: if the broker is down the outbox row
-    is still due, and the sweeper enqueues it once the broker is back."""
+    """Ask a worker to push this invoice now. Never raises for the broker: if it is down the
+    outbox row is still due, and the sweeper enqueues it once the broker is back. Enqueueing
+    before `configure` is a bug, and raises."""
+    queue = queue_name()
     try:
-        app.send_task("sync.sync_invoice", args=(invoice_id,), queue=queue_name(), retry=False)
+        app.send_task("sync.sync_invoice", args=(invoice_id,), queue=queue, retry=False)
     except Exception as e:  # the API's commit already happened; this is only a nudge
         log.warning(
             "enqueue failed; the sweeper will pick the invoice up",

@@ -199,3 +199,19 @@ def test_the_dev_stack_sees_its_worker_answer(sync_config: SyncConfig, spawn: Sp
         timeout=120,
     )
     assert probe.returncode == 0
+
+
+def test_enqueue_before_configure_is_a_bug_not_a_broker_outage(sync_config: SyncConfig) -> None:
+    """An unconfigured app publishes to Celery's default broker, where nothing listens; the
+    enqueue used to log it as "broker down" and go on (how `close-period` and `make run` lost
+    their messages). Now it raises: it is the caller's mistake, not an outage to ride out."""
+    code = "from sync.celery_app import enqueue_sync; enqueue_sync(42)"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env=_env(sync_config),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0 and "not configured" in out.stderr, out.stderr[-500:]
