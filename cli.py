@@ -233,16 +233,16 @@ def cmd_rollup(args: argparse.Namespace) -> int:
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
-    from models import usage, usage_verify
     from models.db import session_factory, transaction
     from models.errors import DomainError
+    from models.usage import ingest, verify
 
     cfg = _environment()
     factory = session_factory(_engine(cfg, pool_size=1))
     now = datetime.now(UTC)
     if args.action == "partitions":
         with transaction(factory) as s:
-            names = usage.ensure_partitions(s, now=now, months_ahead=args.months_ahead)
+            names = ingest.ensure_partitions(s, now=now, months_ahead=args.months_ahead)
         print("\n".join(names))
         return 0
     if args.action == "replay":
@@ -252,16 +252,14 @@ def cmd_usage(args: argparse.Namespace) -> int:
         try:
             period = datetime.strptime(args.period, "%Y-%m").date()
             with transaction(factory) as s:
-                done = usage_verify.replay(
-                    s, organization_slug=args.org, period_start=period, now=now
-                )
+                done = verify.replay(s, organization_slug=args.org, period_start=period, now=now)
         except (ValueError, DomainError) as e:
             print(f"error: {getattr(e, 'message', e)}", file=sys.stderr)
             return 2
         print(f"rebuilt {done.lines} usage lines; subtotal now {done.subtotal_cents} (minor units)")
         return 0
     with transaction(factory) as s:
-        diffs = usage_verify.verify(s)
+        diffs = verify.verify(s)
     for d in diffs:
         print(
             f"invoice {d.invoice_id} {d.what} {d.key or ''}: expected {d.expected}, stored {d.stored}"
@@ -308,8 +306,8 @@ def cmd_close_period(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from models import close, cycle
-    from models.cycle import Outcome
+    from models.close import cycle, driver
+    from models.close.cycle import Outcome
     from models.db import session_factory
     from models.errors import DomainError
     from sync import sweeper
@@ -339,13 +337,13 @@ def cmd_close_period(args: argparse.Namespace) -> int:
         max_depth=sync_cfg.max_queue_depth,
     )
 
-    def tick(p: close.Progress, invoice_id: int, outcome: Outcome) -> None:
+    def tick(p: driver.Progress, invoice_id: int, outcome: Outcome) -> None:
         if bar.total is None:
             bar.total = p.todo
         bar.set_postfix(failed=p.counts[Outcome.FAILED], skipped=p.counts[Outcome.SKIPPED])
         bar.update(1)
 
-    done = close.run(
+    done = driver.run(
         factory,
         period,
         clock=lambda: datetime.now(UTC),
@@ -390,7 +388,7 @@ def asgi_app() -> Any:
 
 
 def add_webhooks(app: Any, cfg: Settings) -> None:
-    """`POST /webhooks/stripe` on the API (sync.webhooks verifies, models.payments applies),
+    """`POST /webhooks/stripe` on the API (sync.webhooks verifies, models.payments.collection applies),
     wired here so that gql imports neither sync nor the Stripe SDK."""
     from models.db import session_factory
     from sync import webhooks

@@ -35,9 +35,10 @@ import spy
 import strawberry
 from common import cli, free_port, fresh_database, server_urls, start, stop, wait_http
 
-from models import invoices, organizations
+from models import organizations
 from models.db import make_engine, session_factory, transaction
-from models.invoices import LineInput
+from models.invoices import lifecycle
+from models.invoices.lifecycle import LineInput
 from models.tables import LineItemKind, TokenScope
 
 QUERY = """query Flyctl { invoices(first: 20) { pageInfo { hasNextPage endCursor } nodes {
@@ -60,7 +61,7 @@ def seed(database_url: str) -> str:
         start_day = date(2023 + m // 12, m % 12 + 1, 1)
         end_day = date(start_day.year + (start_day.month == 12), start_day.month % 12 + 1, 1)
         with transaction(factory) as s:
-            inv = invoices.create_draft(
+            inv = lifecycle.create_draft(
                 s, org, currency="USD", period_start=start_day, period_end=end_day, now=now
             )
             lines = [
@@ -76,8 +77,8 @@ def seed(database_url: str) -> str:
                 )
                 for i in range(10)
             ]
-            invoices.add_lines(s, inv, lines, now=now)
-            invoices.finalize(s, inv, now=now, rollup_shards=16)
+            lifecycle.add_lines(s, inv, lines, now=now)
+            lifecycle.finalize(s, inv, now=now, rollup_shards=16)
     return token
 
 

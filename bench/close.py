@@ -31,9 +31,10 @@ import psycopg
 import redis
 from common import ROOT, copy_text, fresh_database, log, server_urls, start, stop
 
-from models import rollup, usage_verify
+from models import rollup
 from models.db import make_engine, session_factory, transaction
 from models.money import line_amount_cents
+from models.usage import verify
 from sync.sweeper import queue_depth as sweeper_depth
 
 FEB = date(2026, 2, 1)
@@ -167,7 +168,7 @@ def main() -> int:
     factory = session_factory(engine)
     with transaction(factory) as s:
         rollup_diffs = len(rollup.verify(s))
-        usage_diffs = len(usage_verify.verify(s))
+        usage_diffs = len(verify.verify(s))
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT (SELECT count(*) FROM invoices WHERE status = 'open'), "

@@ -9,7 +9,7 @@ GROUP BY over 1.8M invoices, and what keeping the rollup costs month-end finaliz
    and (a) must equal (b) exactly, per month and currency.
    Also `models.rollup.monthly_summary` in-process, to split (a) into the rollup read and the
    HTTP/GraphQL layer above it.
-2. Writers: WRITERS processes finalize one-line drafts through models.invoices.finalize, with
+2. Writers: WRITERS processes finalize one-line drafts through models.invoices.lifecycle.finalize, with
    the rollup, with `models.rollup.apply_delta` patched to a no-op, and with a one-statement
    variant of it (in a scratch database, billing_bench_writers, so the patched runs cannot
    leave billing_bench's rollup wrong).
@@ -289,10 +289,10 @@ def _apply_delta_one_statement(session: Any, invoice: Any, sign: int, *, shards:
 def _writer(url: str, ids: list[int], variant: str, start: Any, done: Any) -> None:
     """One writer process: its own engine, one finalize per transaction, each preceded by the
     lookup a resolver does (`get_for_update`), as in the finalizeInvoice mutation."""
-    from models import invoices
     from models.db import make_engine, session_factory, transaction
+    from models.invoices import lifecycle
 
-    # invoices.finalize calls rollup.apply_delta through the module, so patching the module
+    # lifecycle.finalize calls rollup.apply_delta through the module, so patching the module
     # attribute in this child process swaps the rollup's cost (and only it).
     if variant == "no_rollup":
         rollup.apply_delta = lambda *args, **kwargs: None
@@ -306,8 +306,8 @@ def _writer(url: str, ids: list[int], variant: str, start: Any, done: Any) -> No
     start.wait()
     for invoice_id in ids:
         with transaction(factory) as s:
-            invoices.finalize(
-                s, invoices.get_for_update(s, invoice_id), now=now, rollup_shards=SHARDS
+            lifecycle.finalize(
+                s, lifecycle.get_for_update(s, invoice_id), now=now, rollup_shards=SHARDS
             )
     done.put(len(ids))
     engine.dispose()

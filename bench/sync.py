@@ -36,9 +36,10 @@ import redis
 import sqlalchemy as sa
 from common import ROOT, cli, free_port, fresh_database, log, server_urls, start, stop, wait_http
 
-from models import invoices, organizations
+from models import organizations
 from models.db import make_engine, session_factory, transaction
-from models.invoices import LineInput
+from models.invoices import lifecycle
+from models.invoices.lifecycle import LineInput
 from models.tables import LineItemKind
 from sync.breaker import Breaker
 from sync.grouping import remote_lines
@@ -87,7 +88,7 @@ def make_invoices(
     for first in range(0, len(sizes), 25):
         with transaction(factory) as s:
             for n in range(first, min(first + 25, len(sizes))):
-                inv = invoices.create_draft(
+                inv = lifecycle.create_draft(
                     s,
                     owners[n % len(owners)],
                     currency="USD",
@@ -109,8 +110,8 @@ def make_invoices(
                     for i in range(sizes[n])
                 ]
                 for start_at in range(0, len(lines), 1000):
-                    invoices.add_lines(s, inv, lines[start_at : start_at + 1000], now=now)
-                invoices.finalize(s, inv, now=now, rollup_shards=16)
+                    lifecycle.add_lines(s, inv, lines[start_at : start_at + 1000], now=now)
+                lifecycle.finalize(s, inv, now=now, rollup_shards=16)
     engine.dispose()
 
 
@@ -183,7 +184,7 @@ def payments_phase(engine: sa.Engine, mock_url: str, database_url: str) -> dict[
     """Drive payments after the sync settled, under the same faults: 5% of the invoices paid by
     card on the mock, 2.5% declined, 5% marked paid here (the sync tells Stripe). Webhooks come
     duplicated, late and reordered. Checks every one ended where it should."""
-    from models import payments
+    from models.payments import collection
 
     with engine.connect() as conn:
         rows = conn.execute(
@@ -204,7 +205,7 @@ def payments_phase(engine: sa.Engine, mock_url: str, database_url: str) -> dict[
         from models.tables import Invoice
 
         for invoice_id, _, _ in here:
-            payments.mark_paid(s, s.get_one(Invoice, invoice_id), now=datetime.now(UTC))
+            collection.mark_paid(s, s.get_one(Invoice, invoice_id), now=datetime.now(UTC))
     started = time.monotonic()
     wait_settled(engine, timeout=300, started=started)
     flushed = httpx.post(

@@ -7,7 +7,7 @@ GraphQL for a shorter while, the ceiling (a plain COPY of as many rows into usag
 API workers' peak RSS, `usage verify` (must be empty), and an in-process profile of record_usage
 (where the time goes).
 
-    python bench/usage.py [--seconds 60] [--connections 6] [--graphql-seconds 15]
+    python bench/ingest.py [--seconds 60] [--connections 6] [--graphql-seconds 15]
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ import psutil
 import psycopg
 from common import cli, free_port, fresh_database, start, stop, wait_http
 
-from models import organizations, prices, usage, usage_verify
+from models import organizations, prices
 from models.db import make_engine, session_factory, transaction
 from models.tables import TokenScope
+from models.usage import ingest, verify
 
 ORGS = 200
 PRODUCTS = {
@@ -66,7 +67,7 @@ def seed(database_url: str) -> str:
         token, _ = organizations.create_token(
             s, scope=TokenScope.METERING, organization=None, name="bench"
         )
-        usage.ensure_partitions(s, now=now, months_ahead=1)
+        ingest.ensure_partitions(s, now=now, months_ahead=1)
     return token
 
 
@@ -188,13 +189,13 @@ def profile(database_url: str) -> list[str]:
     rng = random.Random(99)
     resend: list[dict[str, Any]] = []
     batches = [
-        [usage.UsageEventInput.from_json(e) for e in make_batch(rng, resend)] for _ in range(10)
+        [ingest.UsageEventInput.from_json(e) for e in make_batch(rng, resend)] for _ in range(10)
     ]
     prof = cProfile.Profile()
     prof.enable()
     for b in batches:
         with transaction(factory) as s:
-            usage.record_usage(s, b, now=datetime.now(UTC))
+            ingest.record_usage(s, b, now=datetime.now(UTC))
     prof.disable()
     out = io.StringIO()
     stats = pstats.Stats(prof, stream=out)
@@ -256,7 +257,7 @@ def main() -> int:
         stop(api)
     factory = session_factory(make_engine(database_url, pool_size=1))
     with transaction(factory) as s:
-        diffs = usage_verify.verify(s)
+        diffs = verify.verify(s)
     ceiling = copy_ceiling(database_url, 200_000)
     where = profile(database_url)
     http = results["http"]

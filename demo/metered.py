@@ -16,8 +16,8 @@ from sqlmodel import Session
 
 from demo import prices as demo_prices
 from models import prices
-from models.invoices import LineInput
-from models.usage import UsageEventInput
+from models.invoices.lifecycle import LineInput
+from models.usage.ingest import UsageEventInput
 
 EGRESS_PRODUCT = {
     "north-america-europe": "egress-na-eu",

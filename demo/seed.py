@@ -1,6 +1,6 @@
 """Demo data: six organizations with 14 months of Fly.io-like usage invoices, and tokens.
 
-Everything goes through the domain functions (`organizations.create`, `invoices.create_draft`,
+Everything goes through the domain functions (`organizations.create`, `lifecycle.create_draft`,
 `add_lines`, `finalize`, `mark_paid`, `void`, `mark_uncollectible`), so numbering, outbox rows
 and the rollup are exactly what the API would have written. The data loads once, in one
 transaction (a crash leaves nothing half-seeded).
@@ -38,11 +38,13 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
 from demo import metered, prices
-from models import invoices, organizations, tables, usage
+from models import organizations, tables
 from models import prices as price_book
 from models.db import transaction
-from models.invoices import LineInput
+from models.invoices import lifecycle
+from models.invoices.lifecycle import LineInput
 from models.tables import LineItemKind, TokenScope
+from models.usage import ingest
 
 MONTHS = 14  # the current (draft) month and the 13 before it
 TOKEN_LABEL = "demo"
@@ -624,16 +626,16 @@ def _seed_month(
         ]
         metered_lines = [x for x in lines if x.kind == LineItemKind.USAGE]
         events = list(metered.events_for(p.slug, metered_lines, start=start, now=received))
-        for i in range(0, len(events), usage.MAX_EVENTS_PER_CALL):
-            batch = events[i : i + usage.MAX_EVENTS_PER_CALL]
-            result = usage.record_usage(s, batch, now=received)
+        for i in range(0, len(events), ingest.MAX_EVENTS_PER_CALL):
+            batch = events[i : i + ingest.MAX_EVENTS_PER_CALL]
+            result = ingest.record_usage(s, batch, now=received)
             assert not result.rejected, result.rejected[:3]
         assert org.id is not None
         mapping = s.get(tables.UsageDraft, (org.id, start))
         if mapping is not None:
             draft = s.get_one(tables.Invoice, mapping.invoice_id, populate_existing=True)
         else:
-            draft = invoices.create_draft(
+            draft = lifecycle.create_draft(
                 s, org, currency=p.currency, period_start=start, period_end=end, now=now
             )
         flat = [x for x in lines if x.kind != LineItemKind.USAGE]
@@ -661,7 +663,7 @@ def _seed_month(
     )
     if p.slug == "acme" and index == 5:
         # Sent with the wrong usage export, voided, and reissued with a new number.
-        invoices.void(s, inv, now=finalized_at + timedelta(days=1), rollup_shards=shards)
+        lifecycle.void(s, inv, now=finalized_at + timedelta(days=1), rollup_shards=shards)
         fixed = _usage_lines(rng, p, index, start, end, Decimal(1))
         inv = _finalized(
             s,
@@ -709,15 +711,15 @@ def _seed_month(
             at=finalized_at + timedelta(hours=2),
             shards=shards,
         )
-        invoices.void(s, dup, now=finalized_at + timedelta(days=2), rollup_shards=shards)
-        invoices.mark_paid(s, first, now=finalized_at + timedelta(days=5))
+        lifecycle.void(s, dup, now=finalized_at + timedelta(days=2), rollup_shards=shards)
+        lifecycle.mark_paid(s, first, now=finalized_at + timedelta(days=5))
         written += 2
     age = months - 1 - index  # 1 = last month
     if p.slug == "pixel-foundry" and index == 10:
-        invoices.mark_uncollectible(s, inv, now=finalized_at + timedelta(days=45))
+        lifecycle.mark_uncollectible(s, inv, now=finalized_at + timedelta(days=45))
     elif age >= 3 or (age == 2 and p.slug != "tiny-ci"):
         # Last month's invoices are still open; tiny-ci is an overdue payer.
-        invoices.mark_paid(s, inv, now=min(now, finalized_at + timedelta(days=rng.randint(1, 12))))
+        lifecycle.mark_paid(s, inv, now=min(now, finalized_at + timedelta(days=rng.randint(1, 12))))
     return written
 
 
@@ -733,17 +735,17 @@ def _finalized(
     at: datetime,
     shards: int,
 ) -> tables.Invoice:
-    inv = invoices.create_draft(
+    inv = lifecycle.create_draft(
         s, org, currency=currency, period_start=start, period_end=end, now=created
     )
     _add(s, inv, lines, now=created)
-    return invoices.finalize(s, inv, now=at, rollup_shards=shards)
+    return lifecycle.finalize(s, inv, now=at, rollup_shards=shards)
 
 
 def _add(s: Session, inv: tables.Invoice, lines: list[LineInput], *, now: datetime) -> None:
-    step = invoices.MAX_ITEMS_PER_CALL
+    step = lifecycle.MAX_ITEMS_PER_CALL
     for i in range(0, len(lines), step):
-        invoices.add_lines(s, inv, lines[i : i + step], now=now)
+        lifecycle.add_lines(s, inv, lines[i : i + step], now=now)
 
 
 def _tokens(

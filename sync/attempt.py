@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from sqlmodel import Session
 
-from models import outbox
+from models.sync_state import outbox
 from models.tables import SyncStatus
 from sync import history, memory, push
 from sync.classify import Action, Verdict, classify, retry_delay

@@ -19,7 +19,7 @@ import redis
 import stripe
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from models.outbox import SyncError
+from models.sync_state.outbox import SyncError
 from sync.errors import BreakerOpen, Mismatch, RateLimiterTimeout
 
 

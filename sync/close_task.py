@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from models import close, cycle
+from models.close import cycle, driver
 from sync import runtime, sweeper
 from sync.celery_app import app, enqueue_sync, queue_name
 
@@ -33,7 +33,7 @@ def close_period() -> str:
         lambda: sweeper.queue_depth(rt.gateway.breaker.client, queue_name()),
         max_depth=rt.config.max_queue_depth,
     )
-    done = close.run(
+    done = driver.run(
         rt.sessions,
         period,
         clock=lambda: datetime.now(UTC),

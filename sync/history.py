@@ -1,5 +1,5 @@
 """The attempt history (`sync_attempts`): one row per attempt that claimed an invoice, shown as
-`syncState.history`. Not a state change of `invoice_sync` (that is `models.outbox`)."""
+`syncState.history`. Not a state change of `invoice_sync` (that is `models.sync_state.outbox`)."""
 
 from __future__ import annotations
 

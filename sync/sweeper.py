@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import redis
 
-from models import outbox
 from models.db import transaction
+from models.sync_state import outbox
 from sync.runtime import Runtime
 
 log = logging.getLogger("billing.sync")

@@ -8,7 +8,7 @@ comma-separated list, and an event verified by any of them is accepted.
 
 A bad signature, a stale timestamp or a malformed body answers 400 and writes nothing (Stripe
 retries with backoff for days, so a fixed secret catches up). A verified event is stored once
-by its id and applied (`models.payments.handle`) in one transaction, then answered 200; a
+by its id and applied (`models.payments.collection.handle`) in one transaction, then answered 200; a
 duplicate answers 200 too, having changed nothing.
 
 This module is wired into the API by the composition root (`cli.py`), so that `gql` imports
@@ -31,8 +31,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from models import payments
 from models.db import transaction
+from models.payments import collection
 
 log = logging.getLogger("billing.webhooks")
 
@@ -55,7 +55,7 @@ def verify(
     secrets: Sequence[str],
     *,
     tolerance: int = TOLERANCE_SECONDS,
-) -> payments.Event:
+) -> collection.Event:
     """The event, if some secret's signature matches and the timestamp is fresh; else Refused."""
     if not secrets:
         raise Refused("no webhook secret is configured (STRIPE_WEBHOOK_SECRETS)")
@@ -70,7 +70,7 @@ def verify(
     raise Refused(f"signature check failed: {last}")
 
 
-def _parse(payload: bytes) -> payments.Event:
+def _parse(payload: bytes) -> collection.Event:
     try:
         body: Any = json.loads(payload)
     except (ValueError, UnicodeDecodeError):
@@ -88,7 +88,7 @@ def _parse(payload: bytes) -> payments.Event:
         and isinstance(obj, dict)
     ):
         raise Refused("the event lacks id, type, created or data.object")
-    return payments.Event(
+    return collection.Event(
         id=event_id,
         type=kind,
         created=datetime.fromtimestamp(created, UTC),
@@ -97,9 +97,9 @@ def _parse(payload: bytes) -> payments.Event:
     )
 
 
-def _store_and_apply(sessions: sessionmaker[Session], event: payments.Event) -> str:
+def _store_and_apply(sessions: sessionmaker[Session], event: collection.Event) -> str:
     with transaction(sessions) as s:
-        return payments.handle(s, event, now=datetime.now(UTC))
+        return collection.handle(s, event, now=datetime.now(UTC))
 
 
 def route(sessions: sessionmaker[Session], secrets: Sequence[str]) -> Route:

@@ -8,8 +8,9 @@ from decimal import Decimal
 
 from sqlmodel import Session
 
-from models import invoices, organizations, tables
-from models.invoices import LineInput
+from models import organizations, tables
+from models.invoices import lifecycle
+from models.invoices.lifecycle import LineInput
 from models.tables import LineItemKind, TokenScope
 
 NOW = datetime(2026, 3, 5, 12, 0, tzinfo=UTC)
@@ -68,7 +69,7 @@ def make_invoice(
     unit_price: str = "250",
     now: datetime = NOW,
 ) -> tables.Invoice:
-    inv = invoices.create_draft(
+    inv = lifecycle.create_draft(
         db,
         org,
         currency=currency or org.default_currency,
@@ -77,7 +78,7 @@ def make_invoice(
         now=now,
     )
     if lines:
-        invoices.add_lines(
+        lifecycle.add_lines(
             db,
             inv,
             [
@@ -88,11 +89,11 @@ def make_invoice(
         )
     if status == "draft":
         return inv
-    inv = invoices.finalize(db, inv, now=now, rollup_shards=SHARDS)
+    inv = lifecycle.finalize(db, inv, now=now, rollup_shards=SHARDS)
     if status == "paid":
-        inv = invoices.mark_paid(db, inv, now=now)
+        inv = lifecycle.mark_paid(db, inv, now=now)
     elif status == "void":
-        inv = invoices.void(db, inv, now=now, rollup_shards=SHARDS)
+        inv = lifecycle.void(db, inv, now=now, rollup_shards=SHARDS)
     elif status == "uncollectible":
-        inv = invoices.mark_uncollectible(db, inv, now=now)
+        inv = lifecycle.mark_uncollectible(db, inv, now=now)
     return inv

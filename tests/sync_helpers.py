@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from models import outbox, tables
+from models import tables
+from models.sync_state import outbox
 from models.tables import SyncStatus
 from settings import Settings
 from stripe_mock import running

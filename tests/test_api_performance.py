@@ -16,7 +16,8 @@ from starlette.testclient import TestClient
 from gql.core.executor import BoundedExecutor, Saturated
 from gql.core.limits import Limits
 from gql.core.subtree_cache import SubtreeCache
-from models import invoices, tables
+from models import tables
+from models.invoices import lifecycle
 from settings import Settings
 from tests.api_helpers import Api, QueryCounter, api_app
 from tests.conftest import truncate_all
@@ -135,7 +136,7 @@ def test_a_draft_s_new_line_shows_on_the_next_request(
         before = api.data(query, token)["invoices"]["nodes"][0]["lineItems"]["nodes"]
         with committed() as s, s.begin():
             row = s.merge(draft)
-            invoices.add_lines(s, row, [usage_line(quantity="7")], now=NOW + timedelta(1))
+            lifecycle.add_lines(s, row, [usage_line(quantity="7")], now=NOW + timedelta(1))
         after = api.data(query, token)["invoices"]["nodes"][0]["lineItems"]["nodes"]
     assert len(before) == 1 and len(after) == 2
 

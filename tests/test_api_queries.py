@@ -11,7 +11,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from gql.export_schema import sdl
-from models import invoices
+from models.invoices import lifecycle
 from settings import PROJECT_ROOT
 from tests.api_helpers import Api, QueryCounter
 from tests.factories import NOW, SHARDS, make_invoice, make_org, make_token, usage_line
@@ -218,8 +218,8 @@ def test_money_above_32_bits_is_exact(api: Api, committed: sessionmaker[Session]
         org = make_org(s, slug="bigspender")
         token = make_token(s, org)
         inv = make_invoice(s, org, lines=0)
-        invoices.add_lines(s, inv, [usage_line(quantity="3", unit_price="1000000000.5")], now=NOW)
-        invoices.finalize(s, inv, now=NOW, rollup_shards=SHARDS)
+        lifecycle.add_lines(s, inv, [usage_line(quantity="3", unit_price="1000000000.5")], now=NOW)
+        lifecycle.finalize(s, inv, now=NOW, rollup_shards=SHARDS)
     q = "{ invoices(first: 1) { nodes { total { cents currency formatted } lineItems { nodes { quantity unitPrice } } } } }"
     node = api.data(q, token)["invoices"]["nodes"][0]
     assert node["total"] == {
@@ -241,7 +241,7 @@ def test_sub_cent_prices_and_fractional_quantities_round_trip(
         org = make_org(s, slug="subcent")
         token = make_token(s, org)
         inv = make_invoice(s, org, lines=0)
-        invoices.add_lines(
+        lifecycle.add_lines(
             s, inv, [usage_line(quantity="1234.5", unit_price="0.000000268")], now=NOW
         )
     q = "{ invoices(first: 1) { nodes { lineItems { nodes { quantity unitPrice amount { cents } } } } } }"

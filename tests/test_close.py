@@ -1,4 +1,4 @@
-"""The month-end close (models/cycle.py, models/close.py): recurring lines priced at the period
+"""The month-end close (models/cycle.py, models/driver.py): recurring lines priced at the period
 start, empty drafts skipped, one failure not stopping the others, exactly-once finalize with two
 closers and with a closer SIGKILLed mid-way, and usage racing the close (on the invoice before
 finalize, or late usage on the next draft: never lost, never twice). Real PostgreSQL; the
@@ -22,9 +22,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from models import close, cycle, prices, tables, usage, usage_verify
-from models.cycle import Outcome
-from models.usage import UsageEventInput
+from models import prices, tables
+from models.close import cycle, driver
+from models.close.cycle import Outcome
+from models.usage import ingest, verify
+from models.usage.ingest import UsageEventInput
 from settings import PROJECT_ROOT
 from tests.factories import SHARDS, make_invoice, make_org
 
@@ -60,8 +62,8 @@ def ev(
     )  # fmt: skip
 
 
-def ingest(s: Session, events: list[UsageEventInput], *, now: datetime = IN_FEB) -> None:
-    result = usage.record_usage(s, events, now=now + timedelta(minutes=1))
+def record(s: Session, events: list[UsageEventInput], *, now: datetime = IN_FEB) -> None:
+    result = ingest.record_usage(s, events, now=now + timedelta(minutes=1))
     assert result.rejected == []
 
 
@@ -118,10 +120,10 @@ def test_close_adds_the_plan_priced_at_the_period_start_and_finalizes(
         db, product="support-plan", unit="month", currency="USD", unit_price="4900",
         effective_from=datetime(2026, 2, 15, tzinfo=UTC), now=datetime(2026, 2, 10, tzinfo=UTC),
     )  # fmt: skip
-    ingest(db, [ev("a", "acme", quantity="1000000")])
+    record(db, [ev("a", "acme", quantity="1000000")])
     db.commit()
 
-    done = close.run(factory, FEB, clock=clock, rollup_shards=SHARDS)
+    done = driver.run(factory, FEB, clock=clock, rollup_shards=SHARDS)
 
     assert done.finished and done.counts[Outcome.FINALIZED] == 1
     assert org.id is not None
@@ -153,7 +155,7 @@ def test_organizations_with_no_usage(db: Session, factory: sessionmaker[Session]
     db.add(tables.UsageDraft(organization_id=empty.id, period_start=FEB, invoice_id=draft.id))
     db.commit()
 
-    done = close.run(factory, FEB, clock=clock, rollup_shards=SHARDS)
+    done = driver.run(factory, FEB, clock=clock, rollup_shards=SHARDS)
 
     assert done.counts[Outcome.FINALIZED] == 1 and done.counts[Outcome.SKIPPED] == 1
     (plan_only,) = invoices_of(db, planned.id)
@@ -165,13 +167,13 @@ def test_organizations_with_no_usage(db: Session, factory: sessionmaker[Session]
     assert run is not None and (run.finalized, run.skipped, run.failed) == (1, 1, 0)
     assert run.finished_at is not None
     # Running again changes nothing: the empty draft is not claimed again while it stays empty.
-    again = close.run(factory, FEB, clock=clock, rollup_shards=SHARDS)
+    again = driver.run(factory, FEB, clock=clock, rollup_shards=SHARDS)
     assert again.done == 0 and again.finished
     # Usage lands on it (within its period, during the grace): the next run finalizes it.
-    ingest(db, [ev("late-1", "empty", at=datetime(2026, 2, 28, 23, 0, tzinfo=UTC))],
+    record(db, [ev("late-1", "empty", at=datetime(2026, 2, 28, 23, 0, tzinfo=UTC))],
            now=datetime(2026, 2, 28, 23, 30, tzinfo=UTC))  # fmt: skip
     db.commit()
-    third = close.run(factory, FEB, clock=clock, rollup_shards=SHARDS)
+    third = driver.run(factory, FEB, clock=clock, rollup_shards=SHARDS)
     assert third.counts[Outcome.FINALIZED] == 1
     (closed,) = invoices_of(db, empty.id)
     assert closed.status == "open" and closed.number is not None
@@ -184,7 +186,7 @@ def test_one_failure_is_recorded_and_does_not_stop_the_others(
 ) -> None:
     seed_prices(db)
     orgs = [make_org(db, slug=f"o{i}") for i in range(4)]
-    ingest(db, [ev(f"e{i}", o.slug) for i, o in enumerate(orgs)])
+    record(db, [ev(f"e{i}", o.slug) for i, o in enumerate(orgs)])
     broken = orgs[1]
     assert broken.id is not None
     db.add(
@@ -193,7 +195,7 @@ def test_one_failure_is_recorded_and_does_not_stop_the_others(
     )  # fmt: skip
     db.commit()
 
-    done = close.run(factory, FEB, clock=clock, rollup_shards=SHARDS)
+    done = driver.run(factory, FEB, clock=clock, rollup_shards=SHARDS)
 
     assert (done.counts[Outcome.FINALIZED], done.counts[Outcome.FAILED]) == (3, 1)
     assert done.finished  # nothing but the failure is left
@@ -208,7 +210,7 @@ def test_one_failure_is_recorded_and_does_not_stop_the_others(
     prices.set_price(db, product="unpriced-plan", unit="month", currency="USD", unit_price="100",
                      effective_from=PRICES_FROM, now=PRICES_FROM)  # fmt: skip
     db.commit()
-    later = close.run(factory, FEB, clock=lambda: CLOSE_AT + timedelta(hours=1),
+    later = driver.run(factory, FEB, clock=lambda: CLOSE_AT + timedelta(hours=1),
                       rollup_shards=SHARDS)  # fmt: skip
     assert later.counts[Outcome.FINALIZED] == 1
     run = cycle.get_run(db, FEB)
@@ -234,7 +236,7 @@ def world(factory: sessionmaker[Session], n: int) -> list[int]:
         orgs = [make_org(s, slug=f"c{i:03d}") for i in range(n)]
         for o in orgs[::3]:
             subscribe(s, o)
-        ingest(s, [ev(f"w{i}", o.slug, quantity=str(100 + i)) for i, o in enumerate(orgs)])
+        record(s, [ev(f"w{i}", o.slug, quantity=str(100 + i)) for i, o in enumerate(orgs)])
         return [o.id for o in orgs if o.id is not None]
 
 
@@ -252,7 +254,7 @@ def assert_closed_exactly_once(s: Session, org_ids: list[int]) -> None:
     assert all(r.number == f"{r.invoice_prefix}-0001" and r.last_number == 1 for r in numbers)
     dup = s.execute(sa.text("SELECT count(*), count(DISTINCT invoice_id) FROM invoice_sync")).one()
     assert dup[0] == dup[1] == len(org_ids)
-    assert usage_verify.verify(s) == []
+    assert verify.verify(s) == []
     from models import rollup
 
     assert rollup.verify(s) == []
@@ -264,21 +266,21 @@ def test_two_concurrent_closers_share_the_work_and_finalize_each_draft_once(
     org_ids = world(committed, 40)
     b_did_one = threading.Event()
     a_holding = threading.Event()
-    results: dict[str, close.Progress] = {}
+    results: dict[str, driver.Progress] = {}
     errors: list[BaseException] = []
 
-    def a_hook(p: close.Progress, invoice_id: int, o: Outcome) -> None:
+    def a_hook(p: driver.Progress, invoice_id: int, o: Outcome) -> None:
         # A holds its first chunk until B has closed something: B must get other drafts.
         if p.done == 1:
             a_holding.set()
             assert b_did_one.wait(30), "the second closer got no work while the first held a chunk"
 
-    def b_hook(p: close.Progress, invoice_id: int, o: Outcome) -> None:
+    def b_hook(p: driver.Progress, invoice_id: int, o: Outcome) -> None:
         b_did_one.set()
 
     def closer(name: str, hook: Any) -> None:
         try:
-            results[name] = close.run(committed, FEB, clock=clock, rollup_shards=SHARDS,
+            results[name] = driver.run(committed, FEB, clock=clock, rollup_shards=SHARDS,
                                       chunk=5, on_invoice=hook)  # fmt: skip
         except BaseException as e:
             errors.append(e)
@@ -327,8 +329,8 @@ def _wait_for(condition: Any, timeout: float = 30.0) -> None:
 KILLED_CLOSER = """
 import os, sys, time
 from datetime import UTC, datetime
-from models import close
-from models.cycle import Outcome
+from models.close import driver
+from models.close.cycle import Outcome
 from models.db import make_engine, session_factory
 from datetime import date
 factory = session_factory(make_engine(os.environ["DATABASE_URL"], pool_size=3))
@@ -336,7 +338,7 @@ def hook(p, invoice_id, outcome):
     if p.done == 5:  # between two chunks: the first committed, the second not begun
         print("KILL ME", flush=True)
         time.sleep(600)
-close.run(factory, date(2026, 2, 1), clock=lambda: datetime(2026, 3, 1, 3, tzinfo=UTC),
+driver.run(factory, date(2026, 2, 1), clock=lambda: datetime(2026, 3, 1, 3, tzinfo=UTC),
           rollup_shards=4, chunk=5, on_invoice=hook)
 """
 
@@ -370,7 +372,7 @@ def test_a_closer_killed_between_two_chunks_is_resumed_by_the_next_run(
         run = cycle.get_run(s, FEB)
         assert run is not None and run.finished_at is None
 
-    resumed = close.run(committed, FEB, clock=clock, rollup_shards=SHARDS)
+    resumed = driver.run(committed, FEB, clock=clock, rollup_shards=SHARDS)
 
     assert resumed.counts[Outcome.FINALIZED] == 15 and resumed.finished
     with committed() as s:
@@ -384,7 +386,7 @@ def two_orgs(committed: sessionmaker[Session]) -> Iterator[tuple[int, int]]:
     with committed() as s, s.begin():
         seed_prices(s)
         a, b = make_org(s, slug="racer"), make_org(s, slug="other")
-        ingest(s, [ev("r0", "racer"), ev("o0", "other")])
+        record(s, [ev("r0", "racer"), ev("o0", "other")])
         assert a.id is not None and b.id is not None
         ids = (a.id, b.id)
     yield ids
@@ -411,11 +413,11 @@ def test_an_event_in_flight_when_the_close_begins_lands_on_the_invoice(
     racer, _ = two_orgs
     ingest_session = committed()
     ingest_session.begin()
-    ingest(ingest_session, [ev("r1", "racer", at=datetime(2026, 2, 28, 23, 59, tzinfo=UTC),
+    record(ingest_session, [ev("r1", "racer", at=datetime(2026, 2, 28, 23, 59, tzinfo=UTC),
                                quantity="5000")], now=DURING_CLOSE)  # fmt: skip
-    done: list[close.Progress] = []
+    done: list[driver.Progress] = []
     t = threading.Thread(target=lambda: done.append(
-        close.run(committed, FEB, clock=clock, rollup_shards=SHARDS)))  # fmt: skip
+        driver.run(committed, FEB, clock=clock, rollup_shards=SHARDS)))  # fmt: skip
     t.start()
     _wait_for(lambda: _blocked_on_lock(committed))
     ingest_session.commit()
@@ -426,7 +428,7 @@ def test_an_event_in_flight_when_the_close_begins_lands_on_the_invoice(
         assert inv.status == "open"
         (line,) = lines_of(s, inv.id)  # type: ignore[arg-type]
         assert line.quantity == Decimal(6000) and inv.total_cents == line.amount_cents
-        assert usage_verify.verify(s) == []
+        assert verify.verify(s) == []
 
 
 def test_an_event_arriving_while_the_invoice_is_finalized_becomes_late_usage(
@@ -446,7 +448,7 @@ def test_an_event_arriving_while_the_invoice_is_finalized_becomes_late_usage(
     def late() -> None:
         try:
             with committed() as s, s.begin():
-                ingest(s, [ev("r2", "racer", at=datetime(2026, 2, 28, 23, 59, tzinfo=UTC),
+                record(s, [ev("r2", "racer", at=datetime(2026, 2, 28, 23, 59, tzinfo=UTC),
                               quantity="7000")], now=DURING_CLOSE)  # fmt: skip
         except BaseException as e:
             errors.append(e)
@@ -467,7 +469,7 @@ def test_an_event_arriving_while_the_invoice_is_finalized_becomes_late_usage(
         (late_line,) = lines_of(s, mar.id)  # type: ignore[arg-type]
         assert late_line.quantity == Decimal(7000) and late_line.period_start == FEB
         assert "late usage of 2026-02" in late_line.description
-        assert usage_verify.verify(s) == []
+        assert verify.verify(s) == []
 
 
 def test_events_streaming_during_a_close_are_each_counted_once(
@@ -485,7 +487,7 @@ def test_events_streaming_during_a_close_are_each_counted_once(
         try:
             while not stop.is_set() and n < 40:
                 with committed() as s, s.begin():
-                    usage.record_usage(
+                    ingest.record_usage(
                         s,
                         [ev(f"f{k}-{n}-{i}", f"c{i:03d}", at=datetime(2026, 2, 28, 23, 0,
                             tzinfo=UTC), quantity="1") for i in range(12)],
@@ -500,7 +502,7 @@ def test_events_streaming_during_a_close_are_each_counted_once(
     for f in feeders:
         f.start()
     closers = [
-        threading.Thread(target=close.run, args=(committed, FEB),
+        threading.Thread(target=driver.run, args=(committed, FEB),
                          kwargs={"clock": clock, "rollup_shards": SHARDS, "chunk": 3})
         for _ in range(2)
     ]  # fmt: skip
@@ -520,7 +522,7 @@ def test_events_streaming_during_a_close_are_each_counted_once(
         assert total == initial + sum(sent)
         events = s.execute(sa.text("SELECT sum(quantity) FROM usage_events")).scalar_one()
         assert events == total
-        assert usage_verify.verify(s) == []
+        assert verify.verify(s) == []
         feb_open = s.execute(
             sa.text("SELECT count(*) FROM invoices WHERE period_start = :p AND status = 'open'"),
             {"p": FEB},

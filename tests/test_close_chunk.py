@@ -1,5 +1,5 @@
-"""The set-based close of a chunk (models/close_chunk.py) and the driver's per-invoice fallback
-(models/close.py): a chunk costs a fixed number of statements whatever its size, a draft that
+"""The set-based close of a chunk (models/chunk.py) and the driver's per-invoice fallback
+(models/driver.py): a chunk costs a fixed number of statements whatever its size, a draft that
 fails inside the chunk is isolated and recorded while the others finalize, numbers stay
 gap-free, a draft finalized by hand after the claim is reported ALREADY, and a closer killed
 inside a chunk's transaction leaves none of that chunk finalized. Real PostgreSQL."""
@@ -17,8 +17,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from models import close, close_chunk, cycle, invoices, numbering, rollup, tables, usage_verify
-from models.cycle import Outcome
+from models import rollup, tables
+from models.close import chunk, cycle, driver
+from models.close.cycle import Outcome
+from models.invoices import lifecycle, numbering
+from models.usage import verify
 from settings import PROJECT_ROOT
 from tests.api_helpers import QueryCounter
 from tests.factories import SHARDS, make_invoice, make_org
@@ -31,9 +34,9 @@ from tests.test_close import (
     assert_closed_exactly_once,
     clock,
     ev,
-    ingest,
     invoices_of,
     lines_of,
+    record,
     seed_prices,
     subscribe,
     world,
@@ -51,7 +54,7 @@ def _orgs_with_usage(db: Session, n: int, *, prefix: str) -> list[tables.Organiz
     orgs = [make_org(db, slug=f"{prefix}{i:03d}") for i in range(n)]
     for o in orgs[::2]:
         subscribe(db, o)
-    ingest(db, [ev(f"{prefix}-{i}", o.slug, quantity=str(1000 + i)) for i, o in enumerate(orgs)])
+    record(db, [ev(f"{prefix}-{i}", o.slug, quantity=str(1000 + i)) for i, o in enumerate(orgs)])
     return orgs
 
 
@@ -61,7 +64,7 @@ def _closing_statements(db: Session, factory: sessionmaker[Session], n: int, pre
     bind = db.get_bind()
     engine = bind.engine if isinstance(bind, sa.Connection) else bind
     with QueryCounter(engine) as counted:
-        done = close.run(factory, FEB, clock=clock, rollup_shards=SHARDS, chunk=500)
+        done = driver.run(factory, FEB, clock=clock, rollup_shards=SHARDS, chunk=500)
     assert done.counts[Outcome.FINALIZED] == n and done.finished
     return len(counted.statements)
 
@@ -88,7 +91,7 @@ def test_a_chunk_costs_a_fixed_number_of_statements_whatever_its_size(
     plans = db.execute(sa.text("SELECT * FROM invoice_items WHERE kind = 'subscription'")).all()
     assert len(plans) == 2 + 20 and all(p.amount_cents == 2900 for p in plans)
     assert all(p.description == "Support plan (2026-02)" for p in plans)
-    assert rollup.verify(db) == [] and usage_verify.verify(db) == []
+    assert rollup.verify(db) == [] and verify.verify(db) == []
     run = cycle.get_run(db, FEB)
     assert run is not None and (run.drafts, run.finalized, run.failed) == (43, 43, 0)
 
@@ -111,7 +114,7 @@ def test_a_draft_failing_inside_the_chunk_is_isolated_and_the_others_finalize(
     )
     db.commit()
 
-    done = close.run(factory, FEB, clock=clock, rollup_shards=SHARDS)
+    done = driver.run(factory, FEB, clock=clock, rollup_shards=SHARDS)
 
     assert (done.counts[Outcome.FINALIZED], done.counts[Outcome.FAILED]) == (5, 1)
     (inv,) = invoices_of(db, victim.organization_id)
@@ -144,10 +147,10 @@ def test_numbers_continue_gap_free_after_earlier_invoices(
     for month in (11, 12):
         make_invoice(db, veteran, status="open", period_start=datetime(2025, month, 1).date(),
                      period_end=datetime(2025 + month // 12, month % 12 + 1, 1).date())  # fmt: skip
-    ingest(db, [ev("v", "veteran"), ev("n", "newcomer")])
+    record(db, [ev("v", "veteran"), ev("n", "newcomer")])
     db.commit()
 
-    close.run(factory, FEB, clock=clock, rollup_shards=SHARDS)
+    driver.run(factory, FEB, clock=clock, rollup_shards=SHARDS)
 
     assert veteran.id is not None and newcomer.id is not None
     assert [i.number for i in invoices_of(db, veteran.id)] == [
@@ -161,14 +164,14 @@ def test_a_draft_finalized_by_hand_after_the_claim_is_reported_already(db: Sessi
     orgs = _orgs_with_usage(db, 3, prefix="h")
     ids = [invoices_of(db, o.id)[0].id for o in orgs]  # type: ignore[arg-type]
     by_hand = db.get_one(tables.Invoice, ids[1])
-    invoices.finalize(db, by_hand, now=CLOSE_AT, rollup_shards=SHARDS)
+    lifecycle.finalize(db, by_hand, now=CLOSE_AT, rollup_shards=SHARDS)
     empty_org = make_org(db, slug="hempty")
     empty = make_invoice(db, empty_org, lines=0)
     assert empty.id is not None
     db.add(tables.UsageDraft(organization_id=empty_org.id, period_start=FEB, invoice_id=empty.id))
     db.flush()
 
-    closed = close_chunk.close_drafts(
+    closed = chunk.close_drafts(
         db,
         [*ids, empty.id],
         now=CLOSE_AT,
@@ -199,7 +202,7 @@ def test_a_draft_whose_plan_has_no_price_is_left_to_the_per_invoice_path(db: Ses
     db.flush()
     ids = [invoices_of(db, o.id)[0].id for o in orgs]  # type: ignore[arg-type]
 
-    closed = close_chunk.close_drafts(db, ids, now=CLOSE_AT, rollup_shards=SHARDS)  # type: ignore[arg-type]
+    closed = chunk.close_drafts(db, ids, now=CLOSE_AT, rollup_shards=SHARDS)  # type: ignore[arg-type]
 
     assert closed.isolated == [ids[1]]
     assert closed.outcomes == {ids[0]: Outcome.FINALIZED, ids[2]: Outcome.FINALIZED}
@@ -210,10 +213,10 @@ def test_a_draft_whose_plan_has_no_price_is_left_to_the_per_invoice_path(db: Ses
 KILLED_IN_CHUNK = """
 import os
 from datetime import UTC, date, datetime
-from models import close
+from models.close import driver
 from models.db import make_engine, session_factory
 factory = session_factory(make_engine(os.environ["DATABASE_URL"], pool_size=3))
-close.run(factory, date(2026, 2, 1), clock=lambda: datetime(2026, 3, 1, 3, tzinfo=UTC),
+driver.run(factory, date(2026, 2, 1), clock=lambda: datetime(2026, 3, 1, 3, tzinfo=UTC),
           rollup_shards=4, chunk=5)
 """
 
@@ -250,7 +253,7 @@ def test_a_closer_killed_inside_a_chunk_leaves_none_of_that_chunk_finalized(
         assert open_.scalar_one() == 5  # the first chunk; none of the second
         assert s.execute(sa.text("SELECT count(*) FROM invoice_sync")).scalar_one() == 5
 
-    resumed = close.run(committed, FEB, clock=lambda: datetime(2026, 3, 1, 4, tzinfo=UTC),
+    resumed = driver.run(committed, FEB, clock=lambda: datetime(2026, 3, 1, 4, tzinfo=UTC),
                         rollup_shards=SHARDS)  # fmt: skip
 
     assert resumed.counts[Outcome.FINALIZED] == 15 and resumed.finished
@@ -387,7 +390,7 @@ def test_drafts_of_subscribed_organizations_are_created_in_bounded_batches(
             made.append(cycle.create_missing_drafts(db, FEB, now=CLOSE_AT, limit=100))
         assert _advisory_locks_held(db) - before <= 100
         assert len(counted.statements) <= 6, counted.statements
-        db.commit()  # a savepoint here; in close.run, a transaction per batch
+        db.commit()  # a savepoint here; in driver.run, a transaction per batch
     assert made == [100, 100, 50, 0]
     drafts = db.execute(
         sa.text("SELECT count(*), count(DISTINCT d.organization_id) FROM usage_drafts d JOIN "
@@ -396,7 +399,7 @@ def test_drafts_of_subscribed_organizations_are_created_in_bounded_batches(
     ).one()  # fmt: skip
     assert tuple(drafts) == (250, 250)
 
-    done = close.run(factory, FEB, clock=clock, rollup_shards=SHARDS)
+    done = driver.run(factory, FEB, clock=clock, rollup_shards=SHARDS)
 
     assert done.counts[Outcome.FINALIZED] == 250 and done.finished
     totals = db.execute(

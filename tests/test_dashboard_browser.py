@@ -29,8 +29,11 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from gql.app import create_app
-from models import alerts, cycle, invoices, outbox, rollup, tables
+from models import alerts, rollup, tables
+from models.close import cycle
 from models.db import make_engine
+from models.invoices import lifecycle
+from models.sync_state import outbox
 from settings import PROJECT_ROOT, Settings
 from tests.factories import SHARDS, make_org, make_token, usage_line
 
@@ -79,7 +82,7 @@ def _make_data(factory: sessionmaker[Session]) -> tuple[str, str, str, int]:
         failed_id = ""
         for i, start in enumerate(months):
             end = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
-            inv = invoices.create_draft(
+            inv = lifecycle.create_draft(
                 s, org, currency="USD", period_start=start, period_end=end, now=now
             )
             lines = [
@@ -89,8 +92,8 @@ def _make_data(factory: sessionmaker[Session]) -> tuple[str, str, str, int]:
                 ),
                 usage_line(quantity="3", unit_price="125", app="web", region="iad", product="ipv4"),
             ]
-            invoices.add_lines(s, inv, lines, now=now)
-            inv = invoices.finalize(s, inv, now=now, rollup_shards=SHARDS)
+            lifecycle.add_lines(s, inv, lines, now=now)
+            inv = lifecycle.finalize(s, inv, now=now, rollup_shards=SHARDS)
             if i == 3:
                 failed_id = inv.public_id
                 row = outbox.get(s, inv.id or 0)
@@ -101,7 +104,7 @@ def _make_data(factory: sessionmaker[Session]) -> tuple[str, str, str, int]:
                 row.last_error_code = "resource_missing"
                 row.last_error_message = "No such customer: 'cus_missing'"
                 row.last_error_request_id = "req_browser"
-        eur = invoices.create_draft(
+        eur = lifecycle.create_draft(
             s,
             org,
             currency="EUR",
@@ -109,8 +112,8 @@ def _make_data(factory: sessionmaker[Session]) -> tuple[str, str, str, int]:
             period_end=date(YEAR, 2, 1),
             now=now,
         )
-        invoices.add_lines(s, eur, [usage_line(quantity="10", unit_price="99")], now=now)
-        invoices.finalize(s, eur, now=now, rollup_shards=SHARDS)
+        lifecycle.add_lines(s, eur, [usage_line(quantity="10", unit_price="99")], now=now)
+        lifecycle.finalize(s, eur, now=now, rollup_shards=SHARDS)
         assert org.id is not None
         # A spend alert that fired (for January), and one never reached.
         fired = alerts.set_spend_alert(s, org, threshold_cents=10_000, currency="USD", now=now)

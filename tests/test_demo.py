@@ -17,7 +17,9 @@ from sqlmodel import Session
 
 from demo import generate, seed
 from demo import prices as demo_prices
-from models import cycle, organizations, outbox, rollup, tables
+from models import organizations, rollup, tables
+from models.close import cycle
+from models.sync_state import outbox
 from models.tables import TokenScope
 from settings import PROJECT_ROOT
 from sync.attempt import Outcome

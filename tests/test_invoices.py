@@ -1,4 +1,4 @@
-"""models/invoices.py (drafts, lines, finalize, pay, void, uncollectible) and the database's
+"""models/lifecycle.py (drafts, lines, finalize, pay, void, uncollectible) and the database's
 guards on invoices (the immutability trigger, CHECKs): every transition allowed and refused,
 immutability enforced by the database, bad values rejected with a coded error and nothing
 written."""
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, select
 
-from models import invoices, outbox, rollup, tables
+from models import rollup, tables
 from models.errors import (
     DomainError,
     EmptyInvoice,
@@ -27,16 +27,18 @@ from models.errors import (
     TooManyDecimals,
     UnknownCurrency,
 )
-from models.invoices import LineInput
+from models.invoices import lifecycle
+from models.invoices.lifecycle import LineInput
+from models.sync_state import outbox
 from models.tables import LineItemKind
 from tests.factories import NOW, SHARDS, make_invoice, make_org, usage_line
 
 Action = Callable[[Session, tables.Invoice], tables.Invoice]
 ACTIONS: dict[str, Action] = {
-    "finalize": lambda s, i: invoices.finalize(s, i, now=NOW, rollup_shards=SHARDS),
-    "paid": lambda s, i: invoices.mark_paid(s, i, now=NOW),
-    "void": lambda s, i: invoices.void(s, i, now=NOW, rollup_shards=SHARDS),
-    "uncollectible": lambda s, i: invoices.mark_uncollectible(s, i, now=NOW),
+    "finalize": lambda s, i: lifecycle.finalize(s, i, now=NOW, rollup_shards=SHARDS),
+    "paid": lambda s, i: lifecycle.mark_paid(s, i, now=NOW),
+    "void": lambda s, i: lifecycle.void(s, i, now=NOW, rollup_shards=SHARDS),
+    "uncollectible": lambda s, i: lifecycle.mark_uncollectible(s, i, now=NOW),
 }
 # (from status, action) -> resulting status, or None when the transition is refused.
 TRANSITIONS: dict[tuple[str, str], str | None] = {
@@ -111,7 +113,7 @@ def test_void_subtracts_from_the_rollup_and_makes_sync_due(db: Session) -> None:
     org = make_org(db)
     inv = make_invoice(db, org, status="open")
     revision = outbox.get(db, inv.id).revision  # type: ignore[union-attr]
-    invoices.void(db, inv, now=NOW, rollup_shards=SHARDS)
+    lifecycle.void(db, inv, now=NOW, rollup_shards=SHARDS)
     assert all(
         m.invoice_count == 0 for m in rollup.monthly_summary(db, scope_id=org.id, years=[2026])
     )
@@ -123,7 +125,7 @@ def test_empty_invoice_cannot_be_finalized(db: Session) -> None:
     org = make_org(db)
     inv = make_invoice(db, org, lines=0)
     with pytest.raises(EmptyInvoice):
-        invoices.finalize(db, inv, now=NOW, rollup_shards=SHARDS)
+        lifecycle.finalize(db, inv, now=NOW, rollup_shards=SHARDS)
 
 
 def test_lines_cannot_be_added_to_a_finalized_invoice(db: Session) -> None:
@@ -131,7 +133,7 @@ def test_lines_cannot_be_added_to_a_finalized_invoice(db: Session) -> None:
     inv = make_invoice(db, org, status="open")
     before = snapshot(db)
     with pytest.raises(InvoiceNotDraft):
-        invoices.add_lines(db, inv, [usage_line()], now=NOW)
+        lifecycle.add_lines(db, inv, [usage_line()], now=NOW)
     assert snapshot(db) == before
 
 
@@ -231,7 +233,7 @@ def test_a_bad_line_rejects_the_whole_call(
     inv = make_invoice(db, org, lines=1)
     before = snapshot(db)
     with pytest.raises(error) as err:
-        invoices.add_lines(db, inv, [line(), bad, line()], now=NOW)
+        lifecycle.add_lines(db, inv, [line(), bad, line()], now=NOW)
     assert err.value.field == field
     assert snapshot(db) == before
 
@@ -239,10 +241,10 @@ def test_a_bad_line_rejects_the_whole_call(
 def test_credit_lines_are_negative_and_count_in_the_total(db: Session) -> None:
     org = make_org(db)
     inv = make_invoice(db, org, lines=1)  # 250
-    invoices.add_lines(
+    lifecycle.add_lines(
         db, inv, [line(kind=LineItemKind.CREDIT, quantity="1", unit_price="-100")], now=NOW
     )
-    inv = invoices.finalize(db, inv, now=NOW, rollup_shards=SHARDS)
+    inv = lifecycle.finalize(db, inv, now=NOW, rollup_shards=SHARDS)
     assert inv.subtotal_cents == inv.total_cents == 150
 
 
@@ -267,13 +269,13 @@ def test_bad_drafts_are_refused(
     args.update(kwargs)
     before = snapshot(db)
     with pytest.raises(error):
-        invoices.create_draft(db, org, now=NOW, **args)  # type: ignore[arg-type]
+        lifecycle.create_draft(db, org, now=NOW, **args)  # type: ignore[arg-type]
     assert snapshot(db) == before
 
 
 def test_currency_is_stored_upper_case(db: Session) -> None:
     org = make_org(db)
-    inv = invoices.create_draft(
+    inv = lifecycle.create_draft(
         db, org, currency="eur", period_start=date(2026, 1, 1), period_end=date(2026, 2, 1), now=NOW
     )
     assert inv.currency == "EUR"

@@ -247,7 +247,7 @@ def _product() -> tuple[dict[str, Path], list[Import]]:
 
 def test_the_product_is_found() -> None:
     modules, imports = _product()
-    assert {"cli", "settings", "models.invoices", "gql.app", "sync.tasks"} <= set(modules)
+    assert {"cli", "settings", "models.invoices.lifecycle", "gql.app", "sync.tasks"} <= set(modules)
     assert not any(m.startswith(("tests", "bench")) for m in modules)
     assert imports
 

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import Session
 
-from models import invoices
 from models.errors import TooManyDecimals, UnknownCurrency, ValueOutOfRange
+from models.invoices import lifecycle
 from models.money import format_money, line_amount_cents, normalize_currency, parse_decimal
 from tests.factories import NOW, make_org, usage_line
 
@@ -78,7 +78,7 @@ def test_subtotal_is_the_sum_of_stored_line_amounts(
 ) -> None:
     with db.begin_nested():
         org = make_org(db)
-        inv = invoices.create_draft(
+        inv = lifecycle.create_draft(
             db,
             org,
             currency="USD",
@@ -86,10 +86,10 @@ def test_subtotal_is_the_sum_of_stored_line_amounts(
             period_end=NOW.date().replace(day=28),
             now=NOW,
         )
-        items = invoices.add_lines(
+        items = lifecycle.add_lines(
             db, inv, [usage_line(quantity=str(q), unit_price=str(p)) for q, p in lines], now=NOW
         )
-        inv = invoices.finalize(db, inv, now=NOW, rollup_shards=4)
+        inv = lifecycle.finalize(db, inv, now=NOW, rollup_shards=4)
         assert inv.subtotal_cents == sum(i.amount_cents for i in items)
         assert inv.total_cents == inv.subtotal_cents
         assert [i.amount_cents for i in items] == [line_amount_cents(q, p) for q, p in lines]

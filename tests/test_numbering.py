@@ -1,4 +1,4 @@
-"""models/numbering.py (through invoices.finalize): invoice numbers are unique and gap-free per
+"""models/numbering.py (through lifecycle.finalize): invoice numbers are unique and gap-free per
 organization under concurrent finalizes, and a rolled-back finalize gives its number back."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, select
 
-from models import invoices, tables
+from models import tables
+from models.invoices import lifecycle
 from tests.factories import NOW, SHARDS, make_invoice, make_org
 
 
@@ -27,7 +28,7 @@ def test_concurrent_finalizes_yield_gap_free_unique_numbers(
         start.wait(timeout=5)
         with committed() as s, s.begin():
             inv = s.get_one(tables.Invoice, invoice_id)
-            done = invoices.finalize(s, inv, now=NOW, rollup_shards=SHARDS)
+            done = lifecycle.finalize(s, inv, now=NOW, rollup_shards=SHARDS)
             assert done.number is not None
             return done.number
 
@@ -54,10 +55,10 @@ def test_a_rolled_back_finalize_returns_its_number(committed: sessionmaker[Sessi
         first, second = make_invoice(s, org).id, make_invoice(s, org).id
     with committed() as s:
         s.begin()
-        invoices.finalize(s, s.get_one(tables.Invoice, first), now=NOW, rollup_shards=SHARDS)
+        lifecycle.finalize(s, s.get_one(tables.Invoice, first), now=NOW, rollup_shards=SHARDS)
         s.rollback()
     with committed() as s, s.begin():
-        done = invoices.finalize(
+        done = lifecycle.finalize(
             s, s.get_one(tables.Invoice, second), now=NOW, rollup_shards=SHARDS
         )
         assert done.number == "ROLLBACK-0001"

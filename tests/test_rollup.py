@@ -23,8 +23,9 @@ from hypothesis.stateful import (
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from models import invoices, rollup, tables
+from models import rollup, tables
 from models.errors import InvalidTransition
+from models.invoices import lifecycle
 from models.rollup import PLATFORM_SCOPE
 from tests.factories import NOW, SHARDS, make_invoice, make_org
 
@@ -86,16 +87,16 @@ def _finalize_and_void(factory: sessionmaker[Session], ids: list[int]) -> Callab
         with factory() as s:
             for k, invoice_id in enumerate(mine):
                 with s.begin():
-                    inv = invoices.get_for_update(s, invoice_id)
-                    invoices.finalize(s, inv, now=NOW, rollup_shards=SHARDS)
+                    inv = lifecycle.get_for_update(s, invoice_id)
+                    lifecycle.finalize(s, inv, now=NOW, rollup_shards=SHARDS)
                 if k % 3 == 0:  # a third are voided in a transaction of their own
                     with s.begin():
-                        inv = invoices.get_for_update(s, invoice_id)
-                        invoices.void(s, inv, now=NOW, rollup_shards=SHARDS)
+                        inv = lifecycle.get_for_update(s, invoice_id)
+                        lifecycle.void(s, inv, now=NOW, rollup_shards=SHARDS)
                 elif k % 3 == 1:
                     with s.begin():
-                        inv = invoices.get_for_update(s, invoice_id)
-                        invoices.mark_paid(s, inv, now=NOW)
+                        inv = lifecycle.get_for_update(s, invoice_id)
+                        lifecycle.mark_paid(s, inv, now=NOW)
 
     return work
 
@@ -232,9 +233,9 @@ def test_lifecycle_deltas(db: Session) -> None:
 
     each = opened.subtotal_cents
     assert month() == (3, 3 * each, 3 * each)
-    invoices.mark_paid(db, bad, now=NOW)
+    lifecycle.mark_paid(db, bad, now=NOW)
     assert month() == (3, 3 * each, 3 * each)
-    invoices.void(db, opened, now=NOW, rollup_shards=SHARDS)
+    lifecycle.void(db, opened, now=NOW, rollup_shards=SHARDS)
     assert month() == (2, 2 * each, 2 * each)
     assert rollup.verify(db) == []
 
@@ -277,13 +278,13 @@ class RollupMachine(RuleBasedStateMachine):
         try:
             with self.s.begin_nested():
                 if to == "open":
-                    invoices.finalize(self.s, inv, now=NOW, rollup_shards=SHARDS)
+                    lifecycle.finalize(self.s, inv, now=NOW, rollup_shards=SHARDS)
                 elif to == "paid":
-                    invoices.mark_paid(self.s, inv, now=NOW)
+                    lifecycle.mark_paid(self.s, inv, now=NOW)
                 elif to == "uncollectible":
-                    invoices.mark_uncollectible(self.s, inv, now=NOW)
+                    lifecycle.mark_uncollectible(self.s, inv, now=NOW)
                 else:
-                    invoices.void(self.s, inv, now=NOW, rollup_shards=SHARDS)
+                    lifecycle.void(self.s, inv, now=NOW, rollup_shards=SHARDS)
         except InvalidTransition:
             assert self.status[invoice_id] not in allowed
             return

@@ -1,4 +1,4 @@
-"""Spend alerts (models/alerts.py, evaluated by models/usage.py's ingest) and the cycle's GraphQL
+"""Spend alerts (models/alerts.py, evaluated by models/ingest.py's ingest) and the cycle's GraphQL
 (gql/cycle/: setSpendAlert, Organization.spendAlerts, billingRun admin only), plus the month so
 far across a close (models/upcoming.py)."""
 
@@ -12,7 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from models import alerts, close, tables, upcoming, usage
+from models import alerts, tables
+from models.close import driver
+from models.usage import ingest, upcoming
 from tests.api_helpers import Api
 from tests.factories import SHARDS, make_org, make_token
 from tests.test_close import CLOSE_AT, FEB, IN_FEB, ev, invoices_of, seed_prices
@@ -26,7 +28,7 @@ def outbox(s: Session) -> list[Any]:
 
 
 def record(s: Session, event_id: str, *, at: datetime = IN_FEB, quantity: str = MILLION) -> None:
-    result = usage.record_usage(s, [ev(event_id, "acme", at=at, quantity=quantity)], now=at)
+    result = ingest.record_usage(s, [ev(event_id, "acme", at=at, quantity=quantity)], now=at)
     assert result.rejected == []
 
 
@@ -96,7 +98,7 @@ def test_the_month_so_far_moves_to_the_new_period_with_its_first_event(
     # During the grace, with no March usage yet: still February's draft.
     during = upcoming.upcoming(db, acme.id, as_of=grace)
     assert during is not None and during.invoice.period_start == FEB
-    close.run(factory, FEB, clock=lambda: CLOSE_AT, rollup_shards=SHARDS)
+    driver.run(factory, FEB, clock=lambda: CLOSE_AT, rollup_shards=SHARDS)
     assert upcoming.upcoming(db, acme.id, as_of=CLOSE_AT) is None
     record(db, "mar", at=CLOSE_AT)
     after = upcoming.upcoming(db, acme.id, as_of=CLOSE_AT + timedelta(minutes=1))

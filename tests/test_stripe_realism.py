@@ -16,7 +16,8 @@ import stripe
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from models import outbox, tables
+from models import tables
+from models.sync_state import outbox
 from stripe_mock import create_app, running
 from sync import runtime, sweeper
 from sync.attempt import Outcome, Runtime
@@ -242,7 +243,7 @@ def test_lookups_use_consistent_lists_not_lagging_search(
 def test_remote_void_fails_clearly_and_recreate_makes_a_new_invoice(
     rt: Runtime, mock: Mock, committed: sessionmaker[Session]
 ) -> None:
-    from models import recreate
+    from models.sync_state import recreate
 
     inv = finalized(committed, lines=2)
     assert run_once(rt, inv.id) == Outcome.SYNCED

@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from models import outbox, tables
+from models import tables
+from models.sync_state import outbox
 from sync import health, sweeper, tasks
 from sync.attempt import Outcome
 from sync.breaker import Breaker, BreakerState

@@ -14,7 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from models import invoices, outbox, tables
+from models import tables
+from models.invoices import lifecycle
+from models.sync_state import outbox
 from sync import push, runtime
 from sync.attempt import Outcome
 from sync.grouping import remote_lines
@@ -288,7 +290,7 @@ def test_over_250_lines_are_grouped_with_the_exact_total(
         inv = make_invoice(s, org, lines=0)
         regions = ["ams", "iad", "sin", "syd", "gru"]
         products = ["machines-shared-cpu", "egress", "volume-storage"]
-        invoices.add_lines(
+        lifecycle.add_lines(
             s,
             inv,
             [
@@ -302,7 +304,7 @@ def test_over_250_lines_are_grouped_with_the_exact_total(
             ],
             now=NOW,
         )
-        inv = invoices.finalize(s, inv, now=NOW, rollup_shards=SHARDS)
+        inv = lifecycle.finalize(s, inv, now=NOW, rollup_shards=SHARDS)
     mock.faults(
         [{"endpoint": "POST /v1/invoices/{id}/add_lines", "fault": "error_500", "count": 1}]
     )
@@ -327,7 +329,7 @@ def test_void_of_a_synced_invoice_voids_it_on_stripe(
     inv = finalized(committed)
     assert run_once(rt, inv.id) == Outcome.SYNCED
     with committed() as s, s.begin():
-        invoices.void(s, s.get_one(tables.Invoice, inv.id), now=NOW, rollup_shards=SHARDS)
+        lifecycle.void(s, s.get_one(tables.Invoice, inv.id), now=NOW, rollup_shards=SHARDS)
     assert run_once(rt, inv.id) == Outcome.SYNCED
     assert [r["status"] for r in mock.remote_for(inv.public_id)] == ["void"]
 
@@ -337,7 +339,7 @@ def test_void_of_an_invoice_that_never_reached_stripe_needs_nothing_remote(
 ) -> None:
     inv = finalized(committed)
     with committed() as s, s.begin():
-        invoices.void(s, s.get_one(tables.Invoice, inv.id), now=NOW, rollup_shards=SHARDS)
+        lifecycle.void(s, s.get_one(tables.Invoice, inv.id), now=NOW, rollup_shards=SHARDS)
     before = mock.total_requests()
     assert run_once(rt, inv.id) == Outcome.SYNCED
     assert mock.total_requests() == before  # not even a customer
@@ -353,7 +355,7 @@ def test_void_of_a_half_synced_draft_completes_finalizes_and_voids_it(
     )
     assert run_once(rt, inv.id) == Outcome.RETRY  # a draft with its first chunk on Stripe
     with committed() as s, s.begin():
-        invoices.void(s, s.get_one(tables.Invoice, inv.id), now=NOW, rollup_shards=SHARDS)
+        lifecycle.void(s, s.get_one(tables.Invoice, inv.id), now=NOW, rollup_shards=SHARDS)
     assert drive(rt, inv.id) == [Outcome.SYNCED]
     (remote,) = mock.remote_for(inv.public_id)
     assert remote["status"] == "void" and remote["total"] == inv.total_cents
@@ -379,7 +381,7 @@ def test_void_during_an_attempt_gets_its_own_pass(
     worker.start()
     time.sleep(0.15)
     with committed() as s, s.begin():
-        invoices.void(s, s.get_one(tables.Invoice, inv.id), now=NOW, rollup_shards=SHARDS)
+        lifecycle.void(s, s.get_one(tables.Invoice, inv.id), now=NOW, rollup_shards=SHARDS)
     worker.join()
     assert result == [Outcome.AGAIN] and sync_row(committed, inv.id).state == "pending"
     assert run_once(rt, inv.id) == Outcome.SYNCED

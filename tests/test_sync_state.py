@@ -13,8 +13,10 @@ import pytest
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from models import invoices, outbox, tables
-from models.outbox import ALLOWED, IllegalSyncTransition, Lease, SyncError
+from models import tables
+from models.invoices import lifecycle
+from models.sync_state import outbox
+from models.sync_state.outbox import ALLOWED, IllegalSyncTransition, Lease, SyncError
 from models.tables import SyncStatus
 from settings import PROJECT_ROOT
 from tests.factories import NOW, SHARDS, make_invoice, make_org
@@ -40,7 +42,7 @@ def _draft(c: Factory) -> Row:
 
 def _finalize(c: Factory, row: Row) -> None:
     with c() as s, s.begin():
-        invoices.finalize(
+        lifecycle.finalize(
             s, s.get_one(tables.Invoice, row.invoice_id), now=NOW, rollup_shards=SHARDS
         )
 

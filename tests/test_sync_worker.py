@@ -20,7 +20,7 @@ from celery import Celery
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from models import outbox
+from models.sync_state import outbox
 from settings import PROJECT_ROOT
 from sync.config import SyncConfig
 from tests.factories import make_invoice, make_org

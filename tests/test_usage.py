@@ -19,10 +19,12 @@ from hypothesis import strategies as st
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from models import invoices, prices, tables, usage, usage_verify
+from models import prices, tables
 from models.errors import UsageLinesMetered
+from models.invoices import lifecycle
 from models.tables import LineItemKind
-from models.usage import UsageEventInput
+from models.usage import ingest, verify
+from models.usage.ingest import UsageEventInput
 from tests.conftest import truncate_all
 from tests.factories import make_org, usage_line
 
@@ -124,7 +126,7 @@ def acme(db: Session) -> tables.Organization:
 def test_events_aggregate_into_one_line_of_a_new_draft(
     db: Session, acme: tables.Organization
 ) -> None:
-    result = usage.record_usage(
+    result = ingest.record_usage(
         db, [ev(quantity="1000"), ev(quantity="2000.5"), ev(quantity="0.000000001")], now=NOW
     )
     assert (result.accepted, result.duplicates, result.rejected) == (3, 0, [])
@@ -141,17 +143,17 @@ def test_events_aggregate_into_one_line_of_a_new_draft(
     )
     assert draft.subtotal_cents == draft.total_cents == line.amount_cents
     assert draft.line_item_count == 1
-    assert usage_verify.verify(db) == []
+    assert verify.verify(db) == []
 
 
 def test_rounding_happens_once_per_line_not_per_event(
     db: Session, acme: tables.Organization
 ) -> None:
     # Per-event rounding would make three 0.5-cent events 0 + 0 + 0 (half-even) = 0 cents.
-    usage.record_usage(db, [ev(product="half-cent", quantity="1") for _ in range(3)], now=NOW)
+    ingest.record_usage(db, [ev(product="half-cent", quantity="1") for _ in range(3)], now=NOW)
     [line] = usage_rows(db, acme.id)
     assert (line.quantity, line.amount_cents) == (Decimal(3), 2)  # 1.5 -> 2
-    usage.record_usage(db, [ev(product="half-cent", quantity="2")], now=NOW)
+    ingest.record_usage(db, [ev(product="half-cent", quantity="2")], now=NOW)
     [line] = usage_rows(db, acme.id)
     assert (line.quantity, line.amount_cents) == (Decimal(5), 2)  # 2.5 -> 2, half to even
     draft = db.get_one(tables.Invoice, line.invoice_id, populate_existing=True)
@@ -159,7 +161,7 @@ def test_rounding_happens_once_per_line_not_per_event(
 
 
 def test_lines_are_keyed_by_product_app_region(db: Session, acme: tables.Organization) -> None:
-    usage.record_usage(
+    ingest.record_usage(
         db,
         [
             ev(app="web", region="ams"),
@@ -177,11 +179,11 @@ def test_lines_are_keyed_by_product_app_region(db: Session, acme: tables.Organiz
         ("machines-shared-cpu", "web", "ams", Decimal(10)),
         ("machines-shared-cpu", "web", "fra", Decimal(10)),
     ]
-    assert usage_verify.verify(db) == []
+    assert verify.verify(db) == []
 
 
 def test_duplicates_and_conflicts_in_one_batch(db: Session, acme: tables.Organization) -> None:
-    result = usage.record_usage(
+    result = ingest.record_usage(
         db,
         [
             ev("a", quantity="5"),
@@ -202,19 +204,19 @@ def test_duplicates_and_conflicts_in_one_batch(db: Session, acme: tables.Organiz
 def test_duplicates_and_conflicts_across_batches_change_nothing(
     db: Session, acme: tables.Organization
 ) -> None:
-    usage.record_usage(db, [ev("a", quantity="5", metadata={"machine": "m1"})], now=NOW)
+    ingest.record_usage(db, [ev("a", quantity="5", metadata={"machine": "m1"})], now=NOW)
     before = snapshot(db)
     later = NOW + timedelta(days=3)
-    again = usage.record_usage(db, [ev("a", quantity="5", metadata={"machine": "m1"})], now=later)
+    again = ingest.record_usage(db, [ev("a", quantity="5", metadata={"machine": "m1"})], now=later)
     assert (again.accepted, again.duplicates, again.rejected) == (0, 1, [])
-    other = usage.record_usage(db, [ev("a", quantity="5", metadata={"machine": "m2"})], now=later)
+    other = ingest.record_usage(db, [ev("a", quantity="5", metadata={"machine": "m2"})], now=later)
     assert [r.code for r in other.rejected] == ["IDEMPOTENCY_CONFLICT"]
     assert snapshot(db) == before
 
 
 def test_ids_are_per_organization(db: Session, acme: tables.Organization) -> None:
     make_org(db, slug="beta")
-    result = usage.record_usage(db, [ev("same"), ev("same", org="beta")], now=NOW)
+    result = ingest.record_usage(db, [ev("same"), ev("same", org="beta")], now=NOW)
     assert (result.accepted, result.duplicates, result.rejected) == (2, 0, [])
 
 
@@ -230,7 +232,7 @@ def test_ids_are_per_organization(db: Session, acme: tables.Organization) -> Non
 def test_window_edges(
     db: Session, acme: tables.Organization, offset: timedelta, accepted: bool
 ) -> None:
-    result = usage.record_usage(db, [ev(at=NOW + offset)], now=NOW)
+    result = ingest.record_usage(db, [ev(at=NOW + offset)], now=NOW)
     assert result.accepted == int(accepted)
     if not accepted:
         assert [(r.code, r.field) for r in result.rejected] == [("OUT_OF_WINDOW", ("occurredAt",))]
@@ -241,7 +243,7 @@ def test_midnight_on_the_first_belongs_to_the_new_month(
 ) -> None:
     now = datetime(2026, 3, 1, 0, 3, tzinfo=UTC)
     first = datetime(2026, 3, 1, tzinfo=UTC)
-    usage.record_usage(
+    ingest.record_usage(
         db,
         [
             ev(at=first),
@@ -276,7 +278,7 @@ def test_a_price_change_mid_month_splits_the_line(db: Session, acme: tables.Orga
         now=NOW,
     )
     later = NOW + timedelta(hours=2)
-    usage.record_usage(
+    ingest.record_usage(
         db,
         [
             ev(at=change - timedelta(microseconds=1), quantity="100"),
@@ -291,20 +293,20 @@ def test_a_price_change_mid_month_splits_the_line(db: Session, acme: tables.Orga
         (Decimal("0.00003"), Decimal(500)),
     ]
     assert len({r.invoice_id for r in rows}) == 1 and rows[0].price_id != rows[1].price_id
-    assert usage_verify.verify(db) == []
+    assert verify.verify(db) == []
 
 
 def test_late_usage_lands_on_the_current_draft_with_its_own_period(
     db: Session, acme: tables.Organization
 ) -> None:
     feb_now = datetime(2026, 2, 27, 12, tzinfo=UTC)
-    usage.record_usage(db, [ev(at=feb_now - timedelta(hours=1), quantity="100")], now=feb_now)
+    ingest.record_usage(db, [ev(at=feb_now - timedelta(hours=1), quantity="100")], now=feb_now)
     [feb_line] = usage_rows(db, acme.id)
-    feb = invoices.finalize(
+    feb = lifecycle.finalize(
         db, db.get_one(tables.Invoice, feb_line.invoice_id), now=NOW, rollup_shards=4
     )
     feb_total = feb.total_cents
-    result = usage.record_usage(
+    result = ingest.record_usage(
         db, [ev(at=datetime(2026, 2, 28, 23, tzinfo=UTC), quantity="50"), ev(quantity="7")], now=NOW
     )
     assert result.accepted == 2
@@ -316,20 +318,20 @@ def test_late_usage_lands_on_the_current_draft_with_its_own_period(
     assert "late usage of 2026-02" in rows[0].description
     db.refresh(feb)
     assert (feb.status, feb.total_cents, feb.line_item_count) == ("open", feb_total, 1)
-    assert usage_verify.verify(db) == []
+    assert verify.verify(db) == []
 
 
 def test_late_usage_with_no_open_draft_is_refused_and_changes_nothing(
     db: Session, acme: tables.Organization
 ) -> None:
-    usage.record_usage(
+    ingest.record_usage(
         db, [ev(at=datetime(2026, 2, 20, tzinfo=UTC))], now=datetime(2026, 2, 21, tzinfo=UTC)
     )
-    usage.record_usage(db, [ev()], now=NOW)
+    ingest.record_usage(db, [ev()], now=NOW)
     for row in db.exec(sa.select(tables.Invoice)).all():  # type: ignore[call-overload]
-        invoices.finalize(db, row[0], now=NOW, rollup_shards=4)
+        lifecycle.finalize(db, row[0], now=NOW, rollup_shards=4)
     before = snapshot(db)
-    result = usage.record_usage(db, [ev("late", at=datetime(2026, 2, 25, tzinfo=UTC))], now=NOW)
+    result = ingest.record_usage(db, [ev("late", at=datetime(2026, 2, 25, tzinfo=UTC))], now=NOW)
     assert [r.code for r in result.rejected] == ["PERIOD_CLOSED"]
     assert snapshot(db) == before
 
@@ -375,42 +377,42 @@ def test_each_bad_value_gives_its_code_and_changes_nothing(
     code: str,
     field: tuple[str, ...],
 ) -> None:
-    usage.record_usage(db, [ev("earlier")], now=NOW)
+    ingest.record_usage(db, [ev("earlier")], now=NOW)
     before = snapshot(db)
     bad = make()
-    result = usage.record_usage(db, [bad], now=NOW)
+    result = ingest.record_usage(db, [bad], now=NOW)
     assert result.accepted == 0
     assert [(r.index, r.code, r.field) for r in result.rejected] == [(0, code, field)]
     assert snapshot(db) == before
     # ... and next to good events, it is the only one left out.
-    mixed = usage.record_usage(db, [ev("g1"), make(), ev("g2")], now=NOW)
+    mixed = ingest.record_usage(db, [ev("g1"), make(), ev("g2")], now=NOW)
     assert (mixed.accepted, [r.index for r in mixed.rejected]) == (2, [1])
 
 
 def test_usage_lines_cannot_be_added_by_hand_to_a_usage_draft(
     db: Session, acme: tables.Organization
 ) -> None:
-    usage.record_usage(db, [ev()], now=NOW)
+    ingest.record_usage(db, [ev()], now=NOW)
     [line] = usage_rows(db, acme.id)
     draft = db.get_one(tables.Invoice, line.invoice_id)
     with pytest.raises(UsageLinesMetered):
-        invoices.add_lines(db, draft, [usage_line()], now=NOW)
-    invoices.add_lines(
+        lifecycle.add_lines(db, draft, [usage_line()], now=NOW)
+    lifecycle.add_lines(
         db, draft, [usage_line(kind=LineItemKind.ONE_OFF, quantity="1", unit_price="500")], now=NOW
     )
-    usage.record_usage(db, [ev()], now=NOW)
-    assert usage_verify.verify(db) == []
+    ingest.record_usage(db, [ev()], now=NOW)
+    assert verify.verify(db) == []
     draft = db.get_one(tables.Invoice, line.invoice_id, populate_existing=True)
     assert draft.subtotal_cents == 500 + half_even(Decimal(20), CPU_PRICE)
 
 
 def test_replay_rebuilds_the_lines_from_events(db: Session, acme: tables.Organization) -> None:
-    usage.record_usage(db, [ev(quantity="1000"), ev(region="fra", quantity="5")], now=NOW)
+    ingest.record_usage(db, [ev(quantity="1000"), ev(region="fra", quantity="5")], now=NOW)
     db.execute(sa.text("UPDATE invoice_items SET quantity = 1, amount_cents = 99"))
-    diffs = usage_verify.verify(db)
+    diffs = verify.verify(db)
     assert {d.what for d in diffs} == {"line", "totals"}
-    usage_verify.replay(db, organization_slug="acme", period_start=date(2026, 3, 1), now=NOW)
-    assert usage_verify.verify(db) == []
+    verify.replay(db, organization_slug="acme", period_start=date(2026, 3, 1), now=NOW)
+    assert verify.verify(db) == []
     assert sorted(r.quantity for r in usage_rows(db, acme.id)) == [Decimal(5), Decimal(1000)]
 
 
@@ -474,10 +476,10 @@ def test_every_line_is_the_rounded_product_of_its_summed_quantity(
             for o, p, a, r, q, b in events
         ]
         for i in range(0, len(inputs), chunk):
-            result = usage.record_usage(db, inputs[i : i + chunk], now=NOW)
+            result = ingest.record_usage(db, inputs[i : i + chunk], now=NOW)
             assert result.rejected == []
         assert _stored_lines(db) == _expected_lines(events, NOW)
-        assert usage_verify.verify(db) == []
+        assert verify.verify(db) == []
         sp.rollback()
 
 
@@ -490,8 +492,8 @@ def _world(factory: sessionmaker[Session]) -> None:
 
 def _ingest_in_threads(
     factory: sessionmaker[Session], batches: list[list[UsageEventInput]], threads: int
-) -> list[usage.IngestResult]:
-    results: list[usage.IngestResult] = []
+) -> list[ingest.IngestResult]:
+    results: list[ingest.IngestResult] = []
     errors: list[BaseException] = []
     barrier = threading.Barrier(threads)
     lock = threading.Lock()
@@ -501,7 +503,7 @@ def _ingest_in_threads(
             barrier.wait()
             for batch in mine:
                 with factory() as s, s.begin():
-                    r = usage.record_usage(s, batch, now=NOW)
+                    r = ingest.record_usage(s, batch, now=NOW)
                 with lock:
                     results.append(r)
         except BaseException as e:  # surfaced by the assertion below
@@ -526,7 +528,7 @@ def test_two_concurrent_requests_with_the_same_events_count_them_once(
     assert sum(r.duplicates for r in results) == 200
     with committed() as s:
         assert sorted(r.quantity for r in usage_rows(s)) == [Decimal(300), Decimal(300)]
-        assert usage_verify.verify(s) == []
+        assert verify.verify(s) == []
 
 
 @settings(
@@ -566,4 +568,4 @@ def test_concurrent_ingestion_from_several_threads_verifies_clean(
     assert all(r.rejected == [] for r in results)
     with committed() as s:
         assert _stored_lines(s) == _expected_lines(events, NOW)
-        assert usage_verify.verify(s) == []
+        assert verify.verify(s) == []

@@ -12,8 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from models import organizations, upcoming, usage
+from models import organizations
 from models.tables import TokenScope
+from models.usage import ingest, upcoming
 from tests.api_helpers import Api
 from tests.factories import make_org, make_token
 from tests.test_usage import ev, seed_prices, usage_rows
@@ -227,7 +228,7 @@ def test_projection_of_a_machine_started_yesterday(db: Session) -> None:
     events += [ev(at=now - timedelta(seconds=1), quantity="86400", app="new")]
     events += [ev(at=datetime(2026, 3, 2, tzinfo=UTC), quantity="86400", app="idle")]
     events += [ev(at=datetime(2026, 3, 9, tzinfo=UTC), quantity="86400", app="idle")]
-    usage.record_usage(db, events, now=now)
+    ingest.record_usage(db, events, now=now)
     up = upcoming.upcoming(
         db, db.exec(sa.text("SELECT id FROM organizations")).scalar_one(), as_of=now
     )  # type: ignore[call-overload]

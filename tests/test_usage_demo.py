@@ -11,8 +11,8 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from demo import feed, seed
-from models import usage, usage_verify
-from models.usage import UsageEventInput
+from models.usage import ingest, verify
+from models.usage.ingest import UsageEventInput
 
 NOW = datetime(2026, 3, 18, 9, 30, tzinfo=UTC)
 
@@ -40,10 +40,10 @@ def test_seed_ingests_the_current_month_and_the_feed_adds_to_it(
             ).scalar_one()
             == 0
         )
-        assert usage_verify.verify(s) == []
+        assert verify.verify(s) == []
     batch = feed._batch(random.Random(1), 5.0, NOW)
     with committed() as s, s.begin():
-        result = usage.record_usage(s, [UsageEventInput.from_json(e) for e in batch], now=NOW)
+        result = ingest.record_usage(s, [UsageEventInput.from_json(e) for e in batch], now=NOW)
     assert (result.accepted, result.rejected) == (len(batch), [])
     with committed() as s:
-        assert usage_verify.verify(s) == []
+        assert verify.verify(s) == []

@@ -274,12 +274,12 @@ def test_changes_made_on_stripe_reach_operators(
 def test_mark_paid_tells_stripe_through_the_outbox(
     rt: Runtime, mock: Mock, committed: sessionmaker[Session]
 ) -> None:
-    from models import payments
+    from models.payments import collection
 
     inv = finalized(committed, lines=2)
     assert run_once(rt, inv.id) == Outcome.SYNCED
     with committed() as s, s.begin():
-        payments.mark_paid(s, s.get_one(tables.Invoice, inv.id), now=datetime.now(UTC))
+        collection.mark_paid(s, s.get_one(tables.Invoice, inv.id), now=datetime.now(UTC))
     assert run_once(rt, inv.id) == Outcome.SYNCED
     (remote,) = mock.remote_for(inv.public_id)
     assert remote["status"] == "paid" and remote["amount_paid_off_stripe"] == inv.total_cents
@@ -287,7 +287,7 @@ def test_mark_paid_tells_stripe_through_the_outbox(
     assert mock.stats()["requests"]["POST /v1/invoices/{id}/pay"] == {"200": 1}
     # Again: Stripe already has it paid, nothing more is sent.
     with committed() as s, s.begin():
-        from models import outbox
+        from models.sync_state import outbox
 
         outbox.request_resync(s, s.get_one(tables.Invoice, inv.id), now=datetime.now(UTC))
     assert run_once(rt, inv.id) == Outcome.SYNCED

@@ -10,7 +10,8 @@ from gql.core.context import Info
 from gql.core.errors import bad_input
 from gql.core.permissions import IsPlatformAdmin
 from gql.cycle.types import BillingRun, SpendAlert
-from models import alerts, cycle
+from models import alerts
+from models.close import cycle
 from models.errors import DomainError
 
 

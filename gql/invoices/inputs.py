@@ -12,7 +12,7 @@ from strawberry.scalars import JSON
 
 from gql.core.scalars import DecimalString
 from gql.invoices.enums import LineItemKind
-from models.invoices import LineInput
+from models.invoices.lifecycle import LineInput
 
 
 @strawberry.input(description="A new draft invoice.")

@@ -24,7 +24,10 @@ from gql.invoices.inputs import (
     RetryFailedSyncsInput,
 )
 from gql.invoices.types import Invoice
-from models import invoices, outbox, payments, recreate, tables
+from models import tables
+from models.invoices import lifecycle
+from models.payments import collection
+from models.sync_state import outbox, recreate
 
 
 @strawberry.type(description="Result of an invoice mutation: the invoice, or why nothing changed.")
@@ -68,7 +71,7 @@ class InvoiceMutations:
         ctx = info.context
         with ctx.transaction() as s:
             org = permissions.organization_or_not_found(ctx, input.organization_slug)
-            inv = invoices.create_draft(
+            inv = lifecycle.create_draft(
                 s,
                 org,
                 currency=input.currency,
@@ -88,8 +91,8 @@ class InvoiceMutations:
         ctx = info.context
         with ctx.transaction() as s:
             inv = permissions.invoice_or_not_found(ctx, str(input.invoice_id))
-            invoices.add_lines(s, inv, [i.to_domain() for i in input.items], now=ctx.now())
-            inv = invoices.get_for_update(s, inv.id or 0)
+            lifecycle.add_lines(s, inv, [i.to_domain() for i in input.items], now=ctx.now())
+            inv = lifecycle.get_for_update(s, inv.id or 0)
         return _ok(inv)
 
     @mutation(
@@ -100,7 +103,7 @@ class InvoiceMutations:
     def finalize_invoice(self, info: Info, input: InvoiceIdInput) -> InvoicePayload:
         ctx = info.context
         with ctx.transaction() as s:
-            inv = invoices.finalize(
+            inv = lifecycle.finalize(
                 s,
                 permissions.invoice_or_not_found(ctx, str(input.invoice_id)),
                 now=ctx.now(),
@@ -117,7 +120,7 @@ class InvoiceMutations:
     def mark_invoice_paid(self, info: Info, input: InvoiceIdInput) -> InvoicePayload:
         ctx = info.context
         with ctx.transaction() as s:
-            inv = payments.mark_paid(
+            inv = collection.mark_paid(
                 s, permissions.invoice_or_not_found(ctx, str(input.invoice_id)), now=ctx.now()
             )
         ctx.enqueue_sync(inv.id or 0)  # tells Stripe: pay with paid_out_of_band
@@ -131,7 +134,7 @@ class InvoiceMutations:
     def mark_invoice_uncollectible(self, info: Info, input: InvoiceIdInput) -> InvoicePayload:
         ctx = info.context
         with ctx.transaction() as s:
-            inv = invoices.mark_uncollectible(
+            inv = lifecycle.mark_uncollectible(
                 s, permissions.invoice_or_not_found(ctx, str(input.invoice_id)), now=ctx.now()
             )
         return _ok(inv)
@@ -144,7 +147,7 @@ class InvoiceMutations:
     def void_invoice(self, info: Info, input: InvoiceIdInput) -> InvoicePayload:
         ctx = info.context
         with ctx.transaction() as s:
-            inv = invoices.void(
+            inv = lifecycle.void(
                 s,
                 permissions.invoice_or_not_found(ctx, str(input.invoice_id)),
                 now=ctx.now(),

@@ -25,8 +25,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gql.core import permissions
-from models import usage
 from models.db import transaction
+from models.usage import ingest
 
 log = logging.getLogger("billing.api")
 MAX_BODY_BYTES = 16 * 1024 * 1024  # 10,000 events of ~1 KB each, with room
@@ -46,12 +46,12 @@ class PartitionKeeper:
         self.month: date | None = None
 
     def ensure(self, now: datetime) -> None:
-        month = usage.month_start(now)
+        month = ingest.month_start(now)
         if self.month == month:
             return
         try:
             with transaction(self.sessions) as s:
-                usage.ensure_partitions(s, now=now, months_ahead=1)
+                ingest.ensure_partitions(s, now=now, months_ahead=1)
             self.month = month
         except Exception:  # the default partition covers; retry on the next request
             log.exception("could not create usage_events partitions")
@@ -92,11 +92,11 @@ def _parse_body(raw: bytes) -> list[Any] | JSONResponse:
     if not isinstance(body, dict) or not isinstance(body.get("events"), list):
         return _error(400, "MALFORMED_BODY", 'send a JSON object {"events": [...]}')
     events: list[Any] = body["events"]
-    if len(events) > usage.MAX_EVENTS_PER_CALL:
+    if len(events) > ingest.MAX_EVENTS_PER_CALL:
         return _error(
             413,
             "TOO_MANY_EVENTS",
-            f"at most {usage.MAX_EVENTS_PER_CALL:,} events per request; split the batch",
+            f"at most {ingest.MAX_EVENTS_PER_CALL:,} events per request; split the batch",
         )
     return events
 
@@ -119,7 +119,7 @@ def routes(
             return _error(403, "FORBIDDEN", "posting usage needs an admin or a metering token")
         return None
 
-    def ingest(raw: bytes) -> Response:
+    def ingest_request(raw: bytes) -> Response:
         # Parsing a 10,000-event body takes tens of milliseconds: here, in the worker thread,
         # not on the event loop, where it would stall every other request of this process.
         events = _parse_body(raw)
@@ -127,9 +127,9 @@ def routes(
             return events
         now = clock()
         keeper.ensure(now)
-        inputs = [usage.UsageEventInput.from_json(e) for e in events]
+        inputs = [ingest.UsageEventInput.from_json(e) for e in events]
         with transaction(sessions) as s:
-            result = usage.record_usage(s, inputs, now=now)
+            result = ingest.record_usage(s, inputs, now=now)
         answer = {
             "accepted": result.accepted,
             "duplicates": result.duplicates,
@@ -155,6 +155,6 @@ def routes(
             if size > MAX_BODY_BYTES:
                 return _error(413, "BODY_TOO_LARGE", f"the body is over {MAX_BODY_BYTES:,} bytes")
         raw = b"".join(chunks)
-        return await run_in_threadpool(ingest, raw)
+        return await run_in_threadpool(ingest_request, raw)
 
     return [Route("/v1/usage", post_usage, methods=["POST"])]

@@ -8,7 +8,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from gql.core.scalars import DecimalString
-from models.usage import UsageEventInput as DomainEvent
+from models.usage.ingest import UsageEventInput as DomainEvent
 
 
 @strawberry.input(description="One usage event, as the metering pipeline measured it.")

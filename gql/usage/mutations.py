@@ -10,8 +10,8 @@ from gql.core.mutation import mutation
 from gql.core.permissions import CanRecordUsage
 from gql.usage.inputs import RecordUsageInput
 from gql.usage.types import RecordUsagePayload
-from models import usage
 from models.errors import TooManyItems
+from models.usage import ingest
 
 MAX_EVENTS_GRAPHQL = 1_000  # bulk feeds use POST /v1/usage (10,000 a request)
 
@@ -35,7 +35,7 @@ class UsageMutations:
                 field=("events",),
             )
         with ctx.transaction() as s:
-            result = usage.record_usage(s, [e.to_domain() for e in input.events], now=ctx.now())
+            result = ingest.record_usage(s, [e.to_domain() for e in input.events], now=ctx.now())
         return RecordUsagePayload(
             accepted=result.accepted,
             duplicates=result.duplicates,

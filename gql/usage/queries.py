@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gql.core.context import Info
 from gql.usage.types import UpcomingInvoice
-from models import upcoming
+from models.usage import upcoming
 
 
 def upcoming_invoice(info: Info, organization_id: int) -> UpcomingInvoice | None:

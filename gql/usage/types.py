@@ -9,7 +9,7 @@ import strawberry
 from gql.core.errors import UserError
 from gql.core.money import Money, money
 from gql.invoices.types import Invoice
-from models import upcoming
+from models.usage import upcoming
 
 
 @strawberry.type(description="Result of recordUsage.")

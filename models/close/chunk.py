@@ -1,6 +1,6 @@
 """`close_drafts`: DRAFT -> OPEN for a whole chunk of the close in a dozen set-based statements,
 with the same result per draft as `cycle.close_invoice` (recurring lines, then what
-`invoices.finalize` does: totals from the stored lines, gap-free number, outbox row, rollup
+`lifecycle.finalize` does: totals from the stored lines, gap-free number, outbox row, rollup
 delta, billing_run_invoices row).
 
 Why: the per-invoice ORM path costs ~17 statements, 4 flushes and ~12 ms of Python per draft
@@ -9,7 +9,7 @@ core; the month-end target is 400/s. Here a chunk of 200 costs the same ~13 stat
 chunk of 3.
 
 Same guarantees, same locks:
-- The drafts' invoice rows are locked FOR UPDATE in id order first, as `invoices.get_for_update`
+- The drafts' invoice rows are locked FOR UPDATE in id order first, as `lifecycle.get_for_update`
   does one by one; the ingest locks drafts FOR NO KEY UPDATE in id order too, so an event
   either gets in before (and is on the invoice: totals are read after the lock) or waits and
   sees OPEN (late usage on the next draft). No lock-order cycle with it.
@@ -39,11 +39,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from models import cycle, invoices, numbering, outbox, rollup, tables
-from models.cycle import Outcome
+from models import rollup, tables
+from models.close import cycle
+from models.close.cycle import Outcome
 from models.errors import DomainError
 from models.ids import new_public_id
+from models.invoices import lifecycle, numbering
 from models.prices import load_book
+from models.sync_state import outbox
 
 
 @dataclass
@@ -172,13 +175,13 @@ def _recurring_items(
                 period_start=r.period_start,
                 period_end=r.period_end,
             )
-            values = [invoices.line_values(line) for line in lines]
+            values = [lifecycle.line_values(line) for line in lines]
         except DomainError:
             isolated.append(int(r.id))  # `close_invoice` raises the same error, and records it
             continue
         if (
-            len(lines) > invoices.MAX_ITEMS_PER_CALL
-            or r.line_item_count + len(lines) > invoices.MAX_ITEMS_PER_INVOICE
+            len(lines) > lifecycle.MAX_ITEMS_PER_CALL
+            or r.line_item_count + len(lines) > lifecycle.MAX_ITEMS_PER_INVOICE
         ):
             isolated.append(int(r.id))  # TooManyItems from `add_lines`
             continue
@@ -211,7 +214,7 @@ def _finalize(
             "ns": [totals[i][0] for i in ids],
             "subtotals": [totals[i][1] for i in ids],
             "now": now,
-            "due": now.date() + invoices.DEFAULT_PAYMENT_TERMS,
+            "due": now.date() + lifecycle.DEFAULT_PAYMENT_TERMS,
             "open": tables.InvoiceStatus.OPEN.value,
             "draft": tables.InvoiceStatus.DRAFT.value,
         },

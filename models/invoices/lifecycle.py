@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models import numbering, outbox, rollup, tables
+from models import rollup, tables
 from models.errors import (
     DomainError,
     EmptyInvoice,
@@ -34,6 +34,7 @@ from models.errors import (
     UsageLinesMetered,
 )
 from models.ids import new_public_id
+from models.invoices import numbering
 from models.money import (
     QUANTITY_MAX,
     QUANTITY_PLACES,
@@ -43,6 +44,7 @@ from models.money import (
     normalize_currency,
     parse_decimal,
 )
+from models.sync_state import outbox
 from models.tables import InvoiceStatus, LineItemKind
 
 MAX_ITEMS_PER_CALL = 1_000

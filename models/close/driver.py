@@ -5,7 +5,7 @@ factory): one short one to open the run, then, per chunk, a claim transaction th
 chunk's `SKIP LOCKED` row locks while the chunk is closed on a second connection, and the run's
 counters refreshed at the end of the chunk.
 
-Decision: each CHUNK is closed in one transaction (`close_chunk.close_drafts`, set-based), with
+Decision: each CHUNK is closed in one transaction (`chunk.close_drafts`, set-based), with
 a per-invoice fallback; no longer each invoice in its own transaction. Why: the per-invoice
 ORM path (~17 statements, 4 flushes, ~12 ms of Python per draft) closed about 70 drafts/s on
 a quiet core, and the month-end target is 400/s with two closers on two shared cores; a chunk
@@ -37,8 +37,8 @@ from datetime import date, datetime
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from models import close_chunk, cycle
-from models.cycle import Outcome
+from models.close import chunk, cycle
+from models.close.cycle import Outcome
 from models.db import transaction
 
 DEFAULT_CHUNK = 200
@@ -131,7 +131,7 @@ def _close_chunk(
     isolated one by one; or, if the chunk failed, every draft one by one."""
     try:
         with transaction(factory) as s:
-            closed = close_chunk.close_drafts(s, ids, now=clock(), rollup_shards=rollup_shards)
+            closed = chunk.close_drafts(s, ids, now=clock(), rollup_shards=rollup_shards)
     except Exception as error:
         # NOTE: rolled back whole; which draft caused it is unknown (a trigger, a lock timeout,
         # a lost connection), so each is closed alone and only the culprit fails.

@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from models import alerts, usage_lines
+from models import alerts
 from models.errors import (
     DomainError,
     IdempotencyConflict,
@@ -39,7 +39,8 @@ from models.errors import (
 )
 from models.money import QUANTITY_MAX, QUANTITY_PLACES, parse_decimal
 from models.prices import PriceVersion, load_book
-from models.usage_lines import Aggregate, LineKey
+from models.usage import staging
+from models.usage.staging import Aggregate, LineKey
 
 # Stripe's meter events accept usage up to 35 days old and 5 minutes ahead; so do we.
 WINDOW_BACK = timedelta(days=35)
@@ -315,7 +316,7 @@ def record_usage(
             reject(e.index, _conflict(e))
     accepted, batch, known = _claim_ids(session, fresh, now=now, result=result, reject=reject)
     if accepted:
-        placed, closed = usage_lines.place(
+        placed, closed = staging.place(
             session,
             {(e.organization_id, e.period_start): e.currency for e in accepted},
             now=now,
@@ -339,7 +340,7 @@ def record_usage(
             else:
                 totals[key] = Aggregate(e.quantity, e.occurred_at, e.occurred_at)
         prices = {e.price.id: e.price for e in accepted if e.price is not None}
-        usage_lines.add_quantities(session, totals, prices, now=now)
+        staging.add_quantities(session, totals, prices, now=now)
         # Under the drafts' row locks (`place`), so the totals read are the committed ones.
         alerts.evaluate(session, sorted({k.invoice_id for k in totals}), now=now)
     result.accepted = len(accepted)
@@ -373,7 +374,7 @@ def _claim_ids(
     """
     if not events:
         return [], 0, []
-    batch = usage_lines.stage(
+    batch = staging.stage(
         session,
         "usage_stage",
         (

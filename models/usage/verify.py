@@ -15,12 +15,13 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from models import organizations, tables, usage_lines
+from models import organizations, tables
 from models.errors import InvoiceNotDraft, NotFound
 from models.money import line_amount_cents
 from models.prices import PriceVersion
 from models.tables import InvoiceStatus
-from models.usage_lines import Aggregate, LineKey
+from models.usage import staging
+from models.usage.staging import Aggregate, LineKey
 
 
 @dataclass(frozen=True)
@@ -147,9 +148,7 @@ def replay(
         {"id": mapping.invoice_id},
     )
     totals = _recomputed(session, [mapping.invoice_id])
-    usage_lines.add_quantities(
-        session, totals, _prices(session, {k.price_id for k in totals}), now=now
-    )
+    staging.add_quantities(session, totals, _prices(session, {k.price_id for k in totals}), now=now)
     inv = session.execute(
         sa.text("SELECT subtotal_cents FROM invoices WHERE id = :id"), {"id": mapping.invoice_id}
     ).scalar_one()

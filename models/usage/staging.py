@@ -21,9 +21,10 @@ import psycopg
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from models import invoices, tables
+from models import tables
 from models.errors import PeriodClosed
 from models.ids import new_public_id
+from models.invoices import lifecycle
 from models.money import line_amount_cents
 from models.prices import PriceVersion
 from models.tables import InvoiceStatus
@@ -135,7 +136,7 @@ def _create(session: Session, key: tuple[int, date], currency: str, *, now: date
     if found is not None:
         return found[0]
     org = session.get_one(tables.Organization, org_id)
-    draft = invoices.create_draft(
+    draft = lifecycle.create_draft(
         session,
         org,
         currency=currency,

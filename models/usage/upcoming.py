@@ -24,7 +24,7 @@ from sqlmodel import Session
 
 from models import tables
 from models.money import line_amount_cents
-from models.usage_lines import month_of
+from models.usage.staging import month_of
 
 MIN_ELAPSED = timedelta(hours=1)  # a run rate from a few seconds of usage would be noise
 STOPPED_AFTER = timedelta(hours=24)

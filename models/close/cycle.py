@@ -1,6 +1,6 @@
 """The month-end close, step by step: open a period's run, claim drafts, close one draft
-(recurring lines, then `invoices.finalize`), record what happened. `models.close.run` drives
-these steps, one transaction per claim and one per chunk (`models.close_chunk` does a chunk's
+(recurring lines, then `lifecycle.finalize`), record what happened. `models.close.driver.run` drives
+these steps, one transaction per claim and one per chunk (`models.close.chunk` does a chunk's
 drafts together, with these rules; `close_invoice` is the per-invoice fallback); none of them
 commits.
 
@@ -16,10 +16,10 @@ Decisions:
 - An empty draft (no lines after the recurring ones) is not finalized as a zero invoice: it stays
   an empty DRAFT, recorded as skipped, and is not claimed again while it stays empty. If usage
   lands on it later, the next run (or beat tick) finalizes it.
-- Exactly once: `invoices.finalize` locks the invoice row and refuses anything but a DRAFT, so a
+- Exactly once: `lifecycle.finalize` locks the invoice row and refuses anything but a DRAFT, so a
   draft claimed twice (a killed closer's chunk taken over) is finalized once; the second sees
   OPEN and reports it as already done. The same row lock orders the finalize with racing usage
-  (`usage_lines.place` locks it FOR NO KEY UPDATE and re-reads the status): an event either gets
+  (`staging.place` locks it FOR NO KEY UPDATE and re-reads the status): an event either gets
   in before, and is on the invoice, or after, sees OPEN and goes to the next draft as late usage.
 """
 
@@ -34,12 +34,14 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from models import invoices, tables, usage_lines
+from models import tables
 from models.errors import DomainError, InvalidValue, UnknownProduct
 from models.ids import new_public_id
-from models.invoices import LineInput
+from models.invoices import lifecycle
+from models.invoices.lifecycle import LineInput
 from models.prices import PriceBook, load_book
 from models.tables import InvoiceStatus, LineItemKind
+from models.usage import staging
 
 
 class Outcome(StrEnum):
@@ -59,7 +61,7 @@ def parse_period(text: str) -> date:
 
 
 def period_end(period: date) -> date:
-    return usage_lines.next_month(period)
+    return staging.next_month(period)
 
 
 def midnight(d: date) -> datetime:
@@ -74,7 +76,7 @@ def due_period(now: datetime, *, grace: timedelta) -> date:
     """The period beat should close at `now`: the previous month once `grace` has passed since
     it ended (late events still land on their own invoice during the grace), before that the
     month before it (long closed: a run finds nothing to do, or finishes a stalled close)."""
-    current = usage_lines.month_of(now.astimezone(UTC))
+    current = staging.month_of(now.astimezone(UTC))
     if now >= midnight(current) + grace:
         return previous_month(current)
     return previous_month(previous_month(current))
@@ -101,7 +103,7 @@ _UNDRAFTED = sa.text(
     "s.organization_id AND d.period_start = :start) ORDER BY 1 LIMIT :n"
 )
 
-# The lock the ingest takes before it creates an organization's draft (usage_lines._create),
+# The lock the ingest takes before it creates an organization's draft (staging._create),
 # for many organizations, in id order.
 _DRAFT_LOCKS = sa.text(
     "SELECT count(pg_advisory_xact_lock(:ns, CAST(o % 2147483647 AS integer))) "
@@ -129,7 +131,7 @@ def create_missing_drafts(session: Session, period: date, *, now: datetime, limi
     driver calls it in a transaction per batch.
 
     Why batches, and set-based: at 50,000 such organizations, one transaction through the
-    ingest's `usage_lines.place` (one ORM draft and one advisory lock each) exhausted
+    ingest's `staging.place` (one ORM draft and one advisory lock each) exhausted
     PostgreSQL's shared lock table (max_locks_per_transaction x max_connections: 6,400 on this
     server) after minutes. Here a batch takes the ingest's advisory lock of each organization
     in id order (so a first event of the month racing us creates no second draft: whoever
@@ -142,7 +144,7 @@ def create_missing_drafts(session: Session, period: date, *, now: datetime, limi
     ]
     if not orgs:
         return 0
-    session.execute(_DRAFT_LOCKS, {"ns": usage_lines.DRAFT_LOCK_NAMESPACE, "orgs": orgs})
+    session.execute(_DRAFT_LOCKS, {"ns": staging.DRAFT_LOCK_NAMESPACE, "orgs": orgs})
     session.execute(
         _CREATE_DRAFTS,
         {
@@ -213,20 +215,20 @@ class Closed:
 def close_invoice(
     session: Session, invoice_id: int, *, now: datetime, rollup_shards: int
 ) -> Closed:
-    """DRAFT -> OPEN for one draft of the close: its recurring lines, then `invoices.finalize`
+    """DRAFT -> OPEN for one draft of the close: its recurring lines, then `lifecycle.finalize`
     (number, totals, outbox row, rollup delta), and its billing_run_invoices row; or, with no
     lines at all, SKIPPED (left an empty draft). ALREADY when it is no draft any more. Raises
     DomainError (UNKNOWN_PRODUCT: a plan with no price). Caller commits, then enqueues the sync."""
-    inv = invoices.get_for_update(session, invoice_id)
+    inv = lifecycle.get_for_update(session, invoice_id)
     if inv.status != InvoiceStatus.DRAFT:
         return Closed(Outcome.ALREADY, inv)
     lines = recurring_lines(session, inv)
     if lines:
-        invoices.add_lines(session, inv, lines, now=now)
+        lifecycle.add_lines(session, inv, lines, now=now)
     if inv.line_item_count == 0 and not _has_lines(session, invoice_id):
         _record(session, inv, Outcome.SKIPPED, now=now)
         return Closed(Outcome.SKIPPED, inv)
-    inv = invoices.finalize(session, inv, now=now, rollup_shards=rollup_shards)
+    inv = lifecycle.finalize(session, inv, now=now, rollup_shards=rollup_shards)
     _record(session, inv, Outcome.FINALIZED, now=now)
     return Closed(Outcome.FINALIZED, inv)
 

@@ -15,8 +15,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from models import outbox, tables
+from models import tables
 from models.errors import InvalidTransition
+from models.sync_state import outbox
 from models.tables import SyncStatus
 
 RECREATABLE = ("REMOTE_VOIDED", "REMOTE_DELETED")

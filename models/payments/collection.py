@@ -22,7 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Session, col, select
 
-from models import invoices, outbox, tables
+from models import tables
+from models.invoices import lifecycle
+from models.sync_state import outbox
 from models.tables import InvoiceStatus, PaymentStatus, SyncStatus
 
 # Events whose data.object is an invoice and that we act on; others are stored and ignored.
@@ -121,7 +123,7 @@ def _apply(session: Session, event: Event, *, now: datetime) -> str:
     if found is None:
         return "ignored: not one of our invoices"
     assert found.id is not None
-    invoice = invoices.get_for_update(session, found.id)
+    invoice = lifecycle.get_for_update(session, found.id)
     if event.type == "invoice.paid":
         return _paid(session, invoice, event)
     if event.type == "invoice.payment_failed":
@@ -140,7 +142,7 @@ def _apply(session: Session, event: Event, *, now: datetime) -> str:
     if event.type == "invoice.marked_uncollectible":
         if invoice.status != InvoiceStatus.OPEN:
             return f"ok: {invoice.status} here"
-        invoices.mark_uncollectible(
+        lifecycle.mark_uncollectible(
             session, invoice, now=_ts(obj_transition(obj, "marked_uncollectible_at")) or now
         )
         return "uncollectible"
@@ -166,7 +168,7 @@ def _paid(session: Session, invoice: tables.Invoice, event: Event) -> str:
             now=event.created,
         )
         return "sync failed: PAID_ON_STRIPE"
-    invoices.mark_paid(session, invoice, now=paid_at)
+    lifecycle.mark_paid(session, invoice, now=paid_at)
     return "paid"
 
 
@@ -275,7 +277,7 @@ def mark_paid(session: Session, invoice: tables.Invoice, *, now: datetime) -> ta
     """OPEN or UNCOLLECTIBLE -> PAID here, and the sync row made due so that the worker tells
     Stripe (`pay` with paid_out_of_band, key `invoice:{id}:pay`). Caller commits, then
     enqueues the sync."""
-    invoice = invoices.mark_paid(session, invoice, now=now)
+    invoice = lifecycle.mark_paid(session, invoice, now=now)
     assert invoice.id is not None
     row = outbox.get(session, invoice.id, for_update=True)
     if row is not None:
