@@ -1,5 +1,5 @@
 """Process settings: one typed object, parsed from the environment once, by the composition root
-(`cli.py`), and passed down. Nothing else reads the environment.
+(`bootstrap.py`), and passed down. Nothing else reads the environment.
 
 Every value has a default that works on a developer machine; `DATABASE_URL` and `REDIS_URL`
 are optional because the composition root starts embedded servers when they are missing. An
@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     rollup_platform_shards: int = Field(16, ge=1, validation_alias=_env("ROLLUP_SHARDS"))
 
     # The API's limits (gql/core/limits.py `Limits`, where each default is argued; the defaults
-    # here are the same numbers, checked by tests/test_api_limits.py). cli.py builds the
+    # here are the same numbers, checked by tests/test_api_limits.py). bootstrap.py builds the
     # `Limits` and the API engine's timeouts from these.
     api_max_body_bytes: int = Field(1_000_000, ge=1, validation_alias=_env("API_MAX_BODY_BYTES"))
     api_max_document_bytes: int = Field(

@@ -1,2 +1,2 @@
 """Local development infrastructure: embedded PostgreSQL and Redis, and the process supervisor
-behind `make run`. Used only by the composition root (cli.py) and the tests."""
+behind `make run`. Used by the `billing run` command (commands/stack.py) and the tests."""

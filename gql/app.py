@@ -1,10 +1,10 @@
 """The Starlette application: /graphql, /dashboard, /healthz, /readyz, /metrics.
 
-Built by `create_app`, called from the composition root (cli.py) with the settings, the engine
+Built by `create_app`, called from the composition root (bootstrap.py) with the settings, the engine
 and Redis client it built for this process, and the sync's enqueue function, so this package
 never imports Celery and never reads the environment. The app owns the engine and client it is
 handed: its lifespan disposes them on shutdown. The API's limits (gql/core/limits.py) come
-in as one `Limits` value; the engine's timeouts are the caller's (cli.py builds them from the
+in as one `Limits` value; the engine's timeouts are the caller's (bootstrap.py builds them from the
 same settings).
 """
 
@@ -24,10 +24,11 @@ from prometheus_client.registry import Collector
 from redis import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
@@ -174,10 +175,12 @@ def create_app(
     metrics_collectors: Sequence[Collector] = (),
     limits: Limits = DEFAULT_LIMITS,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The app over `engine` and `redis` (owned from here on: disposed by the lifespan).
     `readiness` and `metrics_collectors` are built once by the caller on the same objects.
-    `clock` is what token checks call now (tests move it)."""
+    `clock` is what token checks call now (tests move it). `routes` are the composition
+    root's own (the Stripe webhook), served beside the API's."""
     graphql = BillingGraphQL(settings, engine, enqueue_sync, limits, clock)
     redis_client = redis
 
@@ -221,8 +224,13 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    def run_checks() -> list[tuple[str, bool, str]]:
+        return [check() for check in checks]
+
     async def readyz(request: Request) -> Response:
-        results = [check() for check in checks]
+        # The checks block (a connect, a ping): off the event loop, so a hanging dependency
+        # delays this answer only, never the requests served beside it.
+        results = await run_in_threadpool(run_checks)
         ok = all(r[1] for r in results)
         body = {"status": "ok" if ok else "unavailable", "checks": {n: d for n, _, d in results}}
         return JSONResponse(body, status_code=200 if ok else 503)
@@ -245,6 +253,7 @@ def create_app(
             *dashboard.routes(),
             *graphiql_static.routes(),
             *usage_http.routes(graphql.sessions),
+            *routes,
         ],
         middleware=[Middleware(RequestContext, log_successes=settings.api_access_log == "all")],
         lifespan=lifespan,

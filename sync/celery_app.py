@@ -1,6 +1,6 @@
 """The Celery application. Redis is the broker; results are ignored (the state lives in
 Postgres). Configured by the composition root (`configure(config)`, from the Settings that
-cli.py parsed), so importing this module connects to nothing and reads nothing.
+bootstrap.py parsed), so importing this module connects to nothing and reads nothing.
 
 Settings that matter, and why:
 - task_acks_late + task_reject_on_worker_lost: a message is acknowledged only after its task ran,

@@ -11,7 +11,7 @@ retries with backoff for days, so a fixed secret catches up). A verified event i
 by its id and applied (`models.payments.collection.handle`) in one transaction, then answered 200; a
 duplicate answers 200 too, having changed nothing.
 
-This module is wired into the API by the composition root (`cli.py`), so that `gql` imports
+This module is wired into the API by the composition root (`bootstrap.py`), so that `gql` imports
 neither `sync` nor the Stripe SDK.
 """
 

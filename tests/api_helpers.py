@@ -60,7 +60,7 @@ def api_app(
     clock: Callable[[], datetime] | None = None,
     metrics_collectors: Callable[[sa.Engine, redis.Redis], Sequence[Collector]] | None = None,
 ) -> Starlette:
-    """The app as `cli.asgi_app` builds it: an engine with the limits' timeouts and a Redis
+    """The app as `bootstrap.asgi_app` builds it: an engine with the limits' timeouts and a Redis
     client with short ones, owned (and disposed) by the app's lifespan."""
     assert settings.database_url is not None and settings.redis_url is not None
     engine = make_engine(

@@ -379,8 +379,6 @@ def test_a_slow_broker_never_blocks_the_event_loop(
 
 
 def test_the_settings_defaults_are_the_default_limits() -> None:
-    from cli import _api_limits
-
-    assert _api_limits(Settings()) == DEFAULT_LIMITS
+    assert Limits.from_settings(Settings()) == DEFAULT_LIMITS
     tighter = Settings.model_validate({"API_MAX_DEPTH": "6", "DB_STATEMENT_TIMEOUT_MS": "500"})
-    assert _api_limits(tighter) == Limits(max_depth=6, db_statement_timeout_ms=500)
+    assert Limits.from_settings(tighter) == Limits(max_depth=6, db_statement_timeout_ms=500)

@@ -1,10 +1,11 @@
 """Layering (STYLE.md section a), read from the source with `ast`: which package may import
-which, that only `cli.py` wires `gql`, `sync` and `models` together, and that no module is part
-of an import cycle.
+which, that only `bootstrap.py` (the composition root) wires `gql`, `sync` and `models` together,
+that the domain packages inside `models/` depend on each other in one direction, and that no
+module is part of an import cycle.
 
 Covers every module of the product: each top-level folder with an `__init__.py` (except
 `tests/`) and each top-level `*.py` (`cli.py`, `settings.py`, ...). `tests/` and `bench/` are
-harnesses that wire everything on purpose, like `cli.py`, so they are not checked.
+harnesses that wire everything on purpose, like `bootstrap.py`, so they are not checked.
 
 What counts as an import:
 - For the layering rules: every `import` and `from ... import`, at module level, inside
@@ -40,8 +41,20 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "gql": ("celery", "sync", *MOCK),
     "sync": MOCK,
 }
-COMPOSITION_ROOT = "cli"
+COMPOSITION_ROOT = "bootstrap"
 WIRED_TOGETHER = frozenset({"gql", "sync", "models"})
+# Inside models/: the shared modules know no domain package, and each domain package may use the
+# ones before it in this order, never one after it (a credit note knows its invoice; an invoice
+# knows nothing of usage or the close).
+SHARED = (
+    "models.tables",
+    "models.money",
+    "models.errors",
+    "models.ids",
+    "models.db",
+    "models.text",
+)
+DOMAIN_ORDER = ("sync_state", "invoices", "payments", "usage", "close")
 
 
 @dataclass(frozen=True)
@@ -258,7 +271,61 @@ def test_layers_import_only_downwards() -> None:
     assert bad == [], "forbidden imports (STYLE.md a):\n" + "\n".join(bad)
 
 
-def test_only_cli_wires_gql_sync_and_models_together() -> None:
+def domain_violations(imports: list[Import]) -> list[Import]:
+    """Imports inside models/ against SHARED and DOMAIN_ORDER."""
+
+    def package(module: str) -> str | None:
+        parts = module.split(".")
+        return (
+            parts[1]
+            if len(parts) > 2 and parts[0] == "models" and parts[1] in DOMAIN_ORDER
+            else None
+        )
+
+    bad = []
+    for i in imports:
+        if not (i.source.startswith("models.") and i.target.startswith("models.")):
+            continue
+        target = package(i.target)
+        if target is None:
+            continue
+        if i.source in SHARED:
+            bad.append(i)
+            continue
+        source = package(i.source)
+        if source is not None and DOMAIN_ORDER.index(target) > DOMAIN_ORDER.index(source):
+            bad.append(i)
+    return bad
+
+
+def test_domain_packages_depend_in_one_direction() -> None:
+    modules, imports = _product()
+    assert {"models.invoices.lifecycle", "models.usage.ingest", "models.close.driver"} <= set(
+        modules
+    )
+    bad = [i.where(PROJECT_ROOT, modules) for i in domain_violations(imports)]
+    assert bad == [], "domain packages importing upwards:\n" + "\n".join(bad)
+
+
+def test_an_upward_domain_import_is_found(tmp_path: Path) -> None:
+    _, imports = _tree(
+        tmp_path,
+        {
+            **{f"models/{p}/__init__.py": "" for p in DOMAIN_ORDER},
+            "models/__init__.py": "",
+            "models/money.py": "from models.invoices import lifecycle\n",
+            "models/invoices/lifecycle.py": "from models.usage import ingest\n",
+            "models/usage/ingest.py": "from models.invoices import lifecycle\n",
+        },
+    )
+    found = sorted((i.source, i.target) for i in domain_violations(imports))
+    assert found == [
+        ("models.invoices.lifecycle", "models.usage.ingest"),
+        ("models.money", "models.invoices.lifecycle"),
+    ]
+
+
+def test_only_bootstrap_wires_gql_sync_and_models_together() -> None:
     _, imports = _product()
     assert wiring_modules(imports) == []
 
@@ -318,7 +385,7 @@ def test_a_module_wiring_all_three_is_found(tmp_path: Path) -> None:
     _, imports = _tree(
         tmp_path,
         {
-            "cli.py": "import gql, sync, models\n",
+            "bootstrap.py": "import gql, sync, models\n",
             "runner.py": "import gql.app\ndef f():\n    from sync import tasks\nfrom models import t\n",
             "half.py": "import gql, models\n",
             **{f"{p}/__init__.py": "" for p in ("gql", "sync", "models")},

@@ -155,8 +155,8 @@ def test_a_worker_killed_mid_sync_is_taken_over_without_a_duplicate(
 
 def _enqueue_in_subprocess(cfg: SyncConfig, redis_url: str, invoice_id: int) -> float:
     code = (
-        "import time, cli; from sync.celery_app import enqueue_sync; "
-        "cli._sync_config(cli._settings()); t = time.monotonic(); "
+        "import time, bootstrap; from sync.celery_app import enqueue_sync; "
+        "bootstrap.sync_config(bootstrap.settings()); t = time.monotonic(); "
         f"enqueue_sync({invoice_id}); print(time.monotonic() - t)"
     )
     out = subprocess.run(

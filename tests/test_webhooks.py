@@ -21,7 +21,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 from starlette.testclient import TestClient
 
-import cli
+import bootstrap
 from gql.app import create_app
 from models import tables
 from models.db import make_engine
@@ -57,13 +57,14 @@ def hooks(database_url: str, redis_url: str) -> Iterator[TestClient]:
     cfg = Settings(
         database_url=database_url, redis_url=redis_url, stripe_webhook_secrets=f"{NEW},{OLD}"
     )
+    engine = make_engine(database_url, pool_size=2)
     app = create_app(
         cfg,
-        engine=make_engine(database_url, pool_size=2),
+        engine=engine,
         redis=redis.Redis.from_url(redis_url, socket_timeout=1),
         enqueue_sync=lambda _: None,
+        routes=bootstrap.webhook_routes(cfg, engine),
     )
-    cli.add_webhooks(app, cfg)
     with TestClient(app) as client:  # its lifespan disposes the engine and Redis client
         yield client
 

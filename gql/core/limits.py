@@ -14,6 +14,7 @@ one `Limits` value, passed to `create_app(..., limits=...)`.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
 from gql.core.errors import ClientError
+from settings import Settings
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,16 @@ class Limits:
     # Completed subtrees of immutable rows kept per worker (a finalized invoice's line items:
     # gql/core/subtree_cache.py), ~5 KB each; 0 turns the cache off.
     subtree_cache_entries: int = 4_096
+
+    @classmethod
+    def from_settings(cls, cfg: Settings) -> Limits:
+        """The limits named in the settings: each field is `api_<field>` there, or `<field>`
+        for the database's (`db_pool_timeout_seconds`), so a new limit needs no mapping."""
+        values = {}
+        for f in dataclasses.fields(cls):
+            name = f"api_{f.name}" if hasattr(cfg, f"api_{f.name}") else f.name
+            values[f.name] = getattr(cfg, name)
+        return cls(**values)
 
 
 DEFAULT_LIMITS = Limits()
