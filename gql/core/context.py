@@ -13,17 +13,9 @@ from strawberry.types import Info as StrawberryInfo
 
 from gql.core.dataloaders import SessionLoader
 from gql.core.permissions import Viewer, require_viewer
+from models.unit_of_work import UnitOfWork
 
 L = TypeVar("L", bound=SessionLoader[Any, Any])
-
-
-@dataclass
-class KeyedWrite:
-    """A mutation run under an idempotency key (gql/core/idempotency.py): one transaction that
-    the mutation's own `transaction()` block joins."""
-
-    wrote: bool = False  # the mutation's transaction block completed
-    commit: bool = False  # decided by the caller once the outcome is recorded
 
 
 @dataclass
@@ -37,7 +29,10 @@ class Context:
     loaders: dict[type[SessionLoader[Any, Any]], SessionLoader[Any, Any]] = field(
         default_factory=dict
     )
-    keyed: KeyedWrite | None = None
+    unit: UnitOfWork = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.unit = UnitOfWork(self.session)
 
     @property
     def viewer(self) -> Viewer:
@@ -56,43 +51,19 @@ class Context:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One write transaction: committed when the block ends, rolled back on any exception.
-
-        The request's earlier reads (the token lookup, loaders) ran in an implicit read-only
-        transaction; it is ended first so the write sees fresh rows and holds its locks briefly.
-        """
-        if self.keyed is not None:
-            yield self.session  # committed (or not) by keyed_write, with the key's row
-            self.keyed.wrote = True
-        else:
-            if self.session.in_transaction():
-                self.session.rollback()
-            with self.session.begin():
-                yield self.session
+        """One write transaction (this request's unit of work): committed when the outermost
+        block ends, rolled back on any exception; inside `unit.enclosing()` (an idempotency
+        key's claim and record) the block joins that transaction."""
+        with self.unit as session:
+            yield session
         # Loaders cache rows read before the write; the answer must show the rows after it.
         for loader in self.loaders.values():
             loader.clear_all()
 
-    @contextmanager
-    def keyed_write(self) -> Iterator[KeyedWrite]:
-        """One transaction around a whole mutation: the idempotency key's claim, the mutation's
-        writes and the recorded outcome commit together, or none of them does."""
-        if self.session.in_transaction():
-            self.session.rollback()
-        keyed = self.keyed = KeyedWrite()
-        self.session.begin()
-        try:
-            yield keyed
-        except BaseException:
-            self.session.rollback()
-            raise
-        else:
-            if keyed.commit:
-                self.session.commit()
-            else:
-                self.session.rollback()
-        finally:
-            self.keyed = None
+    def sync_after_commit(self, invoice_id: int) -> None:
+        """Queue the Stripe sync of `invoice_id` once this request's write has committed; the
+        sweeper covers an enqueue lost after that."""
+        self.unit.after_commit(lambda: self.enqueue_sync(invoice_id))
 
 
 Info = StrawberryInfo[Context, None]

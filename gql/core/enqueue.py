@@ -1,6 +1,7 @@
 """The sync enqueue after commit, kept off the event loop.
 
-A mutation calls `ctx.enqueue_sync(id)` after its commit; here that only records the id. When
+A mutation registers `ctx.sync_after_commit(id)` on its unit of work; after the commit the hook
+calls `ctx.enqueue_sync(id)`, which here only records the id. When
 the operation is done, the HTTP view (gql/core/http.py) hands the ids to the real enqueue (Celery over Redis) in a
 worker thread and waits at most `timeout` seconds for it. With Redis down or slow, each call
 used to block the whole event loop for the broker's timeout (about 2 s per finalize); now the

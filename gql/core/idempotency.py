@@ -172,11 +172,12 @@ class Idempotent(FieldExtension):
         kwargs: dict[str, Any],
     ) -> Any:
         ctx = info.context
-        with ctx.keyed_write() as write:
+        # One transaction for the claim, the mutation's writes and the recorded outcome. The
+        # unit commits only if the mutation's own transaction block completed: a mutation that
+        # answered userErrors wrote nothing and keeps no key.
+        with ctx.unit.enclosing():
             if not idempotency.claim(ctx.session, request):
                 raise _Raced
             result = next_(source, info, **kwargs)
-            if write.wrote:  # the mutation's own transaction block completed
-                idempotency.record(ctx.session, request, encode(result))
-                write.commit = True
+            ctx.unit.before_commit(lambda: idempotency.record(ctx.session, request, encode(result)))
         return result

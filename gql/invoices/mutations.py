@@ -109,7 +109,7 @@ class InvoiceMutations:
                 now=ctx.now(),
                 rollup_shards=ctx.rollup_shards,
             )
-        ctx.enqueue_sync(inv.id or 0)  # after commit; the sweeper covers a lost enqueue
+            ctx.sync_after_commit(inv.id or 0)
         return _ok(inv)
 
     @mutation(
@@ -123,7 +123,7 @@ class InvoiceMutations:
             inv = collection.mark_paid(
                 s, permissions.invoice_or_not_found(ctx, str(input.invoice_id)), now=ctx.now()
             )
-        ctx.enqueue_sync(inv.id or 0)  # tells Stripe: pay with paid_out_of_band
+            ctx.sync_after_commit(inv.id or 0)  # tells Stripe: pay with paid_out_of_band
         return _ok(inv)
 
     @mutation(
@@ -153,7 +153,7 @@ class InvoiceMutations:
                 now=ctx.now(),
                 rollup_shards=ctx.rollup_shards,
             )
-        ctx.enqueue_sync(inv.id or 0)
+            ctx.sync_after_commit(inv.id or 0)
         return _ok(inv)
 
     @mutation(
@@ -172,7 +172,7 @@ class InvoiceMutations:
                 recreate.request_recreate(s, inv, now=ctx.now())
             else:
                 outbox.request_resync(s, inv, now=ctx.now())
-        ctx.enqueue_sync(inv.id or 0)
+            ctx.sync_after_commit(inv.id or 0)
         return _ok(inv)
 
     @mutation(
