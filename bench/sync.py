@@ -184,7 +184,6 @@ def payments_phase(engine: sa.Engine, mock_url: str, database_url: str) -> dict[
     """Drive payments after the sync settled, under the same faults: 5% of the invoices paid by
     card on the mock, 2.5% declined, 5% marked paid here (the sync tells Stripe). Webhooks come
     duplicated, late and reordered. Checks every one ended where it should."""
-    from models.payments import collection
 
     with engine.connect() as conn:
         rows = conn.execute(
@@ -205,7 +204,12 @@ def payments_phase(engine: sa.Engine, mock_url: str, database_url: str) -> dict[
         from models.tables import Invoice
 
         for invoice_id, _, _ in here:
-            collection.mark_paid(s, s.get_one(Invoice, invoice_id), now=datetime.now(UTC))
+            lifecycle.mark_paid(
+                s,
+                s.get_one(Invoice, invoice_id),
+                now=datetime.now(UTC),
+                paid_on=lifecycle.PaidOn.HERE,
+            )
     started = time.monotonic()
     wait_settled(engine, timeout=300, started=started)
     flushed = httpx.post(

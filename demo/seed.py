@@ -712,14 +712,21 @@ def _seed_month(
             shards=shards,
         )
         lifecycle.void(s, dup, now=finalized_at + timedelta(days=2), rollup_shards=shards)
-        lifecycle.mark_paid(s, first, now=finalized_at + timedelta(days=5))
+        lifecycle.mark_paid(
+            s, first, now=finalized_at + timedelta(days=5), paid_on=lifecycle.PaidOn.HERE
+        )
         written += 2
     age = months - 1 - index  # 1 = last month
     if p.slug == "pixel-foundry" and index == 10:
         lifecycle.mark_uncollectible(s, inv, now=finalized_at + timedelta(days=45))
     elif age >= 3 or (age == 2 and p.slug != "tiny-ci"):
         # Last month's invoices are still open; tiny-ci is an overdue payer.
-        lifecycle.mark_paid(s, inv, now=min(now, finalized_at + timedelta(days=rng.randint(1, 12))))
+        lifecycle.mark_paid(
+            s,
+            inv,
+            now=min(now, finalized_at + timedelta(days=rng.randint(1, 12))),
+            paid_on=lifecycle.PaidOn.HERE,
+        )
     return written
 
 

@@ -91,7 +91,7 @@ def make_invoice(
         return inv
     inv = lifecycle.finalize(db, inv, now=now, rollup_shards=SHARDS)
     if status == "paid":
-        inv = lifecycle.mark_paid(db, inv, now=now)
+        inv = lifecycle.mark_paid(db, inv, now=now, paid_on=lifecycle.PaidOn.STRIPE)
     elif status == "void":
         inv = lifecycle.void(db, inv, now=now, rollup_shards=SHARDS)
     elif status == "uncollectible":

@@ -36,7 +36,7 @@ from tests.factories import NOW, SHARDS, make_invoice, make_org, usage_line
 Action = Callable[[Session, tables.Invoice], tables.Invoice]
 ACTIONS: dict[str, Action] = {
     "finalize": lambda s, i: lifecycle.finalize(s, i, now=NOW, rollup_shards=SHARDS),
-    "paid": lambda s, i: lifecycle.mark_paid(s, i, now=NOW),
+    "paid": lambda s, i: lifecycle.mark_paid(s, i, now=NOW, paid_on=lifecycle.PaidOn.HERE),
     "void": lambda s, i: lifecycle.void(s, i, now=NOW, rollup_shards=SHARDS),
     "uncollectible": lambda s, i: lifecycle.mark_uncollectible(s, i, now=NOW),
 }

@@ -96,7 +96,7 @@ def _finalize_and_void(factory: sessionmaker[Session], ids: list[int]) -> Callab
                 elif k % 3 == 1:
                     with s.begin():
                         inv = lifecycle.get_for_update(s, invoice_id)
-                        lifecycle.mark_paid(s, inv, now=NOW)
+                        lifecycle.mark_paid(s, inv, now=NOW, paid_on=lifecycle.PaidOn.HERE)
 
     return work
 
@@ -233,7 +233,7 @@ def test_lifecycle_deltas(db: Session) -> None:
 
     each = opened.subtotal_cents
     assert month() == (3, 3 * each, 3 * each)
-    lifecycle.mark_paid(db, bad, now=NOW)
+    lifecycle.mark_paid(db, bad, now=NOW, paid_on=lifecycle.PaidOn.HERE)
     assert month() == (3, 3 * each, 3 * each)
     lifecycle.void(db, opened, now=NOW, rollup_shards=SHARDS)
     assert month() == (2, 2 * each, 2 * each)
@@ -280,7 +280,7 @@ class RollupMachine(RuleBasedStateMachine):
                 if to == "open":
                     lifecycle.finalize(self.s, inv, now=NOW, rollup_shards=SHARDS)
                 elif to == "paid":
-                    lifecycle.mark_paid(self.s, inv, now=NOW)
+                    lifecycle.mark_paid(self.s, inv, now=NOW, paid_on=lifecycle.PaidOn.HERE)
                 elif to == "uncollectible":
                     lifecycle.mark_uncollectible(self.s, inv, now=NOW)
                 else:

@@ -25,6 +25,7 @@ import bootstrap
 from gql.app import create_app
 from models import tables
 from models.db import make_engine
+from models.invoices import lifecycle
 from settings import Settings
 from stripe_mock.webhooks import sign
 from sync.attempt import Outcome, Runtime
@@ -275,12 +276,16 @@ def test_changes_made_on_stripe_reach_operators(
 def test_mark_paid_tells_stripe_through_the_outbox(
     rt: Runtime, mock: Mock, committed: sessionmaker[Session]
 ) -> None:
-    from models.payments import collection
 
     inv = finalized(committed, lines=2)
     assert run_once(rt, inv.id) == Outcome.SYNCED
     with committed() as s, s.begin():
-        collection.mark_paid(s, s.get_one(tables.Invoice, inv.id), now=datetime.now(UTC))
+        lifecycle.mark_paid(
+            s,
+            s.get_one(tables.Invoice, inv.id),
+            now=datetime.now(UTC),
+            paid_on=lifecycle.PaidOn.HERE,
+        )
     assert run_once(rt, inv.id) == Outcome.SYNCED
     (remote,) = mock.remote_for(inv.public_id)
     assert remote["status"] == "paid" and remote["amount_paid_off_stripe"] == inv.total_cents

@@ -26,7 +26,6 @@ from gql.invoices.inputs import (
 from gql.invoices.types import Invoice
 from models import tables
 from models.invoices import lifecycle
-from models.payments import collection
 from models.sync_state import outbox, recreate
 
 
@@ -120,8 +119,11 @@ class InvoiceMutations:
     def mark_invoice_paid(self, info: Info, input: InvoiceIdInput) -> InvoicePayload:
         ctx = info.context
         with ctx.transaction() as s:
-            inv = collection.mark_paid(
-                s, permissions.invoice_or_not_found(ctx, str(input.invoice_id)), now=ctx.now()
+            inv = lifecycle.mark_paid(
+                s,
+                permissions.invoice_or_not_found(ctx, str(input.invoice_id)),
+                now=ctx.now(),
+                paid_on=lifecycle.PaidOn.HERE,
             )
             ctx.sync_after_commit(inv.id or 0)  # tells Stripe: pay with paid_out_of_band
         return _ok(inv)

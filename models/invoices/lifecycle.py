@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,7 +46,7 @@ from models.money import (
     parse_decimal,
 )
 from models.sync_state import outbox
-from models.tables import InvoiceStatus, LineItemKind
+from models.tables import InvoiceStatus, LineItemKind, SyncStatus
 
 MAX_ITEMS_PER_CALL = 1_000
 MAX_ITEMS_PER_INVOICE = 20_000
@@ -329,9 +330,20 @@ def finalize(
     return invoice
 
 
-def mark_paid(session: Session, invoice: tables.Invoice, *, now: datetime) -> tables.Invoice:
-    """OPEN or UNCOLLECTIBLE -> PAID. The rollup already counts it. Caller commits."""
-    return _transition(
+class PaidOn(StrEnum):
+    """Where the payment was collected, which decides whether Stripe must be told."""
+
+    HERE = "here"  # an operator recorded it (markInvoicePaid): Stripe is told through the outbox
+    STRIPE = "stripe"  # Stripe collected it (an invoice.paid event): Stripe knows already
+
+
+def mark_paid(
+    session: Session, invoice: tables.Invoice, *, now: datetime, paid_on: PaidOn
+) -> tables.Invoice:
+    """OPEN or UNCOLLECTIBLE -> PAID. The rollup already counts it. Paid HERE, the sync row is
+    made due so that the worker tells Stripe (`pay` with paid_out_of_band, key
+    `invoice:{id}:pay`). Caller commits, then enqueues the sync."""
+    invoice = _transition(
         session,
         invoice,
         to=InvoiceStatus.PAID,
@@ -339,6 +351,13 @@ def mark_paid(session: Session, invoice: tables.Invoice, *, now: datetime) -> ta
         now=now,
         stamp="paid_at",
     )
+    if paid_on == PaidOn.HERE:
+        assert invoice.id is not None
+        row = outbox.get(session, invoice.id, for_update=True)
+        if row is not None:
+            outbox.make_due(row, now=now, reset_attempts=row.state == SyncStatus.FAILED)
+        session.flush()
+    return invoice
 
 
 def mark_uncollectible(

@@ -168,7 +168,7 @@ def _paid(session: Session, invoice: tables.Invoice, event: Event) -> str:
             now=event.created,
         )
         return "sync failed: PAID_ON_STRIPE"
-    lifecycle.mark_paid(session, invoice, now=paid_at)
+    lifecycle.mark_paid(session, invoice, now=paid_at, paid_on=lifecycle.PaidOn.STRIPE)
     return "paid"
 
 
@@ -271,16 +271,3 @@ def _fail_sync(
         row.state = SyncStatus.FAILED
         row.next_attempt_at = None
     session.flush()
-
-
-def mark_paid(session: Session, invoice: tables.Invoice, *, now: datetime) -> tables.Invoice:
-    """OPEN or UNCOLLECTIBLE -> PAID here, and the sync row made due so that the worker tells
-    Stripe (`pay` with paid_out_of_band, key `invoice:{id}:pay`). Caller commits, then
-    enqueues the sync."""
-    invoice = lifecycle.mark_paid(session, invoice, now=now)
-    assert invoice.id is not None
-    row = outbox.get(session, invoice.id, for_update=True)
-    if row is not None:
-        outbox.make_due(row, now=now, reset_attempts=row.state == SyncStatus.FAILED)
-    session.flush()
-    return invoice
