@@ -7,7 +7,7 @@ GraphQL for a shorter while, the ceiling (a plain COPY of as many rows into usag
 API workers' peak RSS, `usage verify` (must be empty), and an in-process profile of record_usage
 (where the time goes).
 
-    python bench/ingest.py [--seconds 60] [--connections 6] [--graphql-seconds 15]
+    python bench/usage.py [--seconds 60] [--connections 6] [--graphql-seconds 15]
 """
 
 from __future__ import annotations

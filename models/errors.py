@@ -63,7 +63,7 @@ class NotFound(DomainError):
 
 
 class InvalidTransition(DomainError):
-    """The invoice's status does not allow this change (see the lifecycle in DESIGN.md)."""
+    """The invoice's status does not allow this change (see the lifecycle in docs/invoices.md)."""
 
     code = ErrorCode.INVALID_TRANSITION
 

@@ -1,6 +1,6 @@
 """A mock of the Stripe API subset the billing sync uses, with fault injection.
 
-See DESIGN.md §3 "The mock Stripe". `billing mock-stripe --port N` runs `serve`; tests use
+See docs/sync.md, "What Stripe really does, and the mock". `billing mock-stripe --port N` runs `serve`; tests use
 `running()`. Dev tooling: imported by nothing in the product, and not in its wheel.
 """
 

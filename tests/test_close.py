@@ -1,4 +1,4 @@
-"""The month-end close (models/cycle.py, models/driver.py): recurring lines priced at the period
+"""The month-end close (models/close/cycle.py, models/close/driver.py): recurring lines priced at the period
 start, empty drafts skipped, one failure not stopping the others, exactly-once finalize with two
 closers and with a closer SIGKILLed mid-way, and usage racing the close (on the invoice before
 finalize, or late usage on the next draft: never lost, never twice). Real PostgreSQL; the

@@ -1,5 +1,5 @@
-"""The set-based close of a chunk (models/chunk.py) and the driver's per-invoice fallback
-(models/driver.py): a chunk costs a fixed number of statements whatever its size, a draft that
+"""The set-based close of a chunk (models/close/chunk.py) and the driver's per-invoice fallback
+(models/close/driver.py): a chunk costs a fixed number of statements whatever its size, a draft that
 fails inside the chunk is isolated and recorded while the others finalize, numbers stay
 gap-free, a draft finalized by hand after the claim is reported ALREADY, and a closer killed
 inside a chunk's transaction leaves none of that chunk finalized. Real PostgreSQL."""

@@ -1,4 +1,4 @@
-"""models/lifecycle.py (drafts, lines, finalize, pay, void, uncollectible) and the database's
+"""models/invoices/lifecycle.py (drafts, lines, finalize, pay, void, uncollectible) and the database's
 guards on invoices (the immutability trigger, CHECKs): every transition allowed and refused,
 immutability enforced by the database, bad values rejected with a coded error and nothing
 written."""

@@ -1,4 +1,4 @@
-"""Layering (STYLE.md section a), read from the source with `ast`: which package may import
+"""Layering (docs/architecture.md), read from the source with `ast`: which package may import
 which, that only `bootstrap.py` (the composition root) wires `gql`, `sync` and `models` together,
 that the domain packages inside `models/` depend on each other in one direction, and that no
 module is part of an import cycle.
@@ -268,7 +268,7 @@ def test_the_product_is_found() -> None:
 def test_layers_import_only_downwards() -> None:
     modules, imports = _product()
     bad = [i.where(PROJECT_ROOT, modules) for i in forbidden_imports(imports)]
-    assert bad == [], "forbidden imports (STYLE.md a):\n" + "\n".join(bad)
+    assert bad == [], "forbidden imports (docs/architecture.md):\n" + "\n".join(bad)
 
 
 def domain_violations(imports: list[Import]) -> list[Import]:

@@ -1,4 +1,4 @@
-"""models/numbering.py (through lifecycle.finalize): invoice numbers are unique and gap-free per
+"""models/invoices/numbering.py (through lifecycle.finalize): invoice numbers are unique and gap-free per
 organization under concurrent finalizes, and a rolled-back finalize gives its number back."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """models/rollup.py: the monthly rollup equals a recomputation from the invoices, under concurrency
-and in every lifecycle path (DESIGN.md section 4), and its SQL and Python agree on the shard."""
+and in every lifecycle path (docs/rollup.md), and its SQL and Python agree on the shard."""
 
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ def _rows(s: Session) -> list[tuple[object, ...]]:
 
 
 def test_counted_statuses_are_the_finalized_ones() -> None:
-    """DESIGN.md section 4: drafts and voids never count; the SQL is built from the same tuple."""
+    """docs/rollup.md: drafts and voids never count; the SQL is built from the same tuple."""
     assert set(rollup.COUNTED_STATUSES) == {"open", "paid", "uncollectible"}
     assert rollup.counted_sql("i.status") == "i.status IN ('open', 'paid', 'uncollectible')"
 

@@ -1,6 +1,6 @@
-"""Spend alerts (models/alerts.py, evaluated by models/ingest.py's ingest) and the cycle's GraphQL
+"""Spend alerts (models/alerts.py, evaluated by models/usage/ingest.py's ingest) and the cycle's GraphQL
 (gql/cycle/: setSpendAlert, Organization.spendAlerts, billingRun admin only), plus the month so
-far across a close (models/upcoming.py)."""
+far across a close (models/usage/upcoming.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stripe as it really behaves (DESIGN.md §3, issue 13): the mock is as strict as Stripe where it
+"""Stripe as it really behaves (docs/sync.md, issue 13): the mock is as strict as Stripe where it
 matters, and the sync copes with each behaviour. Every test here failed on the code before the
 issue was fixed (see NOTES.md, "Stripe as it really behaves")."""
 

@@ -1,4 +1,4 @@
-"""The `invoice_sync` state machine (`models/outbox.py`): every transition that `ALLOWED` lists
+"""The `invoice_sync` state machine (`models/sync_state/outbox.py`): every transition that `ALLOWED` lists
 is walked on a real row through the public function that makes it, the walk covers the table
 exactly, and a change the table does not list is refused before any SQL runs."""
 

@@ -6,7 +6,7 @@ the operation is done, the HTTP view (gql/core/http.py) hands the ids to the rea
 worker thread and waits at most `timeout` seconds for it. With Redis down or slow, each call
 used to block the whole event loop for the broker's timeout (about 2 s per finalize); now the
 loop keeps serving other requests, and this request answers after `timeout` at worst. Nothing is
-lost either way: the outbox row is due, and the sweeper enqueues it (DESIGN.md section 3).
+lost either way: the outbox row is due, and the sweeper enqueues it (docs/sync.md, "The outbox").
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ BEGIN
             USING ERRCODE = 'integrity_constraint_violation';
     END IF;
     -- Set once by the sync (NULL -> id); another id would mean two Stripe invoices for one.
-    -- The one exception: an operator's deliberate recreate (models/recreate.py) forgets a
+    -- The one exception: an operator's deliberate recreate (models/sync_state/recreate.py) forgets a
     -- Stripe invoice that was voided or deleted on Stripe, in a transaction that says so.
     IF OLD.stripe_invoice_id IS NOT NULL
        AND NEW.stripe_invoice_id IS DISTINCT FROM OLD.stripe_invoice_id
