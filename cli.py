@@ -6,7 +6,16 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from commands import accounts, close, data, stack
+from commands import accounts, close, data, stack, webhooks
+
+# models.payments.events.VERDICTS, spelled here so that `billing --help` imports no models.
+WEBHOOK_VERDICTS = (
+    "applied",
+    "ignored",
+    "malformed",
+    "unknown invoice",
+    "not applicable to a DRAFT",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--admin", action="store_true", help="a platform admin token")
     t.add_argument("--name", help="a label for the token")
     t.set_defaults(func=accounts.token_create)
+
+    s = sub.add_parser("webhooks", help="the Stripe events received")
+    wsub = s.add_subparsers(dest="webhooks_command", required=True)
+    w = wsub.add_parser("list", help="newest first, with each event's verdict and outcome")
+    w.add_argument(
+        "--outcome",
+        choices=WEBHOOK_VERDICTS,
+        help="only events with this verdict (malformed: signed by Stripe but unreadable)",
+    )
+    w.add_argument("--limit", type=int, default=50)
+    w.add_argument("--payload", action="store_true", help="print each event's stored body too")
+    w.set_defaults(func=webhooks.webhooks_list)
 
     s = sub.add_parser("tokens", help="print the demo tokens and links `billing run` printed")
     s.add_argument("--host", default="127.0.0.1")
