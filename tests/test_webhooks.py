@@ -417,7 +417,7 @@ def _draft_known_to_stripe(factory: sessionmaker[Session]) -> tables.Invoice:
     return inv
 
 
-MALFORMED = {
+MALFORMED: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "created_1e15": ("invoice.paid", {"created": 10**15}, {}),
     "created_negative": ("invoice.paid", {"created": -(10**12)}, {}),
     "created_true": ("invoice.paid", {"created": True}, {}),
