@@ -7,8 +7,13 @@ event does depends on the state the invoice is in now, not on the order events a
 a PAID invoice stays PAID whatever older `invoice.payment_failed` arrives after it; a failed
 attempt only replaces the payment state of an older event (`invoice_payments.as_of`).
 
-Plain functions over a Session; none commits. This module knows Stripe's event and invoice
-*shapes* (plain dicts), never the Stripe SDK: the signature check is `sync.webhooks`' job.
+Every stored event gets a verdict (`models.payments.events.VERDICTS`) and an outcome sentence;
+an event we cannot use (malformed, not our invoice, a DRAFT here) is stored and explained, never
+raised, so the endpoint answers 200 and Stripe stops retrying it.
+
+Plain functions over a Session; none commits. The event's fields arrive typed from
+`models.payments.events` (which reads Stripe's shapes); never the Stripe SDK: the signature
+check is `sync.webhooks`' job.
 """
 
 from __future__ import annotations
