@@ -6,7 +6,16 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from commands import accounts, close, data, stack
+from commands import accounts, close, data, stack, webhooks
+
+# models.payments.events.VERDICTS, spelled here so that `billing --help` imports no models.
+WEBHOOK_VERDICTS = (
+    "applied",
+    "ignored",
+    "malformed",
+    "unknown invoice",
+    "not applicable to a DRAFT",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,9 +38,33 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = s.add_subparsers(dest="token_command", required=True)
     t = tsub.add_parser("create", help="print a new token alone on stdout")
     t.add_argument("--org", help="organization slug (member token)")
-    t.add_argument("--admin", action="store_true", help="a platform admin token")
+    kind = t.add_mutually_exclusive_group()
+    kind.add_argument("--admin", action="store_true", help="a platform admin token")
+    kind.add_argument(
+        "--metering",
+        action="store_true",
+        help="a metering token: posts usage for any organization, reads nothing (no --org)",
+    )
     t.add_argument("--name", help="a label for the token")
     t.set_defaults(func=accounts.token_create)
+    t = tsub.add_parser("list", help="tokens with id, scope, organization and state")
+    t.add_argument("--org", help="only this organization's tokens (slug)")
+    t.set_defaults(func=accounts.token_list)
+    t = tsub.add_parser("revoke", help="stop a token from working (within 5 s on every API)")
+    t.add_argument("id", type=int, help="the token's id, from `billing token list`")
+    t.set_defaults(func=accounts.token_revoke)
+
+    s = sub.add_parser("webhooks", help="the Stripe events received")
+    wsub = s.add_subparsers(dest="webhooks_command", required=True)
+    w = wsub.add_parser("list", help="newest first, with each event's verdict and outcome")
+    w.add_argument(
+        "--outcome",
+        choices=WEBHOOK_VERDICTS,
+        help="only events with this verdict (malformed: signed by Stripe but unreadable)",
+    )
+    w.add_argument("--limit", type=int, default=50)
+    w.add_argument("--payload", action="store_true", help="print each event's stored body too")
+    w.set_defaults(func=webhooks.webhooks_list)
 
     s = sub.add_parser("tokens", help="print the demo tokens and links `billing run` printed")
     s.add_argument("--host", default="127.0.0.1")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from models import tables
 from models.errors import AlreadyExists, InvalidValue, NotFound
@@ -89,6 +90,10 @@ def create_token(
     """
     if scope == TokenScope.MEMBER and organization is None:
         raise InvalidValue("a member token belongs to an organization", field=("organization",))
+    if scope == TokenScope.METERING and organization is not None:
+        # It posts usage for every organization and reads nothing; bound to one, it would read
+        # that one's data wherever reads are scoped by organization (CHECK metering_has_no_org).
+        raise InvalidValue("a metering token belongs to no organization", field=("organization",))
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = tables.ApiToken(
         token_sha256=hash_token(plaintext),
@@ -108,4 +113,53 @@ def resolve_token(session: Session, plaintext: str, *, now: datetime) -> tables.
     ).first()
     if row is None or (row.revoked_at is not None and row.revoked_at <= now):
         return None
+    return row
+
+
+@dataclass(frozen=True)
+class TokenListing:
+    """A token as operators see it: never its plaintext (only the hash is stored)."""
+
+    id: int
+    scope: str
+    organization_slug: str | None
+    name: str
+    created_at: datetime | None
+    revoked_at: datetime | None
+
+
+def list_tokens(
+    session: Session, *, organization: tables.Organization | None = None
+) -> list[TokenListing]:
+    """Every token (revoked ones too, with when), or one organization's, in id order."""
+    org = tables.Organization
+    token = tables.ApiToken
+    query = select(token, org.slug).join(
+        org, col(org.id) == col(token.organization_id), isouter=True
+    )
+    if organization is not None:
+        query = query.where(col(token.organization_id) == organization.id)
+    return [
+        TokenListing(
+            id=t.id or 0,
+            scope=t.scope,
+            organization_slug=slug,
+            name=t.name,
+            created_at=t.created_at,
+            revoked_at=t.revoked_at,
+        )
+        for t, slug in session.exec(query.order_by(col(token.id))).all()
+    ]
+
+
+def revoke_token(session: Session, token_id: int, *, now: datetime) -> tables.ApiToken:
+    """Revoke a token from `now` (a token already revoked keeps its earlier time). API
+    workers stop accepting it within TOKEN_CACHE_SECONDS (gql/core/tokens.py). Caller
+    commits. NotFound for an unknown id."""
+    row = session.get(tables.ApiToken, token_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"no token with id {token_id}", field=("id",))
+    if row.revoked_at is None or row.revoked_at > now:
+        row.revoked_at = now
+        session.flush()
     return row

@@ -98,6 +98,8 @@ class ApiToken(SQLModel, table=True):
     )
     token_sha256: str = Field(sa_column=sa.Column(sa.CHAR(64), nullable=False, unique=True))
     scope: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    # A member token has an organization, a metering token none (CHECKs member_has_org and
+    # metering_has_no_org, migrations 0002 and 0012); an admin's, if any, changes nothing.
     organization_id: int | None = Field(
         default=None,
         sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("organizations.id", ondelete="CASCADE")),
@@ -393,12 +395,17 @@ class StripeEvent(SQLModel, table=True):
     id: str = Field(sa_column=sa.Column(sa.Text, primary_key=True))
     type: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     object_id: str | None = Field(default=None, sa_column=sa.Column(sa.Text, index=True))
-    created: datetime = Field(sa_column=_ts(nullable=False))
+    # NULL only for a malformed event whose own `created` could not be read.
+    created: datetime | None = Field(default=None, sa_column=_ts())
     received_at: datetime | None = Field(
         default=None, sa_column=_ts(nullable=False, server_default=True)
     )
+    # models.payments.events.VERDICTS (CHECK verdict_known); `outcome` is the sentence.
+    verdict: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     outcome: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     payload: dict[str, Any] = Field(sa_column=sa.Column(JSONB, nullable=False))
+
+    __table_args__ = (sa.Index("ix_stripe_events_verdict_received_at", "verdict", "received_at"),)
 
 
 class InvoicePayment(SQLModel, table=True):

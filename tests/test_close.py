@@ -528,3 +528,41 @@ def test_events_streaming_during_a_close_are_each_counted_once(
             {"p": FEB},
         ).scalar_one()
         assert feb_open == len(org_ids)
+
+
+def test_finished_at_is_when_the_work_ended_not_the_last_tick(
+    db: Session, factory: sessionmaker[Session]
+) -> None:
+    """Beat runs the close every few minutes; a tick that finds nothing to do must not move
+    finished_at (23:20:06 became 23:22:40). A tick that does close something is a new finish."""
+    seed_prices(db)
+    planned, empty = make_org(db, slug="planned"), make_org(db, slug="empty")
+    subscribe(db, planned)
+    assert empty.id is not None
+    draft = make_invoice(db, empty, lines=0, period_start=FEB, period_end=MAR)
+    assert draft.id is not None
+    db.add(tables.UsageDraft(organization_id=empty.id, period_start=FEB, invoice_id=draft.id))
+    db.commit()
+    ticks = [CLOSE_AT + timedelta(minutes=m) for m in (0, 2, 4)]
+
+    for at in ticks:  # the first does the work, the next two find nothing
+        driver.run(factory, FEB, clock=lambda at=at: at, rollup_shards=SHARDS)  # type: ignore[misc]
+        run = cycle.get_run(db, FEB)
+        assert run is not None
+        assert run.finished_at == ticks[0], (at, run.finished_at)
+
+    record(db, [ev("late-1", "empty", at=datetime(2026, 2, 28, 23, 0, tzinfo=UTC))],
+           now=datetime(2026, 2, 28, 23, 30, tzinfo=UTC))  # fmt: skip
+    db.commit()
+    later = CLOSE_AT + timedelta(minutes=10)
+    assert (
+        driver.run(factory, FEB, clock=lambda: later, rollup_shards=SHARDS).counts[
+            Outcome.FINALIZED
+        ]
+        == 1
+    )
+    run = cycle.get_run(db, FEB)
+    assert run is not None and run.finished_at == later
+    driver.run(factory, FEB, clock=lambda: later + timedelta(minutes=2), rollup_shards=SHARDS)
+    run = cycle.get_run(db, FEB)
+    assert run is not None and run.finished_at == later

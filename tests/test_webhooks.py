@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import select
+import socket
 import threading
 import time
 import uuid
@@ -29,7 +32,7 @@ from models.invoices import lifecycle
 from settings import Settings
 from stripe_mock.webhooks import sign
 from sync.attempt import Outcome, Runtime
-from tests.factories import make_token
+from tests.factories import make_invoice, make_org, make_token
 from tests.sync_helpers import Mock, finalized, history, run_once, sync_row
 
 NEW, OLD = "whsec_new_secret", "whsec_old_secret"
@@ -327,3 +330,162 @@ def test_the_mock_signs_and_delivers_events_duplicated_and_late(
         assert s.get_one(tables.InvoicePayment, declined.id).status == "failed"
         outcomes = [r[0] for r in s.execute(sa.text("SELECT outcome FROM stripe_events"))]
     assert "paid" in outcomes and "payment failed" in outcomes
+
+
+# --- Hardening (issue 24): never a 500, a byte limit while reading, malformed events stored ---
+
+
+def _raw_request(url: str, head: str) -> socket.socket:
+    """A connection to the API with the request line and headers sent, the body not yet."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(head.encode())
+    return sock
+
+
+def _status_line(sock: socket.socket) -> tuple[int, bytes]:
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        data = sock.recv(65536)
+        if not data:
+            break
+        answer += data
+    return int(answer.split(b" ", 2)[1]), answer
+
+
+def test_an_undecodable_body_is_a_400_with_a_code(
+    hooks: TestClient, committed: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    header = sign("{}", [NEW], timestamp=int(time.time()))
+    response = hooks.post(
+        "/webhooks/stripe", content=b"\xff\xfe{}", headers={"Stripe-Signature": header}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "SIGNATURE_CHECK_FAILED"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert events_stored(committed) == 0
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_the_body(hooks: TestClient) -> None:
+    with serving(hooks.app) as url:
+        sock = _raw_request(
+            url,
+            "POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Stripe-Signature: t=1,v1=00\r\nContent-Length: 200000000\r\n\r\n",
+        )
+        with sock:
+            status, answer = _status_line(sock)  # no byte of the body was sent
+    assert status == 413 and b"BODY_TOO_LARGE" in answer
+
+
+def test_a_chunked_body_is_refused_as_soon_as_it_passes_the_limit(hooks: TestClient) -> None:
+    chunk = b"x" * 65536
+    frame = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+    sent = 0
+    with serving(hooks.app) as url:
+        sock = _raw_request(
+            url,
+            "POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Stripe-Signature: t=1,v1=00\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )
+        with sock:
+            try:
+                while sent < 200 * 1024 * 1024:
+                    readable, _, _ = select.select([sock], [], [], 0)
+                    if readable:  # the answer came while we were still sending
+                        break
+                    sock.sendall(frame)
+                    sent += len(chunk)
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                pass  # the server stopped reading: what we want
+            status, answer = _status_line(sock)
+    assert status == 413 and b"BODY_TOO_LARGE" in answer
+    # Loopback socket buffers hold a few MB that were sent before the answer could arrive.
+    assert sent < 32 * 1024 * 1024, f"{sent:,} bytes were taken before the refusal"
+
+
+def test_a_signature_from_the_future_is_refused(
+    hooks: TestClient, committed: sessionmaker[Session]
+) -> None:
+    inv = on_stripe(committed)
+    body = event(inv, "invoice.paid", created=int(time.time()), status="paid")
+    response = post(hooks, body, at=int(time.time()) + 86400)
+    assert response.status_code == 400 and response.json()["code"] == "SIGNATURE_CHECK_FAILED"
+    assert "future" in response.json()["message"]
+    assert invoice_row(committed, inv).status == "open" and events_stored(committed) == 0
+
+
+def _draft_known_to_stripe(factory: sessionmaker[Session]) -> tables.Invoice:
+    with factory() as s, s.begin():
+        inv = make_invoice(s, make_org(s, slug="drafty"), status="draft", lines=1)
+    inv.stripe_invoice_id = f"in_{uuid.uuid4().hex[:20]}"  # not stored: found by metadata
+    return inv
+
+
+MALFORMED: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "created_1e15": ("invoice.paid", {"created": 10**15}, {}),
+    "created_negative": ("invoice.paid", {"created": -(10**12)}, {}),
+    "created_true": ("invoice.paid", {"created": True}, {}),
+    "created_float": ("invoice.paid", {"created": 1e15}, {}),
+    "metadata_string": ("invoice.paid", {}, {"id": "in_nobody", "metadata": "x"}),
+    "paid_at_soon": ("invoice.paid", {}, {"status_transitions": {"paid_at": "soon"}}),
+    "attempt_count_x": ("invoice.payment_failed", {}, {"attempt_count": "x"}),
+    "total_abc": ("invoice.updated", {}, {"total": "abc"}),
+    "object_not_a_dict": ("invoice.paid", {"data": {"object": "in_1"}}, {}),
+    "not_an_invoice": ("invoice.paid", {}, {"object": "charge"}),
+    "created_tomorrow": ("invoice.paid", {"created": int(time.time()) + 86400}, {}),
+    "nul_in_text": ("invoice.paid", {}, {"description": "a\x00b"}),
+    "lone_surrogate": ("invoice.paid", {}, {"description": "\ud800"}),
+}
+
+
+@pytest.mark.parametrize("case", [*MALFORMED, "draft", "unknown_invoice"])
+def test_a_signed_event_we_cannot_use_is_stored_once_and_answered_200(
+    hooks: TestClient, committed: sessionmaker[Session], case: str
+) -> None:
+    if case == "draft":
+        inv, expected = _draft_known_to_stripe(committed), "not applicable to a DRAFT"
+        body = event(inv, "invoice.paid", created=int(time.time()), status="paid")
+    elif case == "unknown_invoice":
+        inv, expected = on_stripe(committed), "unknown invoice"
+        body = event(inv, "invoice.paid", created=int(time.time()), id="in_nobody", metadata={})
+    else:
+        inv, expected = on_stripe(committed), "malformed"
+        kind, envelope, fields = MALFORMED[case]
+        body = {**event(inv, kind, created=int(time.time()), **fields), **envelope}
+    before = invoice_row(committed, inv).status
+    for attempt in ("first", "again"):  # Stripe's retry of the same event changes nothing
+        response = post(hooks, body)
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert answer["verdict"] == (expected if attempt == "first" else "duplicate"), answer
+    with committed() as s:
+        stored = s.get_one(tables.StripeEvent, body["id"])
+    assert stored.verdict == expected and stored.outcome
+    assert events_stored(committed) == 1
+    assert invoice_row(committed, inv).status == before
+
+
+def test_operators_list_the_events_stored_as_malformed(
+    hooks: TestClient,
+    committed: sessionmaker[Session],
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import cli
+    from models.payments import events
+
+    inv = on_stripe(committed)
+    bad = event(inv, "invoice.payment_failed", created=int(time.time()), attempt_count="x")
+    fine = event(inv, "invoice.payment_failed", created=int(time.time()), attempt_count=1)
+    assert post(hooks, bad).json()["verdict"] == "malformed"
+    assert post(hooks, fine).json()["verdict"] == "applied"
+    assert cli.WEBHOOK_VERDICTS == events.VERDICTS  # the CLI's choices, spelled without imports
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert cli.main(["webhooks", "list", "--outcome", "malformed"]) == 0
+    out = capsys.readouterr().out
+    assert bad["id"] in out and fine["id"] not in out and "attempt_count" in out
+    assert cli.main(["webhooks", "list"]) == 0
+    out = capsys.readouterr().out
+    assert bad["id"] in out and fine["id"] in out

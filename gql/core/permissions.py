@@ -8,9 +8,13 @@
    top-level UNAUTHENTICATED and `data: null` before any resolver runs. Introspection alone is
    allowed, so GraphiQL can load the schema before a token is set. Every root field also names
    `IsAuthenticated`, so a field is closed even if the extension were dropped.
-3. Platform writes: `IsPlatformAdmin` on the admin mutations. Usage in: `CanRecordUsage`
-   (GraphQL `recordUsage`) and `can_record_usage` (POST /v1/usage) — admin and metering tokens. A member gets a top-level FORBIDDEN
-   before any lookup, so it learns nothing about the invoice or organization it named.
+3. Platform writes: `IsPlatformAdmin` on the admin mutations and queries. Usage in:
+   `CanRecordUsage` (GraphQL `recordUsage`) and `can_record_usage` (POST /v1/usage) — admin
+   and metering tokens. A metering token reads nothing: `IsAuthenticated` (every other field)
+   refuses it, and the database keeps it free of any organization (CHECK
+   metering_has_no_org). Refusals are a top-level FORBIDDEN before any lookup, so the caller
+   learns nothing about the invoice or organization it named; the message says "this query"
+   or "this mutation" as the caller sent it.
 4. What a viewer may see: `visible_to`, the one scoping rule (admins: every organization;
    members: their own), used by every organization and invoice lookup and list. Children are
    read without it because they are reached only through a parent that passed it (line items,
@@ -39,7 +43,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.permission import BasePermission
 from strawberry.types import Info
 
-from gql.core.errors import UNAUTHENTICATED_MESSAGE, unauthenticated
+from gql.core.errors import UNAUTHENTICATED_MESSAGE, ClientError, unauthenticated
 from gql.core.tokens import TokenCache
 from models import organizations, tables
 from models.errors import NotFound
@@ -127,22 +131,44 @@ def require_viewer(caller: Caller) -> Viewer:
     return caller.viewer_or_none
 
 
+def _operation(info: Info[Caller, Any]) -> str:
+    """ "query" or "mutation", as the caller wrote it, for messages that name what was refused."""
+    return info.operation.operation.value
+
+
+def _forbidden(info: Info[Caller, Any], needs: str) -> ClientError:
+    return ClientError(f"this {_operation(info)} needs {needs}", "FORBIDDEN")
+
+
 class IsAuthenticated(BasePermission):
+    """A member or an admin: whoever may read. No viewer: UNAUTHENTICATED. A metering token:
+    FORBIDDEN, on every field but recordUsage, so it reads nothing whatever path it takes (a
+    schema walk in tests/test_token_scopes.py checks every query and mutation)."""
+
     message = UNAUTHENTICATED_MESSAGE
     error_extensions = {"code": "UNAUTHENTICATED"}
 
     def has_permission(self, source: object, info: Info[Caller, Any], **kwargs: object) -> bool:
-        return info.context.viewer_or_none is not None
+        viewer = info.context.viewer_or_none
+        if viewer is None:
+            return False
+        if viewer.scope == TokenScope.METERING:
+            raise _forbidden(info, "a member or admin token: a metering token only records usage")
+        return True
 
 
 # 3. Platform writes.
 class IsPlatformAdmin(BasePermission):
-    message = "this mutation needs a platform admin token"
+    """Admins only; others get FORBIDDEN naming the operation ("this query needs...")."""
+
+    message = "this operation needs a platform admin token"
     error_extensions = {"code": "FORBIDDEN"}
 
     def has_permission(self, source: object, info: Info[Caller, Any], **kwargs: object) -> bool:
         viewer = info.context.viewer_or_none
-        return viewer is not None and viewer.is_admin
+        if viewer is not None and viewer.is_admin:
+            return True
+        raise _forbidden(info, "a platform admin token")
 
 
 USAGE_WRITERS = frozenset({TokenScope.ADMIN, TokenScope.METERING})
@@ -159,7 +185,11 @@ class CanRecordUsage(BasePermission):
 
     def has_permission(self, source: object, info: Info[Caller, Any], **kwargs: object) -> bool:
         viewer = info.context.viewer_or_none
-        return viewer is not None and can_record_usage(viewer)
+        if viewer is None:
+            raise unauthenticated()
+        if can_record_usage(viewer):
+            return True
+        raise _forbidden(info, "an admin or a metering token")
 
 
 # 4. What a viewer may see.

@@ -84,11 +84,13 @@ def due_period(now: datetime, *, grace: timedelta) -> date:
 
 def open_run(session: Session, period: date, *, now: datetime) -> tables.BillingRun:
     """Start (or resume) the close of `period`: the billing_runs row. The drafts of subscribed
-    organizations without usage come next, from `create_missing_drafts`. Caller commits."""
+    organizations without usage come next, from `create_missing_drafts`. finished_at is left
+    alone: beat resumes a finished run every few minutes, and a tick with nothing to do must not
+    move it (`refresh_run` decides). Caller commits."""
     session.execute(
         sa.text(
             "INSERT INTO billing_runs (period_start, started_at, updated_at) VALUES (:p, :now, :now) "
-            "ON CONFLICT (period_start) DO UPDATE SET finished_at = NULL, updated_at = :now"
+            "ON CONFLICT (period_start) DO UPDATE SET updated_at = :now"
         ),
         {"p": period, "now": now},
     )
@@ -400,11 +402,13 @@ def remaining(session: Session, period: date) -> int:
 
 
 def refresh_run(
-    session: Session, period: date, *, now: datetime, finish: bool = False
+    session: Session, period: date, *, now: datetime, finish: bool = False, worked: bool = False
 ) -> tables.BillingRun:
     """Recompute the run's counters from billing_run_invoices (exact, whoever closed what, even
-    after a killed closer), and set finished_at when `finish` and nothing is left to close.
-    Caller commits."""
+    after a killed closer). With `finish`: when nothing but failures is left, finished_at is
+    `now` if this closer `worked` (made drafts, finalized or skipped some) or it was unset, and
+    stays as it was after a pass that found nothing to do; when something is still left
+    (another closer holds it), it is unset. Caller commits."""
     counts = dict(
         session.execute(
             sa.text(
@@ -428,8 +432,11 @@ def refresh_run(
     run.finalized = int(counts.get("finalized", 0))
     run.skipped = int(counts.get("skipped", 0))
     run.failed = int(counts.get("failed", 0))
-    if finish and left == run.failed and run.finished_at is None:
-        run.finished_at = now
+    if finish and left == run.failed:
+        if run.finished_at is None or worked:
+            run.finished_at = now
+    elif finish:
+        run.finished_at = None
     run.updated_at = now
     session.flush()
     return run

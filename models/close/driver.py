@@ -79,9 +79,11 @@ def run(
     side. Returns this closer's tally; `finished` once nothing but failures is left."""
     with transaction(factory) as s:
         cycle.open_run(s, period, now=clock())
+    drafts_made = 0
     while True:  # a transaction per batch: bounded locks, and a kill keeps what is done
         with transaction(factory) as s:
             made = cycle.create_missing_drafts(s, period, now=clock(), limit=DRAFT_BATCH)
+        drafts_made += made
         if made < DRAFT_BATCH:
             break
     with transaction(factory) as s:
@@ -115,7 +117,11 @@ def run(
         with transaction(factory) as s:
             cycle.refresh_run(s, period, now=clock())
     with transaction(factory) as s:
-        final = cycle.refresh_run(s, period, now=clock(), finish=True)
+        # Retrying a failure that fails again is no work: finished_at stays where it was.
+        worked = bool(
+            drafts_made or progress.counts[Outcome.FINALIZED] or progress.counts[Outcome.SKIPPED]
+        )
+        final = cycle.refresh_run(s, period, now=clock(), finish=True, worked=worked)
     progress.finished = final.finished_at is not None
     return progress
 

@@ -7,16 +7,19 @@ event does depends on the state the invoice is in now, not on the order events a
 a PAID invoice stays PAID whatever older `invoice.payment_failed` arrives after it; a failed
 attempt only replaces the payment state of an older event (`invoice_payments.as_of`).
 
-Plain functions over a Session; none commits. This module knows Stripe's event and invoice
-*shapes* (plain dicts), never the Stripe SDK: the signature check is `sync.webhooks`' job.
+Every stored event gets a verdict (`models.payments.events.VERDICTS`) and an outcome sentence;
+an event we cannot use (malformed, not our invoice, a DRAFT here) is stored and explained, never
+raised, so the endpoint answers 200 and Stripe stops retrying it.
+
+Plain functions over a Session; none commits. The event's fields arrive typed from
+`models.payments.events` (which reads Stripe's shapes); never the Stripe SDK: the signature
+check is `sync.webhooks`' job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -24,6 +27,8 @@ from sqlmodel import Session, col, select
 
 from models import tables
 from models.invoices import lifecycle
+from models.payments import events
+from models.payments.events import Event, InvoiceObject
 from models.sync_state import outbox
 from models.tables import InvoiceStatus, PaymentStatus, SyncStatus
 
@@ -42,31 +47,26 @@ REMOTE_ACTION = (
 
 
 @dataclass(frozen=True)
-class Event:
-    """A verified Stripe event, as the webhook endpoint hands it over."""
+class Handled:
+    """What an event did: the verdict (events.VERDICTS, or "duplicate" for one seen before,
+    which is not stored again) and the outcome, a sentence for people."""
 
-    id: str
-    type: str
-    created: datetime
-    object: Mapping[str, Any]
-    payload: Mapping[str, Any]
+    verdict: str
+    outcome: str
 
 
-def _ts(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(int(value), UTC) if value else None
-
-
-def record(session: Session, event: Event) -> bool:
-    """Store the event once by its id (uses pk_stripe_events). False: seen before. The
-    outcome is written by `handle` in the same transaction."""
+def record(session: Session, event: Event, *, verdict: str, outcome: str) -> bool:
+    """Store the event once by its id (uses pk_stripe_events). False: seen before. `handle`
+    writes the final verdict and outcome in the same transaction."""
     inserted = session.execute(
         insert(tables.StripeEvent)
         .values(
             id=event.id,
             type=event.type,
-            object_id=str(event.object.get("id") or "") or None,
+            object_id=event.object_id,
             created=event.created,
-            outcome="received",
+            verdict=verdict,
+            outcome=outcome[:500],
             payload=dict(event.payload),
         )
         .on_conflict_do_nothing(index_elements=["id"])
@@ -75,89 +75,94 @@ def record(session: Session, event: Event) -> bool:
     return inserted is not None
 
 
-def _set_outcome(session: Session, event_id: str, outcome: str) -> None:
+def _set_outcome(session: Session, event_id: str, handled: Handled) -> None:
     session.execute(
         sa.update(tables.StripeEvent)
         .where(col(tables.StripeEvent.id) == event_id)
-        .values(outcome=outcome[:500])
+        .values(verdict=handled.verdict, outcome=handled.outcome[:500])
     )
 
 
-def _our_invoice(session: Session, obj: Mapping[str, Any]) -> tables.Invoice | None:
+def _our_invoice(session: Session, obj: InvoiceObject) -> tables.Invoice | None:
     """Ours by the Stripe id we stored, else by our metadata[invoice_id] (an event can arrive
     before the sync stored the id: a lost create answer)."""
-    remote_id = str(obj.get("id") or "")
     found = session.exec(
-        select(tables.Invoice).where(col(tables.Invoice.stripe_invoice_id) == remote_id)
+        select(tables.Invoice).where(col(tables.Invoice.stripe_invoice_id) == obj.id)
     ).first()
     if found is not None:
         return found
-    public_id = (obj.get("metadata") or {}).get("invoice_id")
-    if not public_id:
+    if not obj.our_invoice_id or not events.storable(obj.our_invoice_id):
         return None
     found = session.exec(
-        select(tables.Invoice).where(col(tables.Invoice.public_id) == str(public_id))
+        select(tables.Invoice).where(col(tables.Invoice.public_id) == obj.our_invoice_id)
     ).first()
-    if found is None or (found.stripe_invoice_id and found.stripe_invoice_id != remote_id):
+    if found is None or (found.stripe_invoice_id and found.stripe_invoice_id != obj.id):
         return None  # a replaced (recreated) remote invoice, or not ours
     return found
 
 
-def handle(session: Session, event: Event, *, now: datetime) -> str:
-    """Store and apply one verified event; returns what it did (also stored as its outcome).
-    Caller commits. Never raises for an event we cannot use: it is stored and explained."""
-    if not record(session, event):
-        return "duplicate"
-    outcome = _apply(session, event, now=now)
-    _set_outcome(session, event.id, outcome)
-    return outcome
+def handle(session: Session, event: Event, *, now: datetime) -> Handled:
+    """Store and apply one verified event; returns what it did (also stored). Caller commits.
+    Never raises for an event we cannot use: it is stored with its verdict and explained."""
+    if event.malformed is not None:
+        outcome = f"malformed: {event.malformed}"
+        if not record(session, event, verdict=events.MALFORMED, outcome=outcome):
+            return Handled("duplicate", "duplicate")
+        return Handled(events.MALFORMED, outcome)
+    if not record(session, event, verdict=events.APPLIED, outcome="received"):
+        return Handled("duplicate", "duplicate")
+    handled = _apply(session, event, now=now)
+    _set_outcome(session, event.id, handled)
+    return handled
 
 
-def _apply(session: Session, event: Event, *, now: datetime) -> str:
-    if event.type not in HANDLED:
-        return "ignored: not an event we act on"
-    obj = event.object
-    if obj.get("object") != "invoice":
-        return "ignored: not an invoice"
+def _apply(session: Session, event: Event, *, now: datetime) -> Handled:
+    obj = event.invoice
+    if event.type not in HANDLED or obj is None:
+        return Handled(events.IGNORED, "ignored: not an event we act on")
     found = _our_invoice(session, obj)
     if found is None:
-        return "ignored: not one of our invoices"
+        return Handled(events.UNKNOWN_INVOICE, f"ignored: {obj.id} is not one of our invoices")
     assert found.id is not None
     invoice = lifecycle.get_for_update(session, found.id)
+    if invoice.status == InvoiceStatus.DRAFT:
+        # Stripe only sees finalized invoices of ours; a draft here means the event belongs to
+        # another life of this invoice (or was forged by someone holding the secret).
+        return Handled(
+            events.NOT_FOR_DRAFT, f"ignored: {invoice.public_id} is a DRAFT here, not on Stripe"
+        )
+    created = event.created
+    assert created is not None  # events.read: only a malformed event lacks it
     if event.type == "invoice.paid":
-        return _paid(session, invoice, event)
+        return _paid(session, invoice, obj, created)
     if event.type == "invoice.payment_failed":
-        return _payment_failed(session, invoice, event)
+        return _payment_failed(session, invoice, obj, created)
     if event.type == "invoice.voided":
         if invoice.status == InvoiceStatus.VOID:
-            return "ok: void here too"
+            return Handled(events.APPLIED, "ok: void here too")
         _fail_sync(
             session,
             invoice,
             code="REMOTE_VOIDED",
-            message=f"Stripe invoice {obj.get('id')} was voided on Stripe; " + REMOTE_ACTION,
+            message=f"Stripe invoice {obj.id} was voided on Stripe; " + REMOTE_ACTION,
             now=now,
         )
-        return "sync failed: REMOTE_VOIDED"
+        return Handled(events.APPLIED, "sync failed: REMOTE_VOIDED")
     if event.type == "invoice.marked_uncollectible":
         if invoice.status != InvoiceStatus.OPEN:
-            return f"ok: {invoice.status} here"
-        lifecycle.mark_uncollectible(
-            session, invoice, now=_ts(obj_transition(obj, "marked_uncollectible_at")) or now
-        )
-        return "uncollectible"
-    return _updated(session, invoice, event, now=now)
+            return Handled(events.APPLIED, f"ok: {invoice.status} here")
+        lifecycle.mark_uncollectible(session, invoice, now=obj.marked_uncollectible_at or now)
+        return Handled(events.APPLIED, "uncollectible")
+    return _updated(session, invoice, obj, now=now)
 
 
-def obj_transition(obj: Mapping[str, Any], name: str) -> Any:
-    return (obj.get("status_transitions") or {}).get(name)
-
-
-def _paid(session: Session, invoice: tables.Invoice, event: Event) -> str:
-    paid_at = _ts(obj_transition(event.object, "paid_at")) or event.created
-    _upsert_payment(session, invoice, event, status=PaymentStatus.SUCCEEDED, force=True)
+def _paid(
+    session: Session, invoice: tables.Invoice, obj: InvoiceObject, created: datetime
+) -> Handled:
+    paid_at = obj.paid_at or created
+    _upsert_payment(session, invoice, obj, created, status=PaymentStatus.SUCCEEDED, force=True)
     if invoice.status == InvoiceStatus.PAID:
-        return "ok: already paid"
+        return Handled(events.APPLIED, "ok: already paid")
     if invoice.status == InvoiceStatus.VOID:
         # Paid on Stripe, void here: money came in for a bill we withdrew. A person decides.
         _fail_sync(
@@ -165,64 +170,71 @@ def _paid(session: Session, invoice: tables.Invoice, event: Event) -> str:
             invoice,
             code="PAID_ON_STRIPE",
             message="Stripe collected this invoice, which is void here: refund it on Stripe",
-            now=event.created,
+            now=created,
         )
-        return "sync failed: PAID_ON_STRIPE"
+        return Handled(events.APPLIED, "sync failed: PAID_ON_STRIPE")
     lifecycle.mark_paid(session, invoice, now=paid_at, paid_on=lifecycle.PaidOn.STRIPE)
-    return "paid"
+    return Handled(events.APPLIED, "paid")
 
 
-def _payment_failed(session: Session, invoice: tables.Invoice, event: Event) -> str:
+def _payment_failed(
+    session: Session, invoice: tables.Invoice, obj: InvoiceObject, created: datetime
+) -> Handled:
     if invoice.status == InvoiceStatus.PAID:
-        return "ignored: already paid"
-    applied = _upsert_payment(session, invoice, event, status=PaymentStatus.FAILED, force=False)
-    return "payment failed" if applied else "ignored: older than the payment state"
+        return Handled(events.IGNORED, "ignored: already paid")
+    applied = _upsert_payment(
+        session, invoice, obj, created, status=PaymentStatus.FAILED, force=False
+    )
+    if applied:
+        return Handled(events.APPLIED, "payment failed")
+    return Handled(events.IGNORED, "ignored: older than the payment state")
 
 
-def _updated(session: Session, invoice: tables.Invoice, event: Event, *, now: datetime) -> str:
-    obj = event.object
-    if obj.get("status") == "draft":
-        return "ok: a draft (the sync verifies it before finalizing)"
+def _updated(
+    session: Session, invoice: tables.Invoice, obj: InvoiceObject, *, now: datetime
+) -> Handled:
+    if obj.status == "draft":
+        return Handled(events.APPLIED, "ok: a draft (the sync verifies it before finalizing)")
     problems = []
-    if int(obj.get("total") or 0) != invoice.total_cents:
-        problems.append(f"its total is {obj.get('total')}, ours {invoice.total_cents}")
-    if str(obj.get("currency") or "").lower() != invoice.currency.strip().lower():
-        problems.append(f"its currency is {obj.get('currency')}, ours {invoice.currency}")
+    if (obj.total or 0) != invoice.total_cents:
+        problems.append(f"its total is {obj.total}, ours {invoice.total_cents}")
+    if (obj.currency or "").lower() != invoice.currency.strip().lower():
+        problems.append(f"its currency is {obj.currency}, ours {invoice.currency}")
     if not problems:
-        return "ok: matches"
+        return Handled(events.APPLIED, "ok: matches")
     _fail_sync(
         session,
         invoice,
         code="MISMATCH",
         message=(
-            f"Stripe invoice {obj.get('id')} was changed on Stripe: {'; '.join(problems)}. "
+            f"Stripe invoice {obj.id} was changed on Stripe: {'; '.join(problems)}. "
             "Void it on Stripe, then resync with recreate: true"
         ),
         now=now,
     )
-    return "sync failed: MISMATCH"
+    return Handled(events.APPLIED, "sync failed: MISMATCH")
 
 
 def _upsert_payment(
     session: Session,
     invoice: tables.Invoice,
-    event: Event,
+    obj: InvoiceObject,
+    created: datetime,
     *,
     status: PaymentStatus,
     force: bool,
 ) -> bool:
-    """Write the payment state from `event` unless a newer event already did (or the payment
-    already succeeded); `force` for success, which no later failure can undo."""
-    obj = event.object
+    """Write the payment state from an event made at `created` unless a newer event already
+    did (or the payment already succeeded); `force` for success, which no later failure can
+    undo."""
+    failed = status == PaymentStatus.FAILED
     values = {
         "invoice_id": invoice.id,
         "status": status.value,
-        "attempt_count": int(obj.get("attempt_count") or 0),
-        "last_failure_message": (_failure_message(obj) if status == PaymentStatus.FAILED else None),
-        "next_attempt_at": (
-            _ts(obj.get("next_payment_attempt")) if status == PaymentStatus.FAILED else None
-        ),
-        "as_of": event.created,
+        "attempt_count": obj.attempt_count,
+        "last_failure_message": _failure_message(obj) if failed else None,
+        "next_attempt_at": obj.next_payment_attempt if failed else None,
+        "as_of": created,
         "updated_at": sa.func.now(),
     }
     stmt = insert(tables.InvoicePayment).values(**values)
@@ -241,13 +253,12 @@ def _upsert_payment(
     return result is not None
 
 
-def _failure_message(obj: Mapping[str, Any]) -> str:
+def _failure_message(obj: InvoiceObject) -> str:
     # The invoice carries no decline reason (that lives on its PaymentIntent); say what Stripe
     # does tell us: how many attempts failed and whether it will try again.
-    attempts = int(obj.get("attempt_count") or 0)
-    retry = _ts(obj.get("next_payment_attempt"))
+    retry = obj.next_payment_attempt
     again = f"; Stripe retries on {retry:%Y-%m-%d}" if retry else "; no retry scheduled"
-    return f"payment attempt {attempts} failed{again}"
+    return f"payment attempt {obj.attempt_count} failed{again}"
 
 
 def _fail_sync(
