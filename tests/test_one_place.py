@@ -19,7 +19,9 @@ from pathlib import Path
 from settings import PROJECT_ROOT
 
 TOTALS = ("subtotal_cents", "total_cents", "line_item_count")
-_UPDATE_INVOICES = re.compile(r"\bUPDATE\s+invoices\b(?:\s+(?:AS\s+)?\w+)?\s+SET\b(.*)", re.I | re.S)
+_UPDATE_INVOICES = re.compile(
+    r"\bUPDATE\s+invoices\b(?:\s+(?:AS\s+)?\w+)?\s+SET\b(.*)", re.I | re.S
+)
 _INSERT_INTO = re.compile(r"\bINSERT\s+INTO\s+(\w+)", re.I)
 
 
@@ -91,9 +93,9 @@ def writers(root: Path) -> dict[str, set[str]]:
                 if name == "InvoiceSync":
                     found["outbox"].add(where(node))
                 if name == "Invoice" and any(k.arg in (*TOTALS, "number") for k in node.keywords):
-                    found["totals" if any(k.arg in TOTALS for k in node.keywords) else "number"].add(
-                        where(node)
-                    )
+                    found[
+                        "totals" if any(k.arg in TOTALS for k in node.keywords) else "number"
+                    ].add(where(node))
                 if name == "setattr" and len(node.args) > 1:
                     attr = node.args[1]
                     if isinstance(attr, ast.Constant) and attr.value in (*TOTALS, "number"):

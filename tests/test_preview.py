@@ -56,7 +56,9 @@ def _subscribe(
     s.flush()
 
 
-def _event(i: str, org: str, product: str, quantity: str, at: datetime, **kw: Any) -> UsageEventInput:
+def _event(
+    i: str, org: str, product: str, quantity: str, at: datetime, **kw: Any
+) -> UsageEventInput:
     return UsageEventInput(id=i, organization_slug=org, product=product, quantity=quantity,
                            occurred_at=at, **kw)  # fmt: skip
 
@@ -163,8 +165,7 @@ def test_the_preview_costs_a_fixed_number_of_statements_and_takes_no_locks(
 ) -> None:
     assert acme.id is not None
     events = [
-        _event(f"q{i}", "acme", "egress", str(i + 1), IN_NOV, region=f"r{i:02d}")
-        for i in range(60)
+        _event(f"q{i}", "acme", "egress", str(i + 1), IN_NOV, region=f"r{i:02d}") for i in range(60)
     ]
     ingest.record_usage(db, events, now=IN_NOV)
     bind = db.get_bind()
@@ -230,8 +231,13 @@ org_world = st.tuples(
 )
 price_change = st.tuples(
     st.sampled_from(sorted(PRODUCTS) + sorted(PLANS)),
-    st.sampled_from([datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 2, 12, tzinfo=UTC),
-                     datetime(2026, 3, 1, tzinfo=UTC)]),  # fmt: skip
+    st.sampled_from(
+        [
+            datetime(2026, 2, 1, tzinfo=UTC),
+            datetime(2026, 2, 12, tzinfo=UTC),
+            datetime(2026, 3, 1, tzinfo=UTC),
+        ]
+    ),
     st.integers(min_value=1, max_value=99_999),
 )
 
@@ -268,14 +274,19 @@ def _check_preview_equals_close(
             _subscribe(db, org.id, product, quantity=str(quantity), since=since, until=until,
                        description=product.title())  # fmt: skip
         if override and plans:
-            _price(db, plans[0][0], "month", "999", at=datetime(2026, 1, 15, tzinfo=UTC), org=org.id)
+            _price(
+                db, plans[0][0], "month", "999", at=datetime(2026, 1, 15, tzinfo=UTC), org=org.id
+            )
         events = [
             _event(f"{org.slug}-{i}", org.slug, product, str(q),  # type: ignore[arg-type]
                    datetime(2026, 2, 1, 6, tzinfo=UTC) + timedelta(days=day), region=region)
             for i, (product, q, day, region) in enumerate(usages)
         ]  # fmt: skip
         if events:
-            assert ingest.record_usage(db, events, now=datetime(2026, 2, 28, 23, tzinfo=UTC)).rejected == []
+            assert (
+                ingest.record_usage(db, events, now=datetime(2026, 2, 28, 23, tzinfo=UTC)).rejected
+                == []
+            )
         if one_off and events:
             draft = invoices_of(db, org.id)[0]
             lifecycle.add_lines(db, draft, [lifecycle.LineInput(
