@@ -81,12 +81,35 @@ class UpcomingInvoice:
             "first usage (at least 1 hour) x time left; lines idle for 24 hours are not projected."
         )
     )
-    lines: list[UpcomingLine] = strawberry.field(
-        description="The lines, in invoice order: the draft's, then the recurring ones."
-    )
     by_product: list[UpcomingGroup] = strawberry.field(description="Per product, largest first.")
     by_app: list[UpcomingGroup] = strawberry.field(description="Per app, largest first.")
     by_region: list[UpcomingGroup] = strawberry.field(description="Per region, largest first.")
+
+    # Built only when asked for (a resolver): the dashboard's panel does not ask, and a typed
+    # object per line is most of the cost of a 100-line answer.
+    preview: strawberry.Private[upcoming.Upcoming]
+
+    @strawberry.field(
+        description="The lines, in invoice order: the draft's, then the recurring ones."
+    )
+    def lines(self) -> list[UpcomingLine]:
+        currency = self.preview.currency
+        return [
+            UpcomingLine(
+                kind=LineItemKind(x.kind),
+                description=x.description,
+                product=x.product,
+                app=x.app,
+                region=x.region,
+                unit=x.unit,
+                quantity=DecimalString(str(x.quantity)),
+                unit_price=DecimalString(str(x.unit_price)),
+                amount=money(x.amount_cents, currency),
+                period_start=x.period_start,
+                period_end=x.period_end,
+            )
+            for x in self.preview.lines
+        ]
 
     @classmethod
     def from_domain(cls, u: upcoming.Upcoming) -> UpcomingInvoice:
@@ -109,23 +132,8 @@ class UpcomingInvoice:
             as_of=u.as_of,
             total=money(u.total_cents, currency),
             projected_total=money(u.projected_cents, currency),
-            lines=[
-                UpcomingLine(
-                    kind=LineItemKind(x.kind),
-                    description=x.description,
-                    product=x.product,
-                    app=x.app,
-                    region=x.region,
-                    unit=x.unit,
-                    quantity=DecimalString(str(x.quantity)),
-                    unit_price=DecimalString(str(x.unit_price)),
-                    amount=money(x.amount_cents, currency),
-                    period_start=x.period_start,
-                    period_end=x.period_end,
-                )
-                for x in u.lines
-            ],
             by_product=groups(u.by_product),
             by_app=groups(u.by_app),
             by_region=groups(u.by_region),
+            preview=u,
         )
