@@ -10,8 +10,8 @@ GROUP BY over 1.8M invoices, and what keeping the rollup costs month-end finaliz
    Also `models.rollup.monthly_summary` in-process, to split (a) into the rollup read and the
    HTTP/GraphQL layer above it.
 2. Writers: WRITERS processes finalize one-line drafts through models.invoices.lifecycle.finalize, with
-   the rollup, with `models.rollup.apply_delta` patched to a no-op, and with a one-statement
-   variant of it (in a scratch database, billing_bench_writers, so the patched runs cannot
+   the rollup, with `models.rollup.apply_finalized` patched to a no-op, and a third run of the
+   unpatched code (once a one-statement candidate; finalize now uses it) (in a scratch database, billing_bench_writers, so the patched runs cannot
    leave billing_bench's rollup wrong).
 
 Prints one JSON line. `--reads-only` stops after 1 (a few seconds, no writers).
