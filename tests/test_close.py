@@ -23,7 +23,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from models import prices, tables
-from models.close import cycle, driver
+from models.close import chunk, cycle, driver
 from models.close.cycle import Outcome
 from models.usage import ingest, verify
 from models.usage.ingest import UsageEventInput
@@ -441,7 +441,7 @@ def test_an_event_arriving_while_the_invoice_is_finalized_becomes_late_usage(
     closing.begin()
     feb_id = invoices_of(closing, racer)[0].id
     assert feb_id is not None
-    closed = cycle.close_invoice(closing, feb_id, now=CLOSE_AT, rollup_shards=SHARDS)
+    closed = chunk.close_invoice(closing, feb_id, now=CLOSE_AT, rollup_shards=SHARDS)
     assert closed.outcome == Outcome.FINALIZED
     errors: list[BaseException] = []
 

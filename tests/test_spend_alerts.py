@@ -14,10 +14,11 @@ from sqlmodel import Session
 
 from models import alerts, tables
 from models.close import driver
+from models.errors import PeriodClosed
 from models.usage import ingest, upcoming
 from tests.api_helpers import Api
 from tests.factories import SHARDS, make_org, make_token
-from tests.test_close import CLOSE_AT, FEB, IN_FEB, ev, invoices_of, seed_prices
+from tests.test_close import CLOSE_AT, FEB, IN_FEB, MAR, ev, invoices_of, seed_prices
 
 # machines-shared-cpu at 0.000027006173 cents/s: 1,000,000 s = 27.006173 -> 27 cents.
 MILLION = "1000000"
@@ -95,14 +96,18 @@ def test_the_month_so_far_moves_to_the_new_period_with_its_first_event(
     record(db, "feb")
     db.commit()
     grace = datetime(2026, 3, 1, 1, 0, tzinfo=UTC)
-    # During the grace, with no March usage yet: still February's draft.
+    # During the grace, with no March usage yet: March is an empty $0 (no draft, no plan), and
+    # February's draft can still be previewed by its period until the close finalizes it.
     during = upcoming.upcoming(db, acme.id, as_of=grace)
-    assert during is not None and during.invoice.period_start == FEB
+    assert during.invoice is None and (during.period_start, during.total_cents) == (MAR, 0)
+    feb = upcoming.upcoming(db, acme.id, as_of=grace, period=FEB)
+    assert feb.invoice is not None and feb.invoice.period_start == FEB and feb.total_cents > 0
     driver.run(factory, FEB, clock=lambda: CLOSE_AT, rollup_shards=SHARDS)
-    assert upcoming.upcoming(db, acme.id, as_of=CLOSE_AT) is None
+    with pytest.raises(PeriodClosed):
+        upcoming.upcoming(db, acme.id, as_of=CLOSE_AT, period=FEB)
     record(db, "mar", at=CLOSE_AT)
     after = upcoming.upcoming(db, acme.id, as_of=CLOSE_AT + timedelta(minutes=1))
-    assert after is not None and after.invoice.period_start == date(2026, 3, 1)
+    assert after.invoice is not None and after.invoice.period_start == MAR
     assert after.total_cents == 27
     newest_open = [i for i in invoices_of(db, acme.id) if i.status == "open"][-1]
     assert newest_open.period_start == FEB and newest_open.number == "ACME-0001"

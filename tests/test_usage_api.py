@@ -199,7 +199,9 @@ UPCOMING = """{ organization(slug: "acme") { upcomingInvoice { asOf invoice { st
 
 
 def test_upcoming_invoice_breakdowns_add_up(api: Api, world: dict[str, Any]) -> None:
-    assert api.data(UPCOMING, world["member"])["organization"]["upcomingInvoice"] is None
+    before = api.data(UPCOMING, world["member"])["organization"]["upcomingInvoice"]
+    assert before["invoice"] is None and before["total"]["cents"] == "0"  # never null: $0
+    assert (before["byProduct"], before["byApp"], before["byRegion"]) == ([], [], [])
     events = [
         event(1, quantity="3600000"),
         event(2, region="sin", app="api", quantity="1800000"),

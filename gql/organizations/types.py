@@ -7,6 +7,8 @@ lazily, without importing it, while this module imports the invoice and summary 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from gql.core.context import Info
@@ -67,9 +69,19 @@ def _monthly_summary(
     )
 
 
-def _upcoming_invoice(parent: Row, info: Info) -> UpcomingInvoice | None:
+def _upcoming_invoice(
+    parent: Row,
+    info: Info,
+    period: Annotated[
+        str | None,
+        strawberry.argument(
+            description='The month, as "2026-11"; default: the current month (UTC). Any month '
+            "whose usage draft is not finalized yet."
+        ),
+    ] = None,
+) -> UpcomingInvoice:
     assert parent.id is not None
-    return upcoming_invoice(info, parent.id)
+    return upcoming_invoice(info, parent.id, period)
 
 
 def _sync_health(parent: Row, info: Info) -> SyncHealth:
@@ -102,9 +114,13 @@ class Organization:
         resolver=_monthly_summary,
         description="Every month of the given years (at most 10), per currency, zeros included.",
     )
-    upcoming_invoice: UpcomingInvoice | None = strawberry.field(
+    upcoming_invoice: UpcomingInvoice = strawberry.field(
         resolver=_upcoming_invoice,
-        description="The month so far: the current period's usage draft, with breakdowns and a projection; null before its first usage.",
+        description=(
+            "The invoice the month-end close would produce for a period if it ended now (usage, "
+            "recurring and one-off lines, totals, breakdowns, a projection); never null. "
+            "PERIOD_CLOSED for a finalized period."
+        ),
     )
     sync_health: SyncHealth = strawberry.field(
         resolver=_sync_health,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 import strawberry
 
 from gql.core.errors import UserError
 from gql.core.money import Money, money
+from gql.core.scalars import DecimalString
+from gql.invoices.enums import LineItemKind
 from gql.invoices.types import Invoice
 from models.usage import upcoming
 
@@ -31,16 +33,48 @@ class UpcomingGroup:
     projected_total: Money = strawberry.field(description="Its projection to period end.")
 
 
+@strawberry.type(description="One line of the invoice the close would produce now.")
+class UpcomingLine:
+    kind: LineItemKind = strawberry.field(
+        description="USAGE (from events), SUBSCRIPTION (added by the close), ONE_OFF, CREDIT..."
+    )
+    description: str = strawberry.field(description="What the line is for, in words.")
+    product: str = strawberry.field(description="Product code, such as egress or support-plan.")
+    app: str | None = strawberry.field(description="App the usage belongs to, if any.")
+    region: str | None = strawberry.field(description="Region code, if any.")
+    unit: str = strawberry.field(description="Unit of the quantity.")
+    quantity: DecimalString = strawberry.field(description="Quantity in `unit`, exact.")
+    unit_price: DecimalString = strawberry.field(
+        description="Price of one unit in minor units (cents), exact."
+    )
+    amount: Money = strawberry.field(
+        description="The quantity times unitPrice, rounded half-even to a whole minor unit, once."
+    )
+    period_start: date | None = strawberry.field(description="Start of its service period.")
+    period_end: date | None = strawberry.field(description="End of its service period (exclusive).")
+
+
 @strawberry.type(
     description=(
-        "The month so far: the current draft, read from its aggregated lines (never from events). "
-        "Each breakdown adds up to `total`."
+        "The invoice `billing close-period` would produce for a period if it ended now: the usage "
+        "draft's lines (read from its aggregated lines, never from events) and the recurring "
+        "subscription lines the close adds, priced at the period start. Each breakdown adds up "
+        "to `total`."
     )
 )
 class UpcomingInvoice:
-    invoice: Invoice = strawberry.field(description="The current period's draft invoice.")
+    invoice: Invoice | None = strawberry.field(
+        description="The period's usage draft; null until its first usage creates it."
+    )
+    period_start: date = strawberry.field(description="First day of the period.")
+    period_end: date = strawberry.field(description="First day after the period.")
     as_of: datetime = strawberry.field(description="When this was computed.")
-    total: Money = strawberry.field(description="Sum of the draft's line amounts so far.")
+    total: Money = strawberry.field(
+        description=(
+            "Total of the invoice the close would produce now: the draft's lines plus the "
+            "recurring lines; $0 with no usage and no subscription."
+        )
+    )
     projected_total: Money = strawberry.field(
         description=(
             "Total at period end if each usage line keeps its run rate: quantity / time since its "
@@ -51,9 +85,35 @@ class UpcomingInvoice:
     by_app: list[UpcomingGroup] = strawberry.field(description="Per app, largest first.")
     by_region: list[UpcomingGroup] = strawberry.field(description="Per region, largest first.")
 
+    # Built only when asked for (a resolver): the dashboard's panel does not ask, and a typed
+    # object per line is most of the cost of a 100-line answer.
+    preview: strawberry.Private[upcoming.Upcoming]
+
+    @strawberry.field(
+        description="The lines, in invoice order: the draft's, then the recurring ones."
+    )
+    def lines(self) -> list[UpcomingLine]:
+        currency = self.preview.currency
+        return [
+            UpcomingLine(
+                kind=LineItemKind(x.kind),
+                description=x.description,
+                product=x.product,
+                app=x.app,
+                region=x.region,
+                unit=x.unit,
+                quantity=DecimalString(str(x.quantity)),
+                unit_price=DecimalString(str(x.unit_price)),
+                amount=money(x.amount_cents, currency),
+                period_start=x.period_start,
+                period_end=x.period_end,
+            )
+            for x in self.preview.lines
+        ]
+
     @classmethod
     def from_domain(cls, u: upcoming.Upcoming) -> UpcomingInvoice:
-        currency = u.invoice.currency.strip()
+        currency = u.currency
 
         def groups(gs: list[upcoming.Group]) -> list[UpcomingGroup]:
             return [
@@ -66,11 +126,14 @@ class UpcomingInvoice:
             ]
 
         return cls(
-            invoice=Invoice.from_row(u.invoice),
+            invoice=Invoice.from_row(u.invoice) if u.invoice is not None else None,
+            period_start=u.period_start,
+            period_end=u.period_end,
             as_of=u.as_of,
             total=money(u.total_cents, currency),
             projected_total=money(u.projected_cents, currency),
             by_product=groups(u.by_product),
             by_app=groups(u.by_app),
             by_region=groups(u.by_region),
+            preview=u,
         )

@@ -1,52 +1,46 @@
-"""`close_drafts`: DRAFT -> OPEN for a whole chunk of the close in a dozen set-based statements,
-with the same result per draft as `cycle.close_invoice` (recurring lines, then what
-`lifecycle.finalize` does: totals from the stored lines, gap-free number, outbox row, rollup
-delta, billing_run_invoices row).
+"""`close_drafts`: DRAFT -> OPEN for drafts of the close, a whole chunk in a dozen set-based
+statements: lock the drafts, add their recurring lines (`recurring.lines_for`), finalize them
+(`models.invoices.finalize`, the one finalize), record each one's outcome in
+billing_run_invoices. `close_invoice`, the driver's per-invoice fallback, is the same function
+for one draft, raising the draft's error instead of handing it back.
 
-Why: the per-invoice ORM path costs ~17 statements, 4 flushes and ~12 ms of Python per draft
-(profile of 2,000 drafts, README "Runbook: the month-end close"), about 70 invoices/s on one
-core; the month-end target is 400/s. Here a chunk of 200 costs the same ~13 statements as a
+Why set-based: the per-invoice ORM path cost ~17 statements, 4 flushes and ~12 ms of Python per
+draft (profile of 2,000 drafts, README "Runbook: the month-end close"), about 70 invoices/s on
+one core; the month-end target is 400/s. Here a chunk of 200 costs the same ~13 statements as a
 chunk of 3.
 
-Same guarantees, same locks:
-- The drafts' invoice rows are locked FOR UPDATE in id order first, as `lifecycle.get_for_update`
-  does one by one; the ingest locks drafts FOR NO KEY UPDATE in id order too, so an event
-  either gets in before (and is on the invoice: totals are read after the lock) or waits and
-  sees OPEN (late usage on the next draft). No lock-order cycle with it.
+Guarantees and locks:
+- The drafts' invoice rows are locked FOR UPDATE in id order first (`finalize.lock`); the ingest
+  locks drafts FOR NO KEY UPDATE in id order too, so an event either gets in before (and is on
+  the invoice: totals are read after the lock) or waits and sees OPEN (late usage on the next
+  draft). No lock-order cycle with it. Then the number counters, in organization order.
 - A row that is no DRAFT any more (finalized by hand after the claim) is ALREADY; an empty one
-  (no lines after the recurring ones) is SKIPPED and left a draft, as `close_invoice` decides.
+  (no lines after the recurring ones) is SKIPPED and left a draft.
 - Failures that can be foreseen in Python (a plan with no price, a bad plan line, too many
-  lines) are not written at all: those drafts are returned as `isolated`, and the caller closes
-  each alone with `cycle.close_invoice`, which raises and records the coded error. Anything
-  else (a trigger, a lock timeout, a lost connection) raises out of here: the caller rolls the
-  chunk back and falls back to the per-invoice path for every draft of it.
-- Numbers come from `numbering.next_invoice_numbers` (one upsert, organization order), the
-  outbox rows from `outbox.write_pending_many`, the rollup from `rollup.apply_finalized`: the
-  same rules as the single-invoice functions, one statement each. The lifecycle triggers
-  (0001/0003) run on every row as before.
+  lines) are not written at all: in a chunk those drafts are returned as `isolated`, and the
+  driver closes each alone with `close_invoice`, which raises the coded error (the driver
+  records it). Anything else (a trigger, a lock timeout, a lost connection) raises out of here:
+  the caller rolls the chunk back and falls back to `close_invoice` for every draft of it.
 
 Caller owns the transaction (commits, then enqueues the syncs).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from models import rollup, tables
-from models.close import cycle
-from models.close.cycle import Outcome
-from models.errors import DomainError
+from models import tables
+from models.close import cycle, recurring
+from models.close.cycle import Closed, Outcome
+from models.errors import DomainError, NotFound, TooManyItems
 from models.ids import new_public_id
-from models.invoices import lifecycle, numbering
-from models.prices import load_book
-from models.sync_state import outbox
+from models.invoices import finalize, lifecycle
 
 
 @dataclass
@@ -59,45 +53,29 @@ class ChunkClosed:
         return [i for i, o in self.outcomes.items() if o == Outcome.FINALIZED]
 
 
-# The drafts, locked in id order (invoices_pkey), with what the close needs to know of them.
-_LOCK = sa.text(
-    "SELECT i.id, i.organization_id, i.status, i.currency, i.period_start, i.period_end, "
-    "i.line_item_count, o.invoice_prefix FROM invoices i "
-    "JOIN organizations o ON o.id = i.organization_id "
-    "WHERE i.id = ANY(CAST(:ids AS bigint[])) ORDER BY i.id FOR UPDATE OF i"
-)
-
-# Count and sum of the stored line amounts (ix_invoice_items_invoice_id), as finalize does.
-_TOTALS = sa.text(
-    "SELECT invoice_id, count(*) AS n, sum(amount_cents) AS subtotal FROM invoice_items "
-    "WHERE invoice_id = ANY(CAST(:ids AS bigint[])) GROUP BY invoice_id"
-)
-
-_FINALIZE = sa.text(
-    "UPDATE invoices AS i SET status = :open, number = v.number, line_item_count = v.n, "
-    "subtotal_cents = v.subtotal, total_cents = v.subtotal, finalized_at = :now, "
-    "due_date = coalesce(i.due_date, :due), updated_at = :now "
-    "FROM unnest(CAST(:ids AS bigint[]), CAST(:numbers AS text[]), CAST(:ns AS int[]), "
-    "CAST(:subtotals AS bigint[])) AS v(id, number, n, subtotal) "
-    "WHERE i.id = v.id AND i.status = :draft"
-)
-
-
 def close_drafts(
-    session: Session, invoice_ids: Sequence[int], *, now: datetime, rollup_shards: int
+    session: Session,
+    invoice_ids: Sequence[int],
+    *,
+    now: datetime,
+    rollup_shards: int,
+    isolate: bool = True,
 ) -> ChunkClosed:
     """Close these drafts of the close together (see the module docstring). Returns each one's
-    outcome, and the drafts left for the per-invoice path. Raises whatever the database raises;
-    the caller rolls back. Caller commits."""
+    outcome, and (with `isolate`) the drafts left for the per-invoice path; without it, raises
+    the first such draft's DomainError. Raises whatever the database raises; the caller rolls
+    back. Caller commits."""
     result = ChunkClosed()
     ids = sorted(set(invoice_ids))
     if not ids:
         return result
-    rows = {int(r.id): r for r in session.execute(_LOCK, {"ids": ids})}
+    rows = finalize.lock(session, ids)
     drafts = []
     for invoice_id in ids:
         row = rows.get(invoice_id)
         if row is None:
+            if not isolate:
+                raise NotFound("invoice not found", field=("invoiceId",))
             result.isolated.append(invoice_id)  # gone: let the per-invoice path say so
         elif row.status != tables.InvoiceStatus.DRAFT:
             result.outcomes[invoice_id] = Outcome.ALREADY
@@ -105,122 +83,73 @@ def close_drafts(
             drafts.append(row)
     if not drafts:
         return result
-    items, closing = _recurring_items(session, drafts, now=now, isolated=result.isolated)
+    items, closing = _recurring_items(session, drafts, now=now, isolated=result.isolated,
+                                      isolate=isolate)  # fmt: skip
     if items:
         session.execute(sa.insert(tables.InvoiceItem.__table__), items)  # type: ignore[attr-defined]
-    totals = {
-        int(t.invoice_id): (int(t.n), int(t.subtotal))
-        for t in session.execute(_TOTALS, {"ids": [r.id for r in closing]})
-    }
-    finalizing = [r for r in closing if totals.get(r.id, (0, 0))[0] > 0]
-    skipped = [int(r.id) for r in closing if totals.get(r.id, (0, 0))[0] == 0]
-    if finalizing:
-        _finalize(session, finalizing, totals, now=now, rollup_shards=rollup_shards)
-        cycle.record_outcomes(session, [int(r.id) for r in finalizing], Outcome.FINALIZED, now=now)
-    if skipped:
-        cycle.record_outcomes(session, skipped, Outcome.SKIPPED, now=now)
-    for r in finalizing:
-        result.outcomes[int(r.id)] = Outcome.FINALIZED
-    for invoice_id in skipped:
+    done = finalize.finalize_locked(session, closing, now=now, rollup_shards=rollup_shards)
+    if done.finalized:
+        cycle.record_outcomes(session, done.finalized, Outcome.FINALIZED, now=now)
+    if done.empty:
+        cycle.record_outcomes(session, done.empty, Outcome.SKIPPED, now=now)
+    for invoice_id in done.finalized:
+        result.outcomes[invoice_id] = Outcome.FINALIZED
+    for invoice_id in done.empty:
         result.outcomes[invoice_id] = Outcome.SKIPPED
     result.isolated.sort()
     return result
 
 
+def close_invoice(
+    session: Session, invoice_id: int, *, now: datetime, rollup_shards: int
+) -> Closed:
+    """`close_drafts` for one draft (the driver's per-invoice fallback): FINALIZED, SKIPPED (no
+    lines at all: left an empty draft) or ALREADY. Raises the draft's DomainError
+    (UNKNOWN_PRODUCT: a plan with no price; TOO_MANY_ITEMS). Caller commits, then enqueues the
+    sync."""
+    closed = close_drafts(session, [invoice_id], now=now, rollup_shards=rollup_shards,
+                          isolate=False)  # fmt: skip
+    invoice = session.get_one(tables.Invoice, invoice_id, populate_existing=True)
+    return Closed(closed.outcomes[invoice_id], invoice)
+
+
 def _recurring_items(
-    session: Session, drafts: list[Any], *, now: datetime, isolated: list[int]
-) -> tuple[list[dict[str, Any]], list[Any]]:
-    """The SUBSCRIPTION line rows of every draft (one subscriptions query, one price book), and
-    the drafts whose lines are all valid. A draft with a foreseeable failure goes to
-    `isolated` and gets no line."""
-    orgs = sorted({int(r.organization_id) for r in drafts})
-    starts = [r.period_start for r in drafts]
-    ends = [r.period_end for r in drafts]
-    s = tables.Subscription
-    subs_of: dict[int, list[tables.Subscription]] = defaultdict(list)
-    for sub in session.exec(
-        select(s)
-        .where(
-            col(s.organization_id).in_(orgs),
-            col(s.since) < max(ends),
-            sa.or_(col(s.until).is_(None), col(s.until) > min(starts)),
-        )
-        .order_by(col(s.id))
-    ):
-        subs_of[sub.organization_id].append(sub)
-    book = None
-    if subs_of:
-        book = load_book(
-            session,
-            products=sorted({x.product for subs in subs_of.values() for x in subs}),
-            currencies=sorted({r.currency.strip() for r in drafts}),
-            organization_ids=sorted(subs_of),
-            until=cycle.midnight(max(starts)),
-        )
+    session: Session,
+    drafts: list[finalize.Locked],
+    *,
+    now: datetime,
+    isolated: list[int],
+    isolate: bool,
+) -> tuple[list[dict[str, Any]], list[finalize.Locked]]:
+    """The SUBSCRIPTION line rows of every draft, and the drafts whose lines are all valid. A
+    draft with a foreseeable failure goes to `isolated` and gets no line (or, without
+    `isolate`, its error is raised)."""
+    periods = [
+        recurring.Period(r.organization_id, r.currency, r.period_start, r.period_end)
+        for r in drafts
+    ]
     items: list[dict[str, Any]] = []
     closing = []
-    for r in drafts:
-        subs = [x for x in subs_of.get(r.organization_id, []) if cycle.overlaps(
-            x, r.period_start, r.period_end)]  # fmt: skip
-        if not subs:
-            closing.append(r)
-            continue
-        assert book is not None
-        try:
-            lines = cycle.plan_lines(
-                subs,
-                book,
-                organization_id=int(r.organization_id),
-                currency=r.currency.strip(),
-                period_start=r.period_start,
-                period_end=r.period_end,
-            )
-            values = [lifecycle.line_values(line) for line in lines]
-        except DomainError:
-            isolated.append(int(r.id))  # `close_invoice` raises the same error, and records it
+    for r, lines in zip(drafts, recurring.lines_for(session, periods), strict=True):
+        if isinstance(lines, DomainError):
+            if not isolate:
+                raise lines
+            isolated.append(r.id)  # `close_invoice` raises the same error; the driver records it
             continue
         if (
             len(lines) > lifecycle.MAX_ITEMS_PER_CALL
             or r.line_item_count + len(lines) > lifecycle.MAX_ITEMS_PER_INVOICE
         ):
-            isolated.append(int(r.id))  # TooManyItems from `add_lines`
+            if not isolate:
+                raise TooManyItems(
+                    f"an invoice holds at most {lifecycle.MAX_ITEMS_PER_INVOICE} line items",
+                    field=("items",),
+                )
+            isolated.append(r.id)
             continue
-        for v in values:
-            v["metadata"] = v.pop("metadata_")
-            items.append(
-                {"public_id": new_public_id("li"), "invoice_id": int(r.id), "created_at": now, **v}
-            )
+        for v in lines:
+            row = {k: v[k] for k in v if k != "metadata_"}
+            items.append({"public_id": new_public_id("li"), "invoice_id": r.id,
+                          "created_at": now, "metadata": v["metadata_"], **row})  # fmt: skip
         closing.append(r)
     return items, closing
-
-
-def _finalize(
-    session: Session,
-    drafts: list[Any],
-    totals: dict[int, tuple[int, int]],
-    *,
-    now: datetime,
-    rollup_shards: int,
-) -> None:
-    ids = [int(r.id) for r in drafts]
-    numbers = numbering.next_invoice_numbers(
-        session, [(int(r.organization_id), r.invoice_prefix) for r in drafts]
-    )
-    updated = session.execute(
-        _FINALIZE,
-        {
-            "ids": ids,
-            "numbers": numbers,
-            "ns": [totals[i][0] for i in ids],
-            "subtotals": [totals[i][1] for i in ids],
-            "now": now,
-            "due": now.date() + lifecycle.DEFAULT_PAYMENT_TERMS,
-            "open": tables.InvoiceStatus.OPEN.value,
-            "draft": tables.InvoiceStatus.DRAFT.value,
-        },
-    )
-    if updated.rowcount != len(ids):  # type: ignore[attr-defined]
-        # Every row is locked and was a draft; anything else is a bug, and rolls the chunk back.
-        raise RuntimeError(f"finalized {updated.rowcount} of {len(ids)} locked drafts")  # type: ignore[attr-defined]
-    outbox.write_pending_many(session, ids, now=now)
-    rollup.apply_finalized(session, ids, shards=rollup_shards)

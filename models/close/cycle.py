@@ -1,24 +1,23 @@
-"""The month-end close, step by step: open a period's run, claim drafts, close one draft
-(recurring lines, then `lifecycle.finalize`), record what happened. `models.close.driver.run` drives
-these steps, one transaction per claim and one per chunk (`models.close.chunk` does a chunk's
-drafts together, with these rules; `close_invoice` is the per-invoice fallback); none of them
-commits.
+"""The month-end close, step by step: open a period's run, claim drafts, record what happened.
+`models.close.driver.run` drives these steps, one transaction per claim and one per chunk;
+`models.close.chunk` closes drafts (recurring lines from `models.close.recurring`, then
+`models.invoices.finalize`, the one finalize), a chunk together or one alone as the fallback;
+none of them commits.
 
 Decisions:
 - Which drafts: the period's usage drafts (`usage_drafts`), the ones the cycle owns. An
   organization with an active subscription and no usage gets a draft at the start of the run
   (`create_missing_drafts`, in batches), so its plan is billed; an organization with neither has no draft and gets no invoice. Drafts
   made by hand with `createInvoice` are finalized by hand, as before.
-- Recurring lines: one SUBSCRIPTION line per subscription overlapping the period, for the whole
-  period (no proration: a plan started mid-month costs the month), priced from `prices` at the
-  period start (midnight UTC of the first), so a price change during the month applies from the
-  next one. No price in the draft's currency is a failure of that invoice (UNKNOWN_PRODUCT).
+- Recurring lines: `models.close.recurring` (one line per subscription overlapping the period,
+  priced at the period start; the preview of the month so far shows the same lines). No price
+  in the draft's currency is a failure of that invoice (UNKNOWN_PRODUCT).
 - An empty draft (no lines after the recurring ones) is not finalized as a zero invoice: it stays
   an empty DRAFT, recorded as skipped, and is not claimed again while it stays empty. If usage
   lands on it later, the next run (or beat tick) finalizes it.
-- Exactly once: `lifecycle.finalize` locks the invoice row and refuses anything but a DRAFT, so a
-  draft claimed twice (a killed closer's chunk taken over) is finalized once; the second sees
-  OPEN and reports it as already done. The same row lock orders the finalize with racing usage
+- Exactly once: the close locks the invoice rows (`finalize.lock`) and finalizes only DRAFTs,
+  so a draft claimed twice (a killed closer's chunk taken over) is finalized once; the second
+  sees OPEN and reports it as already done. The same row lock orders the finalize with racing usage
   (`staging.place` locks it FOR NO KEY UPDATE and re-reads the status): an event either gets
   in before, and is on the invoice, or after, sees OPEN and goes to the next draft as late usage.
 """
@@ -27,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -35,12 +34,10 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from models import tables
-from models.errors import DomainError, InvalidValue, UnknownProduct
+from models.close import recurring
+from models.errors import DomainError, InvalidValue
 from models.ids import new_public_id
-from models.invoices import lifecycle
-from models.invoices.lifecycle import LineInput
-from models.prices import PriceBook, load_book
-from models.tables import InvoiceStatus, LineItemKind
+from models.tables import InvoiceStatus
 from models.usage import staging
 
 
@@ -65,7 +62,7 @@ def period_end(period: date) -> date:
 
 
 def midnight(d: date) -> datetime:
-    return datetime.combine(d, time(), tzinfo=UTC)
+    return recurring.midnight(d)
 
 
 def previous_month(d: date) -> date:
@@ -212,111 +209,6 @@ def claim(
 class Closed:
     outcome: Outcome
     invoice: tables.Invoice
-
-
-def close_invoice(
-    session: Session, invoice_id: int, *, now: datetime, rollup_shards: int
-) -> Closed:
-    """DRAFT -> OPEN for one draft of the close: its recurring lines, then `lifecycle.finalize`
-    (number, totals, outbox row, rollup delta), and its billing_run_invoices row; or, with no
-    lines at all, SKIPPED (left an empty draft). ALREADY when it is no draft any more. Raises
-    DomainError (UNKNOWN_PRODUCT: a plan with no price). Caller commits, then enqueues the sync."""
-    inv = lifecycle.get_for_update(session, invoice_id)
-    if inv.status != InvoiceStatus.DRAFT:
-        return Closed(Outcome.ALREADY, inv)
-    lines = recurring_lines(session, inv)
-    if lines:
-        lifecycle.add_lines(session, inv, lines, now=now)
-    if inv.line_item_count == 0 and not _has_lines(session, invoice_id):
-        _record(session, inv, Outcome.SKIPPED, now=now)
-        return Closed(Outcome.SKIPPED, inv)
-    inv = lifecycle.finalize(session, inv, now=now, rollup_shards=rollup_shards)
-    _record(session, inv, Outcome.FINALIZED, now=now)
-    return Closed(Outcome.FINALIZED, inv)
-
-
-def _has_lines(session: Session, invoice_id: int) -> bool:
-    return (
-        session.execute(
-            sa.text("SELECT 1 FROM invoice_items WHERE invoice_id = :i LIMIT 1"), {"i": invoice_id}
-        ).first()
-        is not None
-    )
-
-
-def recurring_lines(session: Session, inv: tables.Invoice) -> list[LineInput]:
-    """The SUBSCRIPTION lines of the invoice's organization for its period, each priced by the
-    version in effect at the period start (the organization's override first)."""
-    s = tables.Subscription
-    subs = session.exec(
-        select(s)
-        .where(
-            col(s.organization_id) == inv.organization_id,
-            col(s.since) < inv.period_end,
-            sa.or_(col(s.until).is_(None), col(s.until) > inv.period_start),
-        )
-        .order_by(col(s.id))
-    ).all()
-    if not subs:
-        return []
-    currency = inv.currency.strip()
-    book = load_book(
-        session,
-        products=[x.product for x in subs],
-        currencies=[currency],
-        organization_ids=[inv.organization_id],
-        until=midnight(inv.period_start),
-    )
-    return plan_lines(
-        subs,
-        book,
-        organization_id=inv.organization_id,
-        currency=currency,
-        period_start=inv.period_start,
-        period_end=inv.period_end,
-    )
-
-
-def overlaps(sub: tables.Subscription, period_start: date, period_end: date) -> bool:
-    """The subscription bills this period (the predicate of `recurring_lines`' query)."""
-    return sub.since < period_end and (sub.until is None or sub.until > period_start)
-
-
-def plan_lines(
-    subs: Sequence[tables.Subscription],
-    book: PriceBook,
-    *,
-    organization_id: int,
-    currency: str,
-    period_start: date,
-    period_end: date,
-) -> list[LineInput]:
-    """The lines of these subscriptions (already known to overlap the period, in id order),
-    priced from `book` at the period start. Raises UnknownProduct (a plan with no price)."""
-    at = midnight(period_start)
-    lines: list[LineInput] = []
-    for sub in subs:
-        price = book.lookup(organization_id, sub.product, currency, at)
-        if price is None:
-            raise UnknownProduct(
-                f"no {currency} price for {sub.product!r} at {at:%Y-%m-%d}: the plan of "
-                f"subscription {sub.id} cannot be billed",
-                field=("subscriptions", str(sub.id)),
-            )
-        lines.append(
-            LineInput(
-                kind=LineItemKind.SUBSCRIPTION,
-                description=f"{sub.description} ({period_start:%Y-%m})",
-                product=sub.product,
-                unit=price.unit,
-                quantity=sub.quantity,
-                unit_price=price.unit_price,
-                period_start=period_start,
-                period_end=period_end,
-                metadata={"subscription_id": sub.id, "price_id": price.id},
-            )
-        )
-    return lines
 
 
 def _record(

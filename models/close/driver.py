@@ -11,7 +11,7 @@ ORM path (~17 statements, 4 flushes, ~12 ms of Python per draft) closed about 70
 a quiet core, and the month-end target is 400/s with two closers on two shared cores; a chunk
 costs a dozen statements whatever its size. What it costs, and how the guarantees survive:
 - Error isolation: a draft whose failure can be foreseen (a plan with no price) is left out of
-  the chunk and closed alone by `cycle.close_invoice`, which records the coded error. Any other
+  the chunk and closed alone by `chunk.close_invoice`, which records the coded error. Any other
   error rolls the whole chunk back (nothing of it is written: numbers return with the
   rollback), and the driver then closes that chunk's drafts one by one in their own
   transactions, exactly as before, so only the failing draft fails and is recorded.
@@ -159,7 +159,7 @@ def _close_one(
 ) -> Outcome:
     try:
         with transaction(factory) as s:
-            return cycle.close_invoice(
+            return chunk.close_invoice(
                 s, invoice_id, now=clock(), rollup_shards=rollup_shards
             ).outcome
     except Exception as error:  # one draft's failure must not stop the close

@@ -2,7 +2,8 @@
 
 Each function takes a Session, changes state, raises a DomainError on bad input or an illegal
 transition, and never commits: the caller owns the transaction, so a finalize (status, number,
-totals, outbox row, rollup delta) is all or nothing. The database enforces the same lifecycle
+totals, outbox row, rollup delta: `models.invoices.finalize`, the one implementation) is all or
+nothing. Totals are written by `models.invoices.totals` only. The database enforces the same lifecycle
 and the immutability of finalized invoices with triggers; these checks exist to give the
 caller a clear, coded error first.
 """
@@ -12,12 +13,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import rollup, tables
@@ -35,7 +35,8 @@ from models.errors import (
     UsageLinesMetered,
 )
 from models.ids import new_public_id
-from models.invoices import numbering
+from models.invoices import finalize as finalizing
+from models.invoices import totals
 from models.money import (
     QUANTITY_MAX,
     QUANTITY_PLACES,
@@ -54,7 +55,6 @@ MAX_TEXT = 500
 MAX_METADATA_KEYS = 50
 MAX_METADATA_BYTES = 16_384  # as JSON
 MAX_METADATA_DEPTH = 5  # the object itself is level 1
-DEFAULT_PAYMENT_TERMS = timedelta(days=14)
 CHARGE_KINDS = (LineItemKind.USAGE, LineItemKind.SUBSCRIPTION, LineItemKind.ONE_OFF)
 
 
@@ -275,11 +275,8 @@ def add_lines(
         for v in values
     ]
     session.add_all(items)
-    invoice.line_item_count += len(items)
-    invoice.subtotal_cents += sum(item.amount_cents for item in items)
-    invoice.total_cents = invoice.subtotal_cents
-    invoice.updated_at = now
     session.flush()
+    totals.recompute(session, [invoice_id], now=now)
     return items
 
 
@@ -291,43 +288,25 @@ def _is_usage_draft(session: Session, invoice_id: int) -> bool:
 def finalize(
     session: Session, invoice: tables.Invoice, *, now: datetime, rollup_shards: int
 ) -> tables.Invoice:
-    """DRAFT -> OPEN: totals as the sum of the stored line amounts, the organization's next
-    gap-free number, the outbox row (PENDING) and the rollup delta, all in the caller's
-    transaction. Caller commits, then enqueues the sync. Raises InvalidTransition, EmptyInvoice,
-    Busy."""
+    """DRAFT -> OPEN for one invoice (`finalizeInvoice`): `models.invoices.finalize` with N = 1
+    (totals from the stored lines, the next gap-free number, the outbox row, the rollup delta),
+    in the caller's transaction. Returns the invoice re-read. Caller commits, then enqueues the
+    sync. Raises NotFound, InvalidTransition, EmptyInvoice, Busy."""
     assert invoice.id is not None
-    invoice = get_for_update(session, invoice.id)
-    if invoice.status != InvoiceStatus.DRAFT:
+    locked = finalizing.lock(session, [invoice.id]).get(invoice.id)
+    if locked is None:
+        raise NotFound("invoice not found", field=("invoiceId",))
+    if locked.status != InvoiceStatus.DRAFT:
         raise InvalidTransition(
-            f"invoice {invoice.number} is already finalized ({invoice.status})",
+            f"invoice {locked.number} is already finalized ({locked.status})",
             field=("invoiceId",),
         )
-    count, subtotal = session.execute(
-        sa.select(
-            sa.func.count(), sa.func.coalesce(sa.func.sum(tables.InvoiceItem.amount_cents), 0)
-        ).where(tables.InvoiceItem.invoice_id == invoice.id)  # type: ignore[arg-type]
-    ).one()
-    if count == 0:
+    done = finalizing.finalize_locked(session, [locked], now=now, rollup_shards=rollup_shards)
+    if not done.finalized:
         raise EmptyInvoice(
             "an invoice needs at least one line item to be finalized", field=("invoiceId",)
         )
-    organization = session.get_one(tables.Organization, invoice.organization_id)
-    invoice.number = numbering.next_invoice_number(
-        session, invoice.organization_id, organization.invoice_prefix
-    )
-    invoice.line_item_count = int(count)
-    invoice.subtotal_cents = int(subtotal)
-    invoice.total_cents = int(subtotal)
-    invoice.status = InvoiceStatus.OPEN
-    invoice.finalized_at = now
-    if invoice.due_date is None:
-        invoice.due_date = now.date() + DEFAULT_PAYMENT_TERMS
-    invoice.updated_at = now
-    session.flush()
-    outbox.write_pending(session, invoice, now=now)
-    rollup.apply_delta(session, invoice, +1, shards=rollup_shards)
-    session.flush()
-    return invoice
+    return session.get_one(tables.Invoice, invoice.id, populate_existing=True)
 
 
 class PaidOn(StrEnum):

@@ -104,20 +104,10 @@ class Lease:
 # --- The API's side: finalize, void, resync ---------------------------------------------------
 
 
-def write_pending(
-    session: Session, invoice: tables.Invoice, *, now: datetime
-) -> tables.InvoiceSync:
-    """Create the outbox row of a just-finalized invoice, due now. Caller commits."""
-    assert invoice.id is not None
-    state = check(SyncStatus.NOT_REQUIRED, SyncStatus.PENDING)
-    row = tables.InvoiceSync(invoice_id=invoice.id, state=state, next_attempt_at=now)
-    session.add(row)
-    return row
-
-
-def write_pending_many(session: Session, invoice_ids: Sequence[int], *, now: datetime) -> None:
-    """`write_pending` for many just-finalized invoices, in one INSERT (the month-end close).
-    Caller commits."""
+def write_pending(session: Session, invoice_ids: Sequence[int], *, now: datetime) -> None:
+    """Create the outbox rows of just-finalized invoices (`invoices.finalize`), PENDING and due
+    now, in one INSERT whatever their number. The only writer of new invoice_sync rows. Caller
+    commits."""
     state = check(SyncStatus.NOT_REQUIRED, SyncStatus.PENDING)
     session.execute(
         sa.text(

@@ -10,7 +10,6 @@ which is the upsert's conflict target. Its amount is recomputed from the summed 
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -25,6 +24,7 @@ from models import tables
 from models.errors import PeriodClosed
 from models.ids import new_public_id
 from models.invoices import lifecycle
+from models.invoices import totals as invoice_totals
 from models.money import line_amount_cents
 from models.prices import PriceVersion
 from models.tables import InvoiceStatus
@@ -242,12 +242,13 @@ def add_quantities(
     now: datetime,
 ) -> None:
     """Add quantities to usage lines (creating missing ones), then re-price each touched line from
-    its new total and move the invoices' totals by the exact difference.
+        its new total and recompute the touched drafts' totals from their lines (`invoices.totals`).
 
-    One upsert (`INSERT ... SELECT` from the staged batch `... ON CONFLICT DO UPDATE SET quantity
-    = l.quantity + EXCLUDED.quantity`), rows in key order so concurrent ingests lock them in the same
-    order; then one UPDATE for the amounts that changed, and one for the invoices. The caller holds
-    the invoices' row locks (`place`).
+        One upsert (`INSERT ... SELECT` from the staged batch `... ON CONFLICT DO UPDATE SET quantity
+        = l.quantity + EXCLUDED.quantity`), rows in key order so concurrent ingests lock them in the same
+        order; then one UPDATE for the amounts that changed, and `totals.recompute` for the drafts
+    (one statement; it reads the drafts' lines, O(lines) per touched draft). The caller holds
+        the invoices' row locks (`place`).
     """
     if not totals:
         return
@@ -310,18 +311,11 @@ def add_quantities(
         ),
         {"b": batch, "now": now},
     ).all()
-    delta: dict[int, int] = defaultdict(int)
-    added: dict[int, int] = defaultdict(int)
     changed: list[tuple[int, int]] = []
     for r in rows:
-        if r.inserted:
-            delta[r.invoice_id] += r.amount_cents
-            added[r.invoice_id] += 1
-            continue
         amount = line_amount_cents(r.quantity, r.unit_price)
-        if amount != r.amount_cents:
+        if not r.inserted and amount != r.amount_cents:
             changed.append((r.id, amount))
-            delta[r.invoice_id] += amount - r.amount_cents
     if changed:
         session.execute(
             sa.text(
@@ -330,18 +324,5 @@ def add_quantities(
             ),
             {"ids": [c[0] for c in changed], "amt": [c[1] for c in changed]},
         )
-    touched = sorted(set(delta) | set(added))
-    session.execute(
-        sa.text(
-            "UPDATE invoices i SET subtotal_cents = i.subtotal_cents + u.d, "
-            "total_cents = i.total_cents + u.d, line_item_count = i.line_item_count + u.n, "
-            "updated_at = :now FROM unnest(CAST(:ids AS bigint[]), CAST(:d AS bigint[]), "
-            "CAST(:n AS integer[])) AS u(id, d, n) WHERE i.id = u.id"
-        ),
-        {
-            "ids": touched,
-            "d": [delta[i] for i in touched],
-            "n": [added[i] for i in touched],
-            "now": now,
-        },
-    )
+    # The drafts' totals from their lines, one statement for all of them (the one totals rule).
+    invoice_totals.recompute(session, sorted({r.invoice_id for r in rows}), now=now)

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from models import organizations, tables
 from models.errors import InvoiceNotDraft, NotFound
+from models.invoices import totals as invoice_totals
 from models.money import line_amount_cents
 from models.prices import PriceVersion
 from models.tables import InvoiceStatus
@@ -122,7 +123,8 @@ def replay(
     session: Session, *, organization_slug: str, period_start: date, now: datetime
 ) -> ReplayResult:
     """Rebuild the usage lines of one organization's draft for a period from its events: delete
-    them, re-aggregate, re-insert, and recompute the draft's totals from all its lines. Raises
+    them, re-aggregate, re-insert, and recompute the draft's totals from all its lines
+    (`invoices.totals`). Raises
     NotFound (no usage draft for that period) or InvoiceNotDraft. Caller commits."""
     org = organizations.by_slug(session, organization_slug)
     mapping = session.get(tables.UsageDraft, (org.id, period_start))
@@ -138,18 +140,8 @@ def replay(
         sa.text("DELETE FROM invoice_items WHERE invoice_id = :id AND price_id IS NOT NULL"),
         {"id": mapping.invoice_id},
     )
-    # Start the totals from the hand-written lines; add_quantities adds the usage lines' amounts.
-    session.execute(
-        sa.text(
-            "UPDATE invoices i SET subtotal_cents = t.s, total_cents = t.s, line_item_count = t.n "
-            "FROM (SELECT coalesce(sum(amount_cents), 0) AS s, count(*) AS n FROM invoice_items "
-            "WHERE invoice_id = :id) t WHERE i.id = :id"
-        ),
-        {"id": mapping.invoice_id},
-    )
     totals = _recomputed(session, [mapping.invoice_id])
     staging.add_quantities(session, totals, _prices(session, {k.price_id for k in totals}), now=now)
-    inv = session.execute(
-        sa.text("SELECT subtotal_cents FROM invoices WHERE id = :id"), {"id": mapping.invoice_id}
-    ).scalar_one()
-    return ReplayResult(mapping.invoice_id, len(totals), int(inv))
+    # With no events left there is no usage line to add: the totals still follow the deletion.
+    redone = invoice_totals.recompute(session, [mapping.invoice_id], now=now)[mapping.invoice_id]
+    return ReplayResult(mapping.invoice_id, len(totals), redone.subtotal_cents)

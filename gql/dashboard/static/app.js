@@ -36,7 +36,8 @@ const Q_INVOICE = `query($id: ID!, $after: String) { invoice(id: $id) {
     nodes { id kind description product app region unit quantity unitPrice amount { ${MONEY} } } } } }`;
 const GROUP = `name total { ${MONEY} } projectedTotal { ${MONEY} }`;
 const Q_SO_FAR = `query($org: String!) { organization(slug: $org) { name upcomingInvoice {
-  asOf total { ${MONEY} } projectedTotal { ${MONEY} } invoice { id periodStart periodEnd lineItemCount }
+  asOf periodStart periodEnd total { ${MONEY} } projectedTotal { ${MONEY} } invoice { id }
+  lines { kind }
   byProduct { ${GROUP} } byApp { ${GROUP} } byRegion { ${GROUP} } } }
   prices(currency: null) { product formatted effectiveFrom } }`;
 const RUN = "period startedAt finishedAt drafts finalized skipped failed pending lastError";
@@ -157,9 +158,9 @@ async function loadSoFar() {
   target.hidden = false;
   target.innerHTML = `<h2>This month so far</h2>
     <p><strong class="big">${escapeHtml(up.total.formatted)}</strong> so far,
-      projected <strong>${escapeHtml(up.projectedTotal.formatted)}</strong> by ${shortDate(up.invoice.periodEnd)}
-      <span class="muted">(as of ${escapeHtml(when(up.asOf))}, ${up.invoice.lineItemCount} lines;
-      <a href="#/invoices/${encodeURIComponent(up.invoice.id)}">the draft</a>)</span></p>
+      projected <strong>${escapeHtml(up.projectedTotal.formatted)}</strong> by ${shortDate(up.periodEnd)}
+      <span class="muted">(as of ${escapeHtml(when(up.asOf))}, ${up.lines.length} lines${up.invoice
+        ? `; <a href="#/invoices/${encodeURIComponent(up.invoice.id)}">the draft</a>` : ""})</span></p>
     <div class="groups">${group("By product", up.byProduct)}${group("By app", up.byApp)}${group("By region", up.byRegion)}</div>
     <details><summary>Unit prices</summary><ul>${priceList}</ul></details>`;
   soFarTimer = setTimeout(() => {
