@@ -1,4 +1,4 @@
-"""One implementation per business rule (STYLE.md j), read from the source of models/ with `ast`:
+"""One implementation per business rule (docs/architecture.md, "One implementation per business rule"), read from the source of models/ with `ast`:
 exactly one function writes invoices' totals (subtotal_cents, total_cents, line_item_count),
 one assigns invoice numbers, one inserts outbox rows (invoice_sync), one takes numbers from
 invoice_number_sequences.

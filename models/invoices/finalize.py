@@ -1,4 +1,4 @@
-"""Finalize: DRAFT -> OPEN for N drafts at once, the one implementation (STYLE.md j).
+"""Finalize: DRAFT -> OPEN for N drafts at once, the one implementation (docs/architecture.md, "One implementation per business rule").
 
 `finalizeInvoice` (through `lifecycle.finalize`, N = 1), the month-end close (a chunk of 200,
 and its per-invoice fallback, N = 1), the demo seed and the tests' factories all run this code.
