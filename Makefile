@@ -7,7 +7,7 @@ UV := .tools/bin/uv
 endif
 RUN := $(UV) run --frozen
 
-.PHONY: install run test lint typecheck check schema bench-api bench-sync bench-summary bench-generate bench-usage bench-close bench-close-sync stop clean
+.PHONY: install run test lint typecheck check schema bench-api bench-sync bench-summary bench-generate bench-usage bench-close bench-close-sync bench-forecast stop clean
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -60,6 +60,9 @@ bench-close: install
 
 bench-close-sync: install
 	$(RUN) python bench/close_sync.py
+
+bench-forecast: install
+	$(RUN) python bench/forecast.py
 
 stop: install
 	$(RUN) billing stop
