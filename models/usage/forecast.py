@@ -60,13 +60,13 @@ class Kind(StrEnum):
     BURSTY = "bursty"
 
 
-_TIME_UNITS = ("-second", "-minute", "-hour", "-day", "-month")
+_TIME_UNITS = frozenset({"second", "minute", "hour", "day", "month"})
 
 
 def kind_of(unit: str) -> Kind:
-    """A usage line's kind from its unit: per unit of time is continuous, anything else (GB of
-    traffic, requests) bursty."""
-    return Kind.CONTINUOUS if unit.lower().endswith(_TIME_UNITS) else Kind.BURSTY
+    """A usage line's kind from its unit: per unit of time ("second", "vCPU-second",
+    "GB-month") is continuous, anything else (GB of traffic, requests) bursty."""
+    return Kind.CONTINUOUS if unit.lower().rsplit("-", 1)[-1] in _TIME_UNITS else Kind.BURSTY
 
 
 @dataclass(frozen=True)

@@ -1,33 +1,25 @@
 """The month so far: an organization's current usage draft, its breakdowns and a projection.
 
 Reads the draft's lines only (one indexed query on ix_invoice_items_invoice_id_id), never the
-events, so it costs O(lines) at any event volume.
-
-Projection (a run rate per line, not a forecast): for each usage line of the draft's own
-period, rate = quantity / max(as_of - first_usage_at, 1 hour), and the projected quantity is
-quantity + rate x (period_end - as_of), priced with the line's unit price and rounded half-even
-like any line. A machine started yesterday is projected from its own day of usage, not diluted
-over the whole month. A line with no usage in the last 24 hours is taken as stopped (no more
-usage projected). Late-usage lines (an earlier service period) and hand-written lines are
-already complete and count as they are.
+events, so it costs O(lines) at any event volume. The projection and its range are
+models/usage/forecast.py's `forecast` over those lines (`line_usage` says how a line is read),
+the same function the backtest (bench/forecast.py) measures.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import UTC, date, datetime, time
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
 from models import tables
-from models.money import line_amount_cents
+from models.usage.forecast import Forecast, Kind, LineUsage, forecast, kind_of
 from models.usage.staging import month_of
-
-MIN_ELAPSED = timedelta(hours=1)  # a run rate from a few seconds of usage would be noise
-STOPPED_AFTER = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -35,6 +27,8 @@ class Group:
     name: str | None
     total_cents: int
     projected_cents: int
+    low_cents: int = 0
+    high_cents: int = 0
 
 
 @dataclass(frozen=True)
@@ -43,42 +37,50 @@ class Upcoming:
     as_of: datetime
     total_cents: int
     projected_cents: int
+    low_cents: int
+    high_cents: int
+    method: str
     by_product: list[Group]
     by_app: list[Group]
     by_region: list[Group]
+    lines: tuple[LineUsage, ...] = ()  # what the forecast was computed over
 
 
-def _midnight(d: date) -> datetime:
+def midnight(d: date) -> datetime:
     return datetime.combine(d, time(), tzinfo=UTC)
 
 
-def projected_quantity(
-    quantity: Decimal,
-    *,
-    first: datetime | None,
-    last: datetime | None,
-    as_of: datetime,
-    period_end: datetime,
-) -> Decimal:
-    """The line's quantity at period end if it keeps its run rate (see the module docstring)."""
-    if first is None or last is None or as_of >= period_end or as_of - last > STOPPED_AFTER:
-        return quantity
-    elapsed = max(as_of - first, MIN_ELAPSED)
-    remaining = period_end - as_of
-    rate = quantity / Decimal(elapsed.total_seconds())
-    # 9 places, the precision of a quantity; the amount is then rounded once, like any line.
-    return (quantity + rate * Decimal(remaining.total_seconds())).quantize(Decimal("1e-9"))
+def line_usage(row: Any, period_start: date) -> LineUsage:
+    """How the forecast reads one draft line: usage of the draft's own period by its unit's kind;
+    anything else (recurring, one-off, late usage of an earlier period) is complete."""
+    if row.price_id is None or row.period_start != period_start:
+        return LineUsage(Kind.EXACT, row.amount_cents)
+    return LineUsage(kind_of(row.unit), row.amount_cents, row.first_usage_at, row.last_usage_at)
+
+
+def project(
+    invoice: tables.Invoice, rows: Sequence[Any], *, as_of: datetime
+) -> tuple[tuple[LineUsage, ...], Forecast]:
+    """The forecast of a draft's lines (rows with unit, price_id, period_start, amount_cents,
+    first_usage_at, last_usage_at) as of `as_of`."""
+    lines = tuple(line_usage(r, invoice.period_start) for r in rows)
+    return lines, forecast(
+        lines,
+        as_of=as_of,
+        period_start=midnight(invoice.period_start),
+        period_end=midnight(invoice.period_end),
+    )
 
 
 def _groups(totals: dict[str | None, list[int]]) -> list[Group]:
     return sorted(
-        (Group(name, t, p) for name, (t, p) in totals.items()),
+        (Group(name, *t) for name, t in totals.items()),
         key=lambda g: (-g.total_cents, g.name or ""),
     )
 
 
-def upcoming(session: Session, organization_id: int, *, as_of: datetime) -> Upcoming | None:
-    """The current period's usage draft of an organization, with breakdowns; None if none.
+def current_draft(session: Session, organization_id: int, *, as_of: datetime) -> tables.Invoice | None:
+    """The draft that is the month so far, or None.
 
     Until the first event of a new month creates its draft, the previous month's draft is the
     month so far while it is still a draft (the close's grace); once the new month has usage,
@@ -91,48 +93,47 @@ def upcoming(session: Session, organization_id: int, *, as_of: datetime) -> Upco
     if mapping is None:
         return None
     invoice = session.get_one(tables.Invoice, mapping.invoice_id, populate_existing=True)
-    if invoice.status != tables.InvoiceStatus.DRAFT:
+    return invoice if invoice.status == tables.InvoiceStatus.DRAFT else None
+
+
+_LINES = sa.text(
+    "SELECT product, app, region, unit, amount_cents, period_start, price_id, first_usage_at,"
+    " last_usage_at FROM invoice_items WHERE invoice_id = :id"
+)
+
+
+def upcoming(session: Session, organization_id: int, *, as_of: datetime) -> Upcoming | None:
+    """The current period's usage draft of an organization, with breakdowns and its forecast;
+    None if none (see current_draft)."""
+    invoice = current_draft(session, organization_id, as_of=as_of)
+    if invoice is None:
         return None
-    rows = session.execute(
-        sa.text(
-            "SELECT product, app, region, quantity, unit_price, amount_cents, period_start, "
-            "price_id, first_usage_at, last_usage_at FROM invoice_items WHERE invoice_id = :id"
-        ),
-        {"id": mapping.invoice_id},
-    ).all()
-    period_end = _midnight(invoice.period_end)
+    rows = session.execute(_LINES, {"id": invoice.id}).all()
+    lines, f = project(invoice, rows, as_of=as_of)
     by: dict[str, dict[str | None, list[int]]] = {
-        "product": defaultdict(lambda: [0, 0]),
-        "app": defaultdict(lambda: [0, 0]),
-        "region": defaultdict(lambda: [0, 0]),
+        "product": defaultdict(lambda: [0, 0, 0, 0]),
+        "app": defaultdict(lambda: [0, 0, 0, 0]),
+        "region": defaultdict(lambda: [0, 0, 0, 0]),
     }
-    total = projected = 0
-    for r in rows:
-        amount = r.amount_cents
-        if r.price_id is not None and r.period_start == invoice.period_start:
-            q = projected_quantity(
-                r.quantity,
-                first=r.first_usage_at,
-                last=r.last_usage_at,
-                as_of=as_of,
-                period_end=period_end,
-            )
-            future = line_amount_cents(q, r.unit_price)
-        else:
-            future = amount
-        total += amount
-        projected += future
+    for r, lf in zip(rows, f.lines, strict=True):
         for name, value in (("product", r.product), ("app", r.app), ("region", r.region)):
-            by[name][value][0] += amount
-            by[name][value][1] += future
+            g = by[name][value]
+            g[0] += r.amount_cents
+            g[1] += lf.total_cents
+            g[2] += lf.low_cents
+            g[3] += lf.high_cents
     # total is the sum of the lines just read, so the breakdowns add up to it exactly even if
     # an ingest committed between reading the invoice row and its lines.
     return Upcoming(
         invoice=invoice,
         as_of=as_of,
-        total_cents=total,
-        projected_cents=projected,
+        total_cents=sum(r.amount_cents for r in rows),
+        projected_cents=f.total_cents,
+        low_cents=f.low_cents,
+        high_cents=f.high_cents,
+        method=f.method,
         by_product=_groups(by["product"]),
         by_app=_groups(by["app"]),
         by_region=_groups(by["region"]),
+        lines=lines,
     )
