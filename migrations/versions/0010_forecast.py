@@ -4,6 +4,10 @@ evaluated by a beat task, docs/forecast.md). Existing alerts are 'actual'. A thr
 per (organization, currency, kind): $500 actual and $500 forecast are two alerts. Firings keep
 their (alert, period) key, so each kind fires once per period.
 
+The open month in monthlySummary: `ix_invoices_draft_period_start`, partial on drafts, lets the
+platform-wide summary add the drafts of the current and previous month by reading only those
+drafts (models/rollup.py _OPEN_DRAFTS), never the finalized invoices of the months.
+
 Revision ID: 0010
 Revises: 0006
 Create Date: 2026-12-06
@@ -34,9 +38,17 @@ def upgrade() -> None:
         "spend_alerts",
         ["organization_id", "currency", "kind", "threshold_cents"],
     )
+    op.create_index(
+        "ix_invoices_draft_period_start",
+        "invoices",
+        ["period_start"],
+        postgresql_include=["currency", "subtotal_cents", "total_cents"],
+        postgresql_where=sa.text("status = 'draft'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_invoices_draft_period_start", table_name="invoices")
     # Forecast alerts have no meaning before this revision: they go, with their firings.
     op.execute("DELETE FROM spend_alerts WHERE kind = 'forecast'")
     op.drop_constraint(
