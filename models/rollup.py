@@ -229,7 +229,9 @@ def monthly_summary(
     incomplete_previous = False
     this_month = month_of(today) if today else None
     if this_month is not None:
-        previous = date(this_month.year - (this_month.month == 1), (this_month.month - 2) % 12 + 1, 1)
+        previous = date(
+            this_month.year - (this_month.month == 1), (this_month.month - 2) % 12 + 1, 1
+        )
         if previous.year in wanted or this_month.year in wanted:
             rows = session.execute(
                 _OPEN_DRAFTS_PLATFORM if scope_id == PLATFORM_SCOPE else _OPEN_DRAFTS_ORGANIZATION,

@@ -289,7 +289,7 @@ def test_dashboard_in_a_real_browser(world: World, committed: sessionmaker[Sessi
         assert shown[(f"{YEAR - 1}-03", "USD")] > 0 and shown[(f"{YEAR - 1}-03", "EUR")] == 0
         _assert_chart_axes(page, expected)
         # The open month: its draft so far ($7.00), marked so.
-        so_far = page.locator(f'.chart[data-currency="USD"] .bar.so-far')
+        so_far = page.locator('.chart[data-currency="USD"] .bar.so-far')
         expect(so_far).to_have_count(1)
         expect(so_far).to_have_attribute("data-month", f"{THIS_MONTH:%Y-%m}")
         expect(so_far).to_have_attribute("data-cents", "700")

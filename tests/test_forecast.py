@@ -44,9 +44,7 @@ def test_one_egress_event_moves_the_projection_by_at_most_its_bound(db: Session)
     assert org.id is not None
     as_of = datetime(2026, 3, 11, 12, tzinfo=UTC)
     # A machine since the 1st, hourly, and some egress: the month so far.
-    steady = [
-        ev(at=MARCH + timedelta(hours=h), quantity="3600") for h in range(int(10.5 * 24))
-    ]
+    steady = [ev(at=MARCH + timedelta(hours=h), quantity="3600") for h in range(int(10.5 * 24))]
     steady.append(ev(product="egress", app="web", region="fra", at=MARCH, quantity="10"))
     ingest.record_usage(db, steady, now=as_of)
     before_total, before = projected(db, org.id, as_of)
@@ -72,7 +70,7 @@ def test_a_machine_started_an_hour_ago_is_projected_within_its_bound(db: Session
     as_of = datetime(2026, 3, 20, tzinfo=UTC)
     ingest.record_usage(db, [ev(at=as_of - timedelta(hours=1), quantity="3600000")], now=as_of)
     total, proj = projected(db, org.id, as_of)
-    assert 0 < total and proj <= bound_cents(total, as_of)
+    assert total > 0 and proj <= bound_cents(total, as_of)
     assert db.execute(sa.text("SELECT count(*) FROM invoice_items")).scalar_one() == 1
 
 
@@ -147,7 +145,9 @@ def test_the_api_answers_what_the_pure_function_computes(
         seed_prices(s, at=now - timedelta(days=60))
         member = make_token(s, s.exec(select(tables.Organization)).one())
         start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        events = [ev(at=max(start, now - timedelta(hours=h)), quantity="360000") for h in range(1, 30)]
+        events = [
+            ev(at=max(start, now - timedelta(hours=h)), quantity="360000") for h in range(1, 30)
+        ]
         events += [ev(product="egress", app="api", region="sin", at=max(start, now - timedelta(minutes=5)),
                       quantity="12.5")]  # fmt: skip
         events += [ev(product="volume-storage", app="db", at=max(start, now - timedelta(days=2)),

@@ -6,10 +6,10 @@ from datetime import date, datetime
 
 import strawberry
 
+from gql.core.enums import publish
 from gql.core.errors import UserError
 from gql.core.money import Money, money
 from gql.core.scalars import BigInt
-from gql.core.enums import publish
 from models import tables
 from models.alerts import AlertState
 from models.tables import SpendAlertKind

@@ -36,7 +36,9 @@ PROJECTION_METHOD = (
 )
 
 
-@strawberry.type(description="A projection to period end with its range (" + PROJECTION_METHOD + ")")
+@strawberry.type(
+    description="A projection to period end with its range (" + PROJECTION_METHOD + ")"
+)
 class Projection:
     total: Money = strawberry.field(description="The projected total at period end.")
     low: Money = strawberry.field(

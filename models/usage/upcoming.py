@@ -79,7 +79,9 @@ def _groups(totals: dict[str | None, list[int]]) -> list[Group]:
     )
 
 
-def current_draft(session: Session, organization_id: int, *, as_of: datetime) -> tables.Invoice | None:
+def current_draft(
+    session: Session, organization_id: int, *, as_of: datetime
+) -> tables.Invoice | None:
     """The draft that is the month so far, or None.
 
     Until the first event of a new month creates its draft, the previous month's draft is the
