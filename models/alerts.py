@@ -139,32 +139,37 @@ _FIRE_FORECAST = sa.text(
 def evaluate_forecasts(session: Session, *, now: datetime) -> int:
     """Fire every FORECAST threshold that the low end of its organization's current draft's
     projection has reached and that has not fired for that period, with a notification_outbox
-    row each. Returns how many fired. One projection per organization with such alerts (the
-    draft's lines, O(lines)). Caller commits."""
-    a = tables.SpendAlert
-    orgs = session.exec(
-        select(a.organization_id)
-        .where(col(a.kind) == SpendAlertKind.FORECAST.value)
-        .distinct()
-        .order_by(col(a.organization_id))
-    ).all()
+    row each. Returns how many fired. The drafts and lines of all organizations with such
+    alerts are read at once (upcoming.projections, O(their lines)); one statement per
+    organization whose low end reaches one of its thresholds. Caller commits."""
+    # Each organization with FORECAST thresholds, and its smallest: a projection whose low end
+    # is below it needs no statement.
+    lowest: dict[int, int] = {
+        int(org): int(cents)
+        for org, cents in session.execute(
+            sa.text(
+                "SELECT organization_id, min(threshold_cents) FROM spend_alerts"
+                " WHERE kind = 'forecast' GROUP BY organization_id ORDER BY organization_id"
+            )
+        ).all()
+    }
     fired = 0
-    for org_id in orgs:
-        up = upcoming.upcoming(session, org_id, as_of=now)
-        if up is None:
-            continue
+    for org_id, p in upcoming.projections(session, list(lowest), as_of=now).items():
+        f = p.forecast
+        if f.low_cents < lowest[org_id]:
+            continue  # no threshold reached: no statement
         fired += len(
             session.execute(
                 _FIRE_FORECAST,
                 {
                     "org": org_id,
-                    "currency": up.invoice.currency,
-                    "period": up.invoice.period_start,
-                    "invoice_id": up.invoice.id,
-                    "total": up.total_cents,
-                    "projected": up.projected_cents,
-                    "low": up.low_cents,
-                    "high": up.high_cents,
+                    "currency": p.invoice.currency,
+                    "period": p.invoice.period_start,
+                    "invoice_id": p.invoice.id,
+                    "total": p.total_cents,
+                    "projected": f.total_cents,
+                    "low": f.low_cents,
+                    "high": f.high_cents,
                     "now": now,
                 },
             ).all()

@@ -136,3 +136,21 @@ def test_set_spend_alert_with_kind_forecast_over_http(
     assert actual["spendAlert"]["kind"] == "ACTUAL"
     listed = api.data(LIST, member)["organization"]["spendAlerts"]
     assert [a["kind"] for a in listed] == ["ACTUAL", "FORECAST"]
+
+
+def test_one_tick_projects_every_organization_with_forecast_alerts(
+    db: Session, acme: tables.Organization
+) -> None:
+    beta, idle = make_org(db, slug="beta"), make_org(db, slug="idle")
+    for org, cents in ((acme, 50_000), (beta, 10**9), (idle, 1)):
+        alerts.set_spend_alert(db, org, threshold_cents=cents, currency="USD", now=MARCH,
+                               kind=SpendAlertKind.FORECAST)  # fmt: skip
+    day2 = MARCH + timedelta(days=2)
+    run_hours(db, MARCH, 48, now=day2)  # acme: ~$700 projected, crosses $500
+    events = [
+        ev(org="beta", at=MARCH + timedelta(hours=h), quantity=HOUR_OF_CPU) for h in range(48)
+    ]
+    assert ingest.record_usage(db, events, now=day2).rejected == []  # beta: below $10M
+    # idle: no draft at all.
+    assert alerts.evaluate_forecasts(db, now=day2) == 1
+    assert [n.organization_id for n in outbox(db)] == [acme.id]

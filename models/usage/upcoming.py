@@ -1,7 +1,8 @@
 """The month so far: an organization's current usage draft, its breakdowns and a projection.
 
 Reads the draft's lines only (one indexed query on ix_invoice_items_invoice_id_id), never the
-events, so it costs O(lines) at any event volume. The projection and its range are
+events, so it costs O(lines) at any event volume; `projections` does the same for many
+organizations at once (the forecast alerts). The projection and its range are
 models/usage/forecast.py's `forecast` over those lines (`line_usage` says how a line is read),
 the same function the backtest (bench/forecast.py) measures.
 """
@@ -15,7 +16,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from models import tables
 from models.usage.forecast import Forecast, Kind, LineUsage, forecast, kind_of
@@ -79,29 +80,83 @@ def _groups(totals: dict[str | None, list[int]]) -> list[Group]:
     )
 
 
-def current_draft(
-    session: Session, organization_id: int, *, as_of: datetime
-) -> tables.Invoice | None:
-    """The draft that is the month so far, or None.
+def current_drafts(
+    session: Session, organization_ids: Sequence[int], *, as_of: datetime
+) -> dict[int, tables.Invoice]:
+    """The draft that is the month so far of each of these organizations (absent: none).
 
     Until the first event of a new month creates its draft, the previous month's draft is the
     month so far while it is still a draft (the close's grace); once the new month has usage,
-    or the old draft is finalized (the newest OPEN invoice then), the new month's is."""
+    or the old draft is finalized (the newest OPEN invoice then), the new month's is.
+    Two queries whatever the number of organizations (usage_drafts by primary key, invoices by
+    id)."""
+    if not organization_ids:
+        return {}
     current = month_of(as_of.astimezone(UTC))
-    mapping = session.get(tables.UsageDraft, (organization_id, current))
-    if mapping is None:
-        previous = date(current.year - (current.month == 1), (current.month - 2) % 12 + 1, 1)
-        mapping = session.get(tables.UsageDraft, (organization_id, previous))
-    if mapping is None:
-        return None
-    invoice = session.get_one(tables.Invoice, mapping.invoice_id, populate_existing=True)
-    return invoice if invoice.status == tables.InvoiceStatus.DRAFT else None
+    previous = date(current.year - (current.month == 1), (current.month - 2) % 12 + 1, 1)
+    d = tables.UsageDraft
+    chosen: dict[int, tables.UsageDraft] = {}
+    for mapping in session.exec(
+        select(d).where(
+            col(d.organization_id).in_(sorted(set(organization_ids))),
+            col(d.period_start).in_([current, previous]),
+        )
+    ).all():
+        # The current month's mapping wins over the previous month's.
+        if mapping.period_start == current or mapping.organization_id not in chosen:
+            chosen[mapping.organization_id] = mapping
+    if not chosen:
+        return {}
+    i = tables.Invoice
+    invoices = session.exec(
+        select(i)
+        .where(col(i.id).in_([m.invoice_id for m in chosen.values()]))
+        .execution_options(populate_existing=True)
+    ).all()
+    return {
+        inv.organization_id: inv for inv in invoices if inv.status == tables.InvoiceStatus.DRAFT
+    }
+
+
+def current_draft(
+    session: Session, organization_id: int, *, as_of: datetime
+) -> tables.Invoice | None:
+    """The draft that is one organization's month so far, or None (current_drafts)."""
+    return current_drafts(session, [organization_id], as_of=as_of).get(organization_id)
 
 
 _LINES = sa.text(
-    "SELECT product, app, region, unit, amount_cents, period_start, price_id, first_usage_at,"
-    " last_usage_at FROM invoice_items WHERE invoice_id = :id"
+    "SELECT invoice_id, product, app, region, unit, amount_cents, period_start, price_id,"
+    " first_usage_at, last_usage_at FROM invoice_items WHERE invoice_id = ANY(:ids)"
 )
+
+
+@dataclass(frozen=True)
+class Projected:
+    invoice: tables.Invoice
+    total_cents: int  # the draft's lines so far
+    forecast: Forecast
+
+
+def projections(
+    session: Session, organization_ids: Sequence[int], *, as_of: datetime
+) -> dict[int, Projected]:
+    """The forecast of each of these organizations' month so far (absent: no draft): what the
+    forecast alerts' beat tick reads, in three queries for any number of organizations."""
+    drafts = current_drafts(session, organization_ids, as_of=as_of)
+    if not drafts:
+        return {}
+    by_invoice: dict[int, list[Any]] = defaultdict(list)
+    ids = [inv.id for inv in drafts.values()]
+    for r in session.execute(_LINES, {"ids": ids}).all():
+        by_invoice[r.invoice_id].append(r)
+    out: dict[int, Projected] = {}
+    for org_id, inv in drafts.items():
+        assert inv.id is not None
+        rows = by_invoice[inv.id]
+        _, f = project(inv, rows, as_of=as_of)
+        out[org_id] = Projected(inv, sum(r.amount_cents for r in rows), f)
+    return out
 
 
 def upcoming(session: Session, organization_id: int, *, as_of: datetime) -> Upcoming | None:
@@ -110,7 +165,7 @@ def upcoming(session: Session, organization_id: int, *, as_of: datetime) -> Upco
     invoice = current_draft(session, organization_id, as_of=as_of)
     if invoice is None:
         return None
-    rows = session.execute(_LINES, {"id": invoice.id}).all()
+    rows = session.execute(_LINES, {"ids": [invoice.id]}).all()
     lines, f = project(invoice, rows, as_of=as_of)
     by: dict[str, dict[str | None, list[int]]] = {
         "product": defaultdict(lambda: [0, 0, 0, 0]),
