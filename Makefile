@@ -7,7 +7,7 @@ UV := .tools/bin/uv
 endif
 RUN := $(UV) run --frozen
 
-.PHONY: install run test lint typecheck check schema bench-api bench-sync bench-summary bench-generate bench-usage bench-close bench-close-sync bench-upcoming stop clean
+.PHONY: install run test lint typecheck check schema bench-api bench-sync bench-summary bench-generate bench-usage bench-close bench-close-sync bench-upcoming stop clean bench-forecast bench-forecast-read
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -63,6 +63,12 @@ bench-close-sync: install
 
 bench-upcoming: install
 	$(RUN) python bench/upcoming.py
+
+bench-forecast: install
+	$(RUN) python bench/forecast.py
+
+bench-forecast-read: install
+	$(RUN) python bench/forecast_read.py
 
 stop: install
 	$(RUN) billing stop

@@ -159,6 +159,8 @@ class MonthTotals:
     invoice_count: int
     subtotal_cents: int
     total_cents: int
+    # False for a month that is not over (or not closed yet): its amounts include its drafts.
+    complete: bool = True
 
     @property
     def label(self) -> str:
@@ -179,6 +181,27 @@ _READ = sa.text(
 )
 
 
+# The drafts of the open months (the current one, and the previous one until its close has
+# finalized them): an organization's through ix_invoices_organization_id_period_start_id (a few
+# rows), the platform's through the partial ix_invoices_draft_period_start (one index entry per
+# draft of those two months, never the finalized invoices).
+_OPEN_DRAFTS = """
+    SELECT date_trunc('month', period_start)::date AS month, currency,
+           sum(subtotal_cents)::bigint AS subtotal, sum(total_cents)::bigint AS total,
+           bool_or(total_cents <> 0) AS pending
+    FROM invoices
+    WHERE status = 'draft' AND period_start >= :first AND period_start < :last
+      AND (CAST(:currency AS text) IS NULL OR currency = :currency) {org}
+    GROUP BY 1, 2
+"""
+_OPEN_DRAFTS_PLATFORM = sa.text(_OPEN_DRAFTS.format(org=""))
+_OPEN_DRAFTS_ORGANIZATION = sa.text(_OPEN_DRAFTS.format(org="AND organization_id = :scope_id"))
+
+
+def _next_month(d: date) -> date:
+    return date(d.year + d.month // 12, d.month % 12 + 1, 1)
+
+
 def monthly_summary(
     session: Session,
     *,
@@ -186,15 +209,42 @@ def monthly_summary(
     years: list[int],
     currency: str | None = None,
     default_currency: str = "USD",
+    today: date | None = None,
 ) -> list[MonthTotals]:
     """Every month of every requested year, per currency, zeros included.
 
     Reads at most 12 x years x shards rows through the rollup's primary key; cost does not grow
     with the number of invoices. A currency seen in any requested year gets all its months; with
     no data at all, the requested (or default) currency is returned with zeros.
+
+    With `today`, the open months are in it too: the current month and later ones are not
+    complete, and the current and previous month add their drafts' amounts (the previous month
+    is complete once no draft with an amount is left in it, i.e. its close has run; its empty
+    drafts, which the close skips, do not count). The draft read is one indexed query over the
+    drafts of those two months (_OPEN_DRAFTS).
     """
     wanted = sorted(set(years))
     found: dict[tuple[date, str], tuple[int, int, int]] = {}
+    drafts: dict[tuple[date, str], tuple[int, int]] = {}
+    incomplete_previous = False
+    this_month = month_of(today) if today else None
+    if this_month is not None:
+        previous = date(
+            this_month.year - (this_month.month == 1), (this_month.month - 2) % 12 + 1, 1
+        )
+        if previous.year in wanted or this_month.year in wanted:
+            rows = session.execute(
+                _OPEN_DRAFTS_PLATFORM if scope_id == PLATFORM_SCOPE else _OPEN_DRAFTS_ORGANIZATION,
+                {
+                    "scope_id": scope_id,
+                    "first": previous,
+                    "last": _next_month(this_month),
+                    "currency": currency,
+                },
+            )
+            for month, cur, subtotal, total, pending in rows:
+                drafts[(month, cur.strip())] = (int(subtotal), int(total))
+                incomplete_previous |= month == previous and bool(pending)
     for ys, ye in _year_runs(wanted):
         rows = session.execute(
             _READ,
@@ -207,13 +257,21 @@ def monthly_summary(
         )
         for month, cur, n, subtotal, total in rows:
             found[(month, cur.strip())] = (int(n), int(subtotal), int(total))
-    currencies = sorted({cur for (_, cur) in found}) or [currency or default_currency]
+    seen = {cur for (_, cur) in found} | {cur for (_, cur) in drafts}
+    currencies = sorted(seen) or [currency or default_currency]
     out: list[MonthTotals] = []
     for year in wanted:
         for m in range(1, 13):
+            month = date(year, m, 1)
+            complete = this_month is None or month < this_month
+            if this_month is not None and _next_month(month) == this_month:
+                complete = not incomplete_previous
             for cur in currencies:
-                n, subtotal, total = found.get((date(year, m, 1), cur), (0, 0, 0))
-                out.append(MonthTotals(year, m, cur, n, subtotal, total))
+                n, subtotal, total = found.get((month, cur), (0, 0, 0))
+                d_subtotal, d_total = drafts.get((month, cur), (0, 0))
+                out.append(
+                    MonthTotals(year, m, cur, n, subtotal + d_subtotal, total + d_total, complete)
+                )
     return out
 
 

@@ -504,12 +504,21 @@ class BillingRunInvoice(SQLModel, table=True):
     at: datetime = Field(sa_column=_ts(nullable=False))
 
 
+class SpendAlertKind(StrEnum):
+    ACTUAL = "actual"  # the draft's total reaches the threshold
+    FORECAST = "forecast"  # the projection's low reaches it (models/usage/forecast.py)
+
+
 class SpendAlert(SQLModel, table=True):
     """'Tell me when this month passes $500': fires once per period into the notification
-    outbox, from the ingest transaction that makes the draft cross it."""
+    outbox. ACTUAL from the ingest transaction that makes the draft cross it; FORECAST from the
+    beat task that projects the drafts (models/alerts.py)."""
 
     __tablename__ = "spend_alerts"
-    __table_args__ = (sa.UniqueConstraint("organization_id", "currency", "threshold_cents"),)
+    __table_args__ = (
+        sa.UniqueConstraint("organization_id", "currency", "kind", "threshold_cents"),
+        sa.CheckConstraint("kind IN ('actual', 'forecast')", name="kind_known"),
+    )
 
     id: int | None = Field(
         default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
@@ -521,6 +530,10 @@ class SpendAlert(SQLModel, table=True):
     )
     currency: str = Field(sa_column=sa.Column(sa.CHAR(3), nullable=False))
     threshold_cents: int = Field(sa_column=_bigint())
+    kind: str = Field(
+        default=SpendAlertKind.ACTUAL,
+        sa_column=sa.Column(sa.Text, nullable=False, server_default=sa.text("'actual'")),
+    )
     created_at: datetime | None = Field(
         default=None, sa_column=_ts(nullable=False, server_default=True)
     )

@@ -32,6 +32,8 @@ from sync.config import SyncConfig
 log = logging.getLogger("billing.sync")
 
 VISIBILITY_TIMEOUT = 600  # > the hard time limit
+# Forecast spend alerts: how often the drafts with FORECAST thresholds are projected (seconds).
+FORECAST_ALERTS_EVERY = 300
 
 # Celery's own per-task lines ("Task sync.sweep[...] received / succeeded") and beat's "Sending
 # due task" fire every sweep (2 s), and the Stripe SDK logs every request and response: routine,
@@ -80,11 +82,19 @@ def celery_settings(cfg: SyncConfig) -> dict[str, Any]:
             "close-period": {"task": "sync.close_period", "schedule": cfg.close_every_seconds},
             # Idempotency keys past their keep (sync/housekeeping.py).
             "purge-idempotency-keys": {"task": "sync.purge_idempotency_keys", "schedule": 3600},
+            # Forecast spend alerts (sync/forecast_alerts.py; its module says why not in ingest).
+            "evaluate-forecast-alerts": {
+                "task": "sync.evaluate_forecast_alerts",
+                "schedule": FORECAST_ALERTS_EVERY,
+            },
         },
     }
 
 
-app = Celery("billing", include=["sync.tasks", "sync.close_task", "sync.housekeeping"])
+app = Celery(
+    "billing",
+    include=["sync.tasks", "sync.close_task", "sync.housekeeping", "sync.forecast_alerts"],
+)
 
 
 def configure(cfg: SyncConfig) -> Celery:

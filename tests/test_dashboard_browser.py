@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ CHROMIUM = os.environ.get("BILLING_CHROMIUM", "/usr/bin/chromium")
 SHOTS = PROJECT_ROOT / "test-output" / "browser"
 YEAR = datetime.now(UTC).year  # the dashboard charts this year and the one before by default
 LAST_CLOSE = cycle.previous_month(datetime.now(UTC).date().replace(day=1))
+THIS_MONTH = datetime.now(UTC).date().replace(day=1)
 
 
 def _chromium_or_skip() -> str:
@@ -115,9 +116,17 @@ def _make_data(factory: sessionmaker[Session]) -> tuple[str, str, str, int]:
         lifecycle.add_lines(s, eur, [usage_line(quantity="10", unit_price="99")], now=now)
         lifecycle.finalize(s, eur, now=now, rollup_shards=SHARDS)
         assert org.id is not None
-        # A spend alert that fired (for January), and one never reached.
+        # The open month: a draft so far (the chart's "so far" bar).
+        open_draft = lifecycle.create_draft(
+            s, org, currency="USD", period_start=THIS_MONTH,
+            period_end=(THIS_MONTH + timedelta(days=32)).replace(day=1), now=now,
+        )  # fmt: skip
+        lifecycle.add_lines(s, open_draft, [usage_line(quantity="7", unit_price="100")], now=now)
+        # A spend alert that fired (for January), one never reached, and a forecast alert.
         fired = alerts.set_spend_alert(s, org, threshold_cents=10_000, currency="USD", now=now)
         alerts.set_spend_alert(s, org, threshold_cents=9_000_000, currency="USD", now=now)
+        alerts.set_spend_alert(s, org, threshold_cents=9_000_000, currency="USD", now=now,
+                               kind=tables.SpendAlertKind.FORECAST)  # fmt: skip
         s.add(
             tables.SpendAlertFiring(
                 alert_id=fired.id,
@@ -266,7 +275,9 @@ def test_dashboard_in_a_real_browser(world: World, committed: sessionmaker[Sessi
         with committed() as s:
             expected = {
                 (m.label, m.currency): m.total_cents
-                for m in rollup.monthly_summary(s, scope_id=world.org_id, years=[YEAR - 1, YEAR])
+                for m in rollup.monthly_summary(
+                    s, scope_id=world.org_id, years=[YEAR - 1, YEAR], today=THIS_MONTH
+                )
             }
         shown = {
             (b.get_attribute("data-month"), b.get_attribute("data-currency")): int(
@@ -277,25 +288,33 @@ def test_dashboard_in_a_real_browser(world: World, committed: sessionmaker[Sessi
         assert shown == expected
         assert shown[(f"{YEAR - 1}-03", "USD")] > 0 and shown[(f"{YEAR - 1}-03", "EUR")] == 0
         _assert_chart_axes(page, expected)
+        # The open month: its draft so far ($7.00), marked so.
+        so_far = page.locator('.chart[data-currency="USD"] .bar.so-far')
+        expect(so_far).to_have_count(1)
+        expect(so_far).to_have_attribute("data-month", f"{THIS_MONTH:%Y-%m}")
+        expect(so_far).to_have_attribute("data-cents", "700")
+        expect(so_far.locator(".so-far-label")).to_have_text("so far")
         page.screenshot(path=SHOTS / "home.png", full_page=True)
 
-        # Keyset paging: 15 invoices, 10 a page; page two holds the other 5.
+        # Keyset paging: 16 invoices (15 and the open draft), 10 a page; page two the other 6.
         rows = page.locator("table.invoices tbody tr")
         expect(rows).to_have_count(10)
         first_page = set(rows.evaluate_all("rs => rs.map(r => r.dataset.invoice)"))
         page.click("#next")
         expect(page.locator("#page")).to_have_text("page 2")
-        expect(rows).to_have_count(5)
+        expect(rows).to_have_count(6)
         second_page = set(rows.evaluate_all("rs => rs.map(r => r.dataset.invoice)"))
-        assert not first_page & second_page and len(first_page | second_page) == 15
+        assert not first_page & second_page and len(first_page | second_page) == 16
 
         # Spend alerts: the threshold that fired, with its period, and the one never reached.
         shown_alerts = page.locator("#alerts li")
-        expect(shown_alerts).to_have_count(2)
+        expect(shown_alerts).to_have_count(3)
         expect(shown_alerts.nth(0)).to_contain_text("$100.00")
         expect(shown_alerts.nth(0)).to_contain_text(f"fired for {YEAR}-01")
         expect(shown_alerts.nth(0)).to_have_attribute("data-fired", "yes")
         expect(shown_alerts.nth(1)).to_contain_text("not reached yet")
+        expect(shown_alerts.nth(2)).to_have_attribute("data-kind", "FORECAST")
+        expect(shown_alerts.nth(2)).to_contain_text("forecast")
         assert page.locator("#lastclose").count() == 0  # operators only
         page.screenshot(path=SHOTS / "page2.png", full_page=True)
 

@@ -32,9 +32,10 @@ class CycleMutations:
     @mutation(
         SpendAlertPayload,
         description=(
-            "Watch an organization's running month: when its draft's total reaches the "
-            "threshold, a notification is queued, once per period (members of the organization "
-            "and admins; at most 20 thresholds per organization)."
+            "Watch an organization's running month: when its draft's total (kind ACTUAL) or the "
+            "low end of its projection (kind FORECAST) reaches the threshold, a notification is "
+            "queued, once per period (members of the organization and admins; at most 20 "
+            "thresholds per organization)."
         ),
         permission_classes=[IsAuthenticated],
     )
@@ -49,11 +50,18 @@ class CycleMutations:
                 threshold_cents=int(input.threshold.cents),
                 currency=input.threshold.currency,
                 now=ctx.now(),
+                kind=input.kind,
             )
             assert org.id is not None
             states = alerts.list_alerts(s, org.id)
-        wanted = (input.threshold.currency.strip().upper(), int(input.threshold.cents))
+        wanted = (
+            input.threshold.currency.strip().upper(),
+            int(input.threshold.cents),
+            input.kind.value,
+        )
         state = next(
-            x for x in states if (x.alert.currency.strip(), x.alert.threshold_cents) == wanted
+            x
+            for x in states
+            if (x.alert.currency.strip(), x.alert.threshold_cents, x.alert.kind) == wanted
         )
         return SpendAlertPayload(spend_alert=SpendAlert.from_state(state))

@@ -6,11 +6,26 @@ from datetime import date, datetime
 
 import strawberry
 
+from gql.core.enums import publish
 from gql.core.errors import UserError
 from gql.core.money import Money, money
 from gql.core.scalars import BigInt
 from models import tables
 from models.alerts import AlertState
+from models.tables import SpendAlertKind
+
+publish(
+    SpendAlertKind,
+    name="SpendAlertKind",
+    description="What a spend alert watches.",
+    values={
+        SpendAlertKind.ACTUAL: "The draft's total so far; evaluated as usage is recorded.",
+        SpendAlertKind.FORECAST: (
+            "The low end of the draft's month-end projection (upcomingInvoice.projection.low); "
+            "evaluated every few minutes, so it fires before the money is spent."
+        ),
+    },
+)
 
 
 @strawberry.type(description="The month-end close of one period (`billing close-period`).")
@@ -58,7 +73,13 @@ class MoneyInput:
 class SetSpendAlertInput:
     organization_slug: str = strawberry.field(description="The organization to watch.")
     threshold: MoneyInput = strawberry.field(
-        description="Fires once per period when the draft's total reaches it (at or above)."
+        description=(
+            "Fires once per period when the watched amount (see kind) reaches it (at or above)."
+        )
+    )
+    kind: SpendAlertKind = strawberry.field(
+        default=SpendAlertKind.ACTUAL,
+        description="ACTUAL (default): the total so far; FORECAST: the projection's low end.",
     )
 
 
@@ -66,6 +87,9 @@ class SetSpendAlertInput:
 class SpendAlert:
     id: strawberry.ID = strawberry.field(description="Alert id.")
     threshold: Money = strawberry.field(description="The amount that fires it.")
+    kind: SpendAlertKind = strawberry.field(
+        description="What it watches: the total so far, or the projection's low end."
+    )
     triggered_at: datetime | None = strawberry.field(
         description="When it last fired; null if it never has."
     )
@@ -78,6 +102,7 @@ class SpendAlert:
         return cls(
             id=strawberry.ID(str(s.alert.id)),
             threshold=money(s.alert.threshold_cents, s.alert.currency),
+            kind=SpendAlertKind(s.alert.kind),
             triggered_at=s.triggered_at,
             period=_month(s.period),
         )

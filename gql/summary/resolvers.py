@@ -51,6 +51,7 @@ def summary_for(
         years=wanted,
         currency=code,
         default_currency=default_currency.strip(),
+        today=info.context.now().date(),
     )
     return [
         MonthlySummary(
@@ -61,6 +62,7 @@ def summary_for(
             invoice_count=r.invoice_count,
             subtotal=money(r.subtotal_cents, r.currency),
             total=money(r.total_cents, r.currency),
+            complete=r.complete,
         )
         for r in rows
     ]

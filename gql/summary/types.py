@@ -10,7 +10,10 @@ from gql.core.money import Money
 
 
 @strawberry.type(
-    description="One month and one currency: finalized invoices counted by billing period start (UTC)."
+    description=(
+        "One month and one currency: finalized invoices counted by billing period start (UTC); "
+        "a month that is not complete also counts its drafts so far."
+    )
 )
 class MonthlySummary:
     month: str = strawberry.field(description='Year and month, "2026-03".')
@@ -22,8 +25,18 @@ class MonthlySummary:
     invoice_count: int = strawberry.field(
         description="Finalized invoices (open, paid, uncollectible); voids and drafts do not count."
     )
-    subtotal: Money = strawberry.field(description="Sum of their subtotals.")
-    total: Money = strawberry.field(description="Sum of their totals.")
+    subtotal: Money = strawberry.field(
+        description="Sum of their subtotals (and of the drafts' while the month is not complete)."
+    )
+    total: Money = strawberry.field(
+        description="Sum of their totals (and of the drafts' so far while the month is not complete)."
+    )
+    complete: bool = strawberry.field(
+        description=(
+            "False for the current month (its drafts are counted so far), later months, and the "
+            "previous month until its close has finalized its drafts; true for closed months."
+        )
+    )
 
 
 # The `years` argument of both monthlySummary fields.

@@ -26,11 +26,42 @@ class RecordUsagePayload:
     )
 
 
+PROJECTION_METHOD = (
+    "Recurring, one-off and late-usage lines count as they are. Usage billed per unit of time "
+    "(machines, volumes) is projected at the month's run rate: amount so far / elapsed share of "
+    "the period x remaining share, never from a shorter span, so no single event moves the "
+    "projection by more than its amount x (remaining share / elapsed share). Traffic (egress) is "
+    "projected from the organization's mean day this month times the days left. The range: low "
+    "assumes lines idle for 24 hours stay stopped and traffic at the low end of its daily "
+    "variation; high that new machines keep their own rate, traffic at the high end, and some "
+    "new usage. Backtest: make bench-forecast (docs/forecast.md)."
+)
+
+
+@strawberry.type(
+    description="A projection to period end with its range (" + PROJECTION_METHOD + ")"
+)
+class Projection:
+    total: Money = strawberry.field(description="The projected total at period end.")
+    low: Money = strawberry.field(
+        description="Low end of the range: what the period ends at if stopped lines stay stopped."
+    )
+    high: Money = strawberry.field(
+        description="High end of the range: new machines at their own rate, more traffic."
+    )
+    method: str = strawberry.field(
+        description='The estimator and its version, such as "run-rate-by-kind/v1".'
+    )
+
+
 @strawberry.type(description="Part of the month so far: one product, app or region.")
 class UpcomingGroup:
     name: str | None = strawberry.field(description="Product, app or region; null for none.")
     total: Money = strawberry.field(description="Sum of its lines so far.")
-    projected_total: Money = strawberry.field(description="Its projection to period end.")
+    projected_total: Money = strawberry.field(
+        description="Its projection to period end (the sum of its lines' projections)."
+    )
+    projection: Projection = strawberry.field(description="Its projection with the range.")
 
 
 @strawberry.type(description="One line of the invoice the close would produce now.")
@@ -76,10 +107,10 @@ class UpcomingInvoice:
         )
     )
     projected_total: Money = strawberry.field(
-        description=(
-            "Total at period end if each usage line keeps its run rate: quantity / time since its "
-            "first usage (at least 1 hour) x time left; lines idle for 24 hours are not projected."
-        )
+        description="Projected total at period end: " + PROJECTION_METHOD
+    )
+    projection: Projection = strawberry.field(
+        description="The projection with its low/high range and method."
     )
     by_product: list[UpcomingGroup] = strawberry.field(description="Per product, largest first.")
     by_app: list[UpcomingGroup] = strawberry.field(description="Per app, largest first.")
@@ -115,12 +146,21 @@ class UpcomingInvoice:
     def from_domain(cls, u: upcoming.Upcoming) -> UpcomingInvoice:
         currency = u.currency
 
+        def projection(total: int, low: int, high: int) -> Projection:
+            return Projection(
+                total=money(total, currency),
+                low=money(low, currency),
+                high=money(high, currency),
+                method=u.method,
+            )
+
         def groups(gs: list[upcoming.Group]) -> list[UpcomingGroup]:
             return [
                 UpcomingGroup(
                     name=g.name,
                     total=money(g.total_cents, currency),
                     projected_total=money(g.projected_cents, currency),
+                    projection=projection(g.projected_cents, g.low_cents, g.high_cents),
                 )
                 for g in gs
             ]
@@ -132,6 +172,7 @@ class UpcomingInvoice:
             as_of=u.as_of,
             total=money(u.total_cents, currency),
             projected_total=money(u.projected_cents, currency),
+            projection=projection(u.projected_cents, u.low_cents, u.high_cents),
             by_product=groups(u.by_product),
             by_app=groups(u.by_app),
             by_region=groups(u.by_region),

@@ -21,7 +21,7 @@ const SYNC = `status attempts lastAttemptAt nextAttemptAt syncedAt
 
 const Q_VIEWER = `{ viewer { isAdmin organizations { slug name } } }`;
 const Q_SUMMARY = `query($years: [Int!]!, $org: String) {
-  monthlySummary(years: $years, organizationSlug: $org) { month currency invoiceCount total { ${MONEY} } } }`;
+  monthlySummary(years: $years, organizationSlug: $org) { month currency invoiceCount complete total { ${MONEY} } } }`;
 const Q_INVOICES = `query($first: Int!, $after: String, $filter: InvoiceFilter) {
   invoices(first: $first, after: $after, filter: $filter) {
     totalCount pageInfo { hasNextPage endCursor }
@@ -37,6 +37,7 @@ const Q_INVOICE = `query($id: ID!, $after: String) { invoice(id: $id) {
 const GROUP = `name total { ${MONEY} } projectedTotal { ${MONEY} }`;
 const Q_SO_FAR = `query($org: String!) { organization(slug: $org) { name upcomingInvoice {
   asOf periodStart periodEnd total { ${MONEY} } projectedTotal { ${MONEY} } invoice { id }
+  projection { low { ${MONEY} } high { ${MONEY} } }
   lines { kind }
   byProduct { ${GROUP} } byApp { ${GROUP} } byRegion { ${GROUP} } } }
   prices(currency: null) { product formatted effectiveFrom } }`;
@@ -47,7 +48,7 @@ const Q_LAST_CLOSE = `query($p1: String!, $p2: String!) {
   last: billingRun(period: $p1) { ${RUN} } before: billingRun(period: $p2) { ${RUN} }
   waiting: invoices(first: 0, filter: { syncStatus: [PENDING, SYNCING, RETRYING] }) { totalCount } }`;
 const Q_ALERTS = `query($org: String!) { organization(slug: $org) {
-  spendAlerts { id threshold { ${MONEY} } triggeredAt period } } }`;
+  spendAlerts { id kind threshold { ${MONEY} } triggeredAt period } } }`;
 const M_RESYNC = `mutation($id: ID!) { resyncInvoice(input: { invoiceId: $id }) {
   invoice { id syncState { ${SYNC} } } userErrors { field code message } } }`;
 
@@ -159,6 +160,7 @@ async function loadSoFar() {
   target.innerHTML = `<h2>This month so far</h2>
     <p><strong class="big">${escapeHtml(up.total.formatted)}</strong> so far,
       projected <strong>${escapeHtml(up.projectedTotal.formatted)}</strong> by ${shortDate(up.periodEnd)}
+      <span class="muted" data-field="range">(likely ${escapeHtml(up.projection.low.formatted)} to ${escapeHtml(up.projection.high.formatted)})</span>
       <span class="muted">(as of ${escapeHtml(when(up.asOf))}, ${up.lines.length} lines${up.invoice
         ? `; <a href="#/invoices/${encodeURIComponent(up.invoice.id)}">the draft</a>` : ""})</span></p>
     <div class="groups">${group("By product", up.byProduct)}${group("By app", up.byApp)}${group("By region", up.byRegion)}</div>
@@ -213,8 +215,8 @@ async function loadAlerts() {
   if (!alerts.length) return;
   target.hidden = false;
   target.innerHTML = `<h2>Spend alerts</h2><ul class="alerts">${alerts.map((a) => `
-    <li data-alert="${escapeHtml(a.id)}" data-fired="${a.triggeredAt ? "yes" : "no"}">
-      <strong>${escapeHtml(a.threshold.formatted)}</strong> a month:
+    <li data-alert="${escapeHtml(a.id)}" data-kind="${escapeHtml(a.kind)}" data-fired="${a.triggeredAt ? "yes" : "no"}">
+      <strong>${escapeHtml(a.threshold.formatted)}</strong> a month${a.kind === "FORECAST" ? " (forecast: when the projection's low end reaches it)" : ""}:
       ${a.triggeredAt ? `fired for ${escapeHtml(a.period)} at ${escapeHtml(when(a.triggeredAt))}` : `<span class="muted">not reached yet</span>`}</li>`).join("")}</ul>`;
 }
 

@@ -55,14 +55,17 @@ function chart(currency, months) {
     const x = PAD.left + i * slot + slot * 0.15;
     const y = PAD.top + plot - h;
     const mid = (x + slot * 0.35).toFixed(1);
-    const label = `${r.month}: ${r.total.formatted} (${r.invoiceCount} invoices)`;
+    // A month not complete (the current one) counts its drafts so far: said on the bar.
+    const soFar = r.complete === false && cents > 0n;
+    const label = `${r.month}: ${r.total.formatted}${soFar ? " so far" : ""} (${r.invoiceCount} invoices)`;
     const monthNo = Number(r.month.slice(5, 7));
     const year = monthNo === 1 || i === 0
       ? `<text x="${mid}" y="${HEIGHT - PAD.bottom + 27}" class="year-label">${escapeHtml(r.month.slice(0, 4))}</text>`
       : "";
-    return `<g class="bar" data-month="${escapeHtml(r.month)}" data-currency="${escapeHtml(currency)}" data-cents="${escapeHtml(r.total.cents)}" data-count="${r.invoiceCount}">
+    return `<g class="bar${soFar ? " so-far" : ""}" data-month="${escapeHtml(r.month)}" data-currency="${escapeHtml(currency)}" data-cents="${escapeHtml(r.total.cents)}" data-count="${r.invoiceCount}">
       <rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${(slot * 0.7).toFixed(1)}" height="${h.toFixed(1)}"><title>${escapeHtml(label)}</title></rect>
-      <text x="${mid}" y="${HEIGHT - PAD.bottom + 13}" class="month-label">${MONTHS[monthNo - 1] ?? ""}</text>${year}</g>`;
+      <text x="${mid}" y="${HEIGHT - PAD.bottom + 13}" class="month-label">${MONTHS[monthNo - 1] ?? ""}</text>${year}${soFar
+        ? `<text x="${mid}" y="${(y - 4).toFixed(1)}" class="so-far-label">so far</text>` : ""}</g>`;
   }).join("");
   return `<figure class="chart card" data-currency="${escapeHtml(currency)}">
     <figcaption><strong>${escapeHtml(currency)}</strong> <span class="muted">total ${escapeHtml(formatCents(total, currency))}</span></figcaption>
