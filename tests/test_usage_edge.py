@@ -100,7 +100,9 @@ def test_a_lone_surrogate_in_a_field_is_a_per_event_error(
 
     good = event(1)
     bad = orjson.dumps({**event(2), where: "SURROGATE"}).replace(b"SURROGATE", b"\\ud800")
-    response = post(api, world["metering"], None, raw=b'{"events": [' + orjson.dumps(good) + b"," + bad + b"]}")
+    response = post(
+        api, world["metering"], None, raw=b'{"events": [' + orjson.dumps(good) + b"," + bad + b"]}"
+    )
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == 1
     assert [r["code"] for r in response.json()["rejected"]] == ["INVALID_VALUE"]
@@ -118,8 +120,17 @@ def test_record_usage_internal_error_quotes_the_real_request_id(
         json={
             "query": "mutation($e: [UsageEventInput!]!) { recordUsage(input: {events: $e}) "
             "{ accepted } }",
-            "variables": {"e": [{"id": "x", "organizationSlug": "acme", "product": "egress",
-                                 "quantity": "1", "occurredAt": event(1)["occurredAt"]}]},
+            "variables": {
+                "e": [
+                    {
+                        "id": "x",
+                        "organizationSlug": "acme",
+                        "product": "egress",
+                        "quantity": "1",
+                        "occurredAt": event(1)["occurredAt"],
+                    }
+                ]
+            },
         },  # fmt: skip
         headers={"Authorization": f"Bearer {world['metering']}", "x-request-id": "req-abc"},
     )

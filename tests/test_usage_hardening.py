@@ -111,7 +111,9 @@ def test_metadata_is_stored_as_sent_and_numbers_are_not_strings(
 ) -> None:
     metadata = json.loads('{"a": 1.50, "b": 1, "c": "1.5", "d": [2.0e0, null, true]}',
                           parse_float=Decimal)  # fmt: skip
-    first = ingest.record_usage(db, [ev("m", metadata=metadata, at=NOW - timedelta(hours=1))], now=NOW)
+    first = ingest.record_usage(
+        db, [ev("m", metadata=metadata, at=NOW - timedelta(hours=1))], now=NOW
+    )
     assert first.accepted == 1
     stored = db.execute(
         sa.text("SELECT metadata::text FROM usage_events WHERE event_id = 'm'")
@@ -155,9 +157,13 @@ def test_an_unforeseeable_failure_of_one_line_keeps_to_its_events(
     ]  # fmt: skip
     assert all("req-42" in r.message for r in result.rejected)
     # Nothing of the failed group was kept: its ids are free for the retry.
-    assert db.execute(
-        sa.text("SELECT count(*) FROM usage_event_ids WHERE organization_id = :o"), {"o": beta.id}
-    ).scalar_one() == 0
+    assert (
+        db.execute(
+            sa.text("SELECT count(*) FROM usage_event_ids WHERE organization_id = :o"),
+            {"o": beta.id},
+        ).scalar_one()
+        == 0
+    )
     assert verify.verify(db) == []
 
 
