@@ -131,7 +131,7 @@ def test_record_usage_internal_error_quotes_the_real_request_id(
                     }
                 ]
             },
-        },  # fmt: skip
+        },
         headers={"Authorization": f"Bearer {world['metering']}", "x-request-id": "req-abc"},
     )
     error = response.json()["errors"][0]

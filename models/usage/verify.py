@@ -129,6 +129,14 @@ def replay(
     ).scalar_one()
     if status != InvoiceStatus.DRAFT:
         raise InvoiceNotDraft(f"the {period_start:%Y-%m} invoice is {status}; only drafts replay")
+    # The audited path (migration 0008): a replay rewrites counted lines, so it leaves a trace.
+    session.add(
+        tables.UsageAudit(
+            reason="usage replay of one draft",
+            detail={"invoice_id": mapping.invoice_id, "organization": organization_slug,
+                    "period_start": period_start.isoformat()},
+        )
+    )  # fmt: skip
     session.execute(
         sa.text("DELETE FROM invoice_items WHERE invoice_id = :id AND price_id IS NOT NULL"),
         {"id": mapping.invoice_id},
