@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from gql.core import permissions
 from gql.core.errors import database_failure, request_id_var
+from gql.usage import openapi
 from models.db import transaction
 from models.usage import ingest
 
@@ -200,4 +201,12 @@ def routes(
         raw = b"".join(chunks)
         return await run_in_threadpool(ingest_request, raw)
 
-    return [Route("/v1/usage", post_usage, methods=["POST"])]
+    document = Response(openapi.text(), media_type="application/json")
+
+    async def get_openapi(request: Request) -> Response:
+        return document
+
+    return [
+        Route("/v1/usage", post_usage, methods=["POST"]),
+        Route("/openapi.json", get_openapi, methods=["GET"]),
+    ]
