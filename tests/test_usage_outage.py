@@ -5,6 +5,7 @@ the pipeline resends what failed, and every event is counted exactly once."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -78,10 +79,8 @@ def cluster() -> Iterator[Cluster]:
     try:
         yield c
     finally:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):  # stopped by a failed test
             c.stop()
-        except subprocess.CalledProcessError:
-            pass  # already stopped by a failed test
         shutil.rmtree(c.dir, ignore_errors=True)
 
 
