@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlmodel import Session
 
 from models import prices, tables
@@ -191,3 +193,83 @@ def test_bad_events_beside_good_ones_through_from_json(
     )
     assert (result.accepted, codes(result)) == (1, [(1, ErrorCode.INVALID_VALUE)])
     assert date(2026, 3, 1)  # the draft month of NOW
+
+
+# Every kind of bad value, each with the code it must be refused with. Valid events are unique
+# ids on a few lines; bad ones carry ids of their own (so a refusal never shadows a valid id).
+BAD_KINDS: dict[str, tuple[dict[str, Any], str]] = {
+    "nan metadata": ({"metadata": {"a": Decimal("NaN")}}, ErrorCode.INVALID_VALUE),
+    "infinite metadata": ({"metadata": {"a": [Decimal("-Infinity")]}}, ErrorCode.INVALID_VALUE),
+    "NUL metadata key": ({"metadata": {"\x00": 1}}, ErrorCode.INVALID_VALUE),
+    "surrogate metadata": ({"metadata": {"a": "\udc00"}}, ErrorCode.INVALID_VALUE),
+    "surrogate product": ({"product": "egress\ud800"}, ErrorCode.INVALID_VALUE),
+    "surrogate app": ({"app": "\ud800"}, ErrorCode.INVALID_VALUE),
+    "padded product": ({"product": "egress "}, ErrorCode.INVALID_VALUE),
+    "padded region": ({"region": " ams"}, ErrorCode.INVALID_VALUE),
+    "NUL region": ({"region": "a\x00"}, ErrorCode.INVALID_VALUE),
+    "huge quantity": ({"quantity": "100000000000"}, ErrorCode.VALUE_OUT_OF_RANGE),
+    "line amount past the limit": (
+        {"product": "gpu-cluster", "quantity": "99999999999"},
+        ErrorCode.VALUE_OUT_OF_RANGE,
+    ),
+    "negative": ({"quantity": "-1"}, ErrorCode.NEGATIVE_QUANTITY),
+    "ten decimals": ({"quantity": "0.0000000001"}, ErrorCode.TOO_MANY_DECIMALS),
+    "unknown org": ({"org": "nobody"}, ErrorCode.UNKNOWN_ORGANIZATION),
+    "unknown product": ({"product": "teleport"}, ErrorCode.UNKNOWN_PRODUCT),
+    "too old": ({"at": NOW - timedelta(days=36)}, ErrorCode.OUT_OF_WINDOW),
+}
+valid_strategy = st.tuples(
+    st.sampled_from(["egress", "machines-shared-cpu", "gpu-cluster"]),
+    st.sampled_from(["web", None]),
+    st.decimals(min_value=0, max_value=10**4, places=3, allow_nan=False, allow_infinity=False),
+)
+mixed_strategy = st.lists(
+    st.one_of(valid_strategy, st.sampled_from(sorted(BAD_KINDS))), min_size=1, max_size=40
+)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(items=mixed_strategy, chunk=st.integers(1, 15), resend=st.booleans())
+def test_valid_events_count_once_and_bad_ones_are_reported_with_their_code(
+    db: Session, pricey: tables.Organization, items: list[Any], chunk: int, resend: bool
+) -> None:
+    with db.begin_nested() as sp:
+        inputs: list[UsageEventInput] = []
+        want_codes: list[str | None] = []
+        for n, item in enumerate(items):
+            if isinstance(item, str):
+                overrides, code = BAD_KINDS[item]
+                inputs.append(ev(f"bad-{n}", **overrides))
+                want_codes.append(code)
+            else:
+                product, app, quantity = item
+                inputs.append(
+                    ev(f"ok-{n}", product=product, app=app, quantity=format(quantity, "f"))
+                )
+                want_codes.append(None)
+        got_codes: list[str | None] = [None] * len(inputs)
+        accepted = 0
+        for start in range(0, len(inputs), chunk):
+            part = inputs[start : start + chunk]
+            result = ingest.record_usage(db, part, now=NOW)
+            accepted += result.accepted
+            for r in result.rejected:
+                got_codes[start + r.index] = r.code
+        assert got_codes == want_codes
+        assert accepted == want_codes.count(None)
+        if resend:  # the whole stream again: every valid event is a duplicate, nothing more
+            again = ingest.record_usage(db, inputs, now=NOW)
+            assert (again.accepted, again.duplicates) == (0, want_codes.count(None))
+        stored = db.execute(sa.text("SELECT count(*) FROM usage_event_ids")).scalar_one()
+        assert stored == want_codes.count(None)
+        total = db.execute(
+            sa.text("SELECT coalesce(sum(quantity), 0) FROM usage_events")
+        ).scalar_one()
+        assert total == sum(
+            (Decimal(i.quantity) for i, c in zip(inputs, want_codes, strict=True) if c is None),
+            Decimal(0),
+        )
+        assert verify.verify(db) == []
+        sp.rollback()

@@ -93,7 +93,7 @@ def batch(start: int, n: int, at: datetime) -> dict[str, Any]:
                 "product": "egress",
                 "quantity": "1",
                 "occurredAt": at.isoformat(),
-            }  # fmt: skip
+            }
             for i in range(start, start + n)
         ]
     }
