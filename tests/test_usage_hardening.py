@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
 import pytest
@@ -273,3 +273,29 @@ def test_valid_events_count_once_and_bad_ones_are_reported_with_their_code(
         )
         assert verify.verify(db) == []
         sp.rollback()
+
+
+@pytest.mark.parametrize(
+    ("quantity", "unit_price"),
+    [("1", "0.5"), ("3", "0.5"), ("5", "0.5"), ("2.5", "1"), ("0", "7"), ("1", "0.4999999999999"),
+     ("99999999999.999999999", "9999.999999999999"), ("12345678901.123456789", "0.000027006173"),
+     ("1.000000001", "999999999999.5")],
+)  # fmt: skip
+def test_the_sql_rounding_is_the_one_rule(db: Session, quantity: str, unit_price: str) -> None:
+    # The ingest's one write per line rounds in SQL (usage_half_even); it must be the Python rule
+    # exactly, on products past the default decimal context's 28 digits too.
+    from models.money import line_amount_cents
+
+    q, p = Decimal(quantity), Decimal(unit_price)
+    sql = db.execute(
+        sa.text("SELECT usage_half_even(CAST(:q AS numeric) * CAST(:p AS numeric))"),
+        {"q": q, "p": p},
+    ).scalar_one()
+    exact = q * p  # an exact reference, with a context wide enough for 44 digits
+    with localcontext() as ctx:
+        ctx.prec = 80
+        want = int((q * p).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    assert int(sql) == want
+    if abs(want) <= 10**15:  # within the money limit, the Python rule agrees to the cent
+        assert line_amount_cents(q, p) == want
+    assert exact is not None

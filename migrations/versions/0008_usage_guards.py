@@ -20,6 +20,9 @@ Choices, and why:
   trigger and a partition's TRUNCATE fires only the partition's statement triggers, so the
   TRUNCATE guard is put on the parent, on every existing partition, and by
   `usage_events_ensure_partition` on each new one.
+- `usage_half_even(numeric)`: the line amount's rounding rule in SQL, so the ingest writes a
+  usage line once per batch (quantity and amount in the same upsert) instead of upserting the
+  quantity and then updating the amount (two row versions of every hot line per batch).
 - Not covered: DDL (DROP TABLE, DETACH PARTITION by hand) and `session_replication_role =
   replica`, which only a superuser can use; an event trigger would need a superuser to install.
 
@@ -38,6 +41,15 @@ revision: str = "0008"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+# The one rounding rule (models/money.py: line_amount_cents) in SQL, for the ingest's single
+# write per line: half-even to a whole minor unit of a non-negative exact numeric. IMMUTABLE
+# and plain SQL, so the planner inlines it.
+HALF_EVEN_SQL = """
+CREATE FUNCTION usage_half_even(x numeric) RETURNS numeric LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT CASE WHEN x - trunc(x) = 0.5 AND mod(trunc(x), 2) = 0 THEN trunc(x) ELSE round(x) END
+$$;
+"""
 
 GUARDS_SQL = """
 CREATE FUNCTION usage_audited() RETURNS boolean LANGUAGE sql STABLE AS $$
@@ -177,9 +189,11 @@ def upgrade() -> None:
     op.create_index("ix_usage_audit_txid", "usage_audit", ["txid"])
     op.execute(GUARDS_SQL)
     op.execute(ENSURE_PARTITION_SQL)
+    op.execute(HALF_EVEN_SQL)
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION usage_half_even(numeric)")
     op.execute("DROP FUNCTION usage_events_detach_partition(date, text)")
     op.execute(OLD_ENSURE_PARTITION_SQL)
     op.execute(

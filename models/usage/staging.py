@@ -26,7 +26,7 @@ from models import tables
 from models.errors import PeriodClosed, ValueOutOfRange
 from models.ids import new_public_id
 from models.invoices import lifecycle
-from models.money import QUANTITY_MAX, line_amount_cents
+from models.money import AMOUNT_MAX_CENTS, QUANTITY_MAX, line_amount_cents
 from models.prices import PriceVersion
 from models.tables import InvoiceStatus
 
@@ -335,8 +335,8 @@ def add_quantities(
     its new total and move the invoices' totals by the exact difference.
 
     One upsert (`INSERT ... SELECT` from the staged batch `... ON CONFLICT DO UPDATE SET quantity
-    = l.quantity + EXCLUDED.quantity`), rows in key order so concurrent ingests lock them in the same
-    order; then one UPDATE for the amounts that changed, and one for the invoices. The caller holds
+    = l.quantity + EXCLUDED.quantity, amount_cents = usage_half_even(...)`), rows in key order so
+    concurrent ingests lock them in the same order; then one UPDATE for the invoices. The caller holds
     the invoices' row locks (`place`).
 
     Returns the keys of the lines that would not fit (`line_fits`) after the addition, empty when
@@ -385,6 +385,8 @@ def add_quantities(
         ),
         LineRow,
     )
+    # One write per line: quantity and amount in the same upsert (the amount by the one
+    # rounding rule, usage_half_even in SQL), skipped when the line would not fit.
     rows = session.execute(
         sa.text(
             f"INSERT INTO invoice_items AS l ({targets(LineRow)}, kind, created_at) "
@@ -393,44 +395,34 @@ def add_quantities(
             "ON CONFLICT (invoice_id, product, app, region, price_id, period_start) "
             "WHERE price_id IS NOT NULL "
             "DO UPDATE SET quantity = l.quantity + EXCLUDED.quantity, "
+            "amount_cents = usage_half_even((l.quantity + EXCLUDED.quantity) * l.unit_price), "
             "first_usage_at = LEAST(l.first_usage_at, EXCLUDED.first_usage_at), "
             "last_usage_at = GREATEST(l.last_usage_at, EXCLUDED.last_usage_at) "
             "WHERE l.quantity + EXCLUDED.quantity <= :qmax "
-            "RETURNING l.id, l.invoice_id, l.product, l.app, l.region, l.price_id, "
+            "AND usage_half_even((l.quantity + EXCLUDED.quantity) * l.unit_price) <= :amax "
+            "RETURNING l.invoice_id, l.product, l.app, l.region, l.price_id, "
             "l.period_start, l.quantity, l.unit_price, l.amount_cents, (l.xmax = 0) AS inserted"
         ),
-        {"b": batch, "now": now, "qmax": QUANTITY_MAX},
+        {"b": batch, "now": now, "qmax": QUANTITY_MAX, "amax": AMOUNT_MAX_CENTS},
     ).all()
-    overflow = set(keys) - {
-        LineKey(r.invoice_id, r.product, r.app, r.region, r.price_id, r.period_start) for r in rows
+    written = {
+        LineKey(r.invoice_id, r.product, r.app, r.region, r.price_id, r.period_start): r
+        for r in rows
     }
+    overflow = set(keys) - set(written)
+    if overflow:
+        return overflow
     delta: dict[int, int] = defaultdict(int)
     added: dict[int, int] = defaultdict(int)
-    changed: list[tuple[int, int]] = []
-    for r in rows:
+    for key, r in written.items():
         if r.inserted:
             delta[r.invoice_id] += r.amount_cents
             added[r.invoice_id] += 1
-            continue
-        if not line_fits(r.quantity, r.unit_price):
-            overflow.add(
-                LineKey(r.invoice_id, r.product, r.app, r.region, r.price_id, r.period_start)
-            )
-            continue
-        amount = line_amount_cents(r.quantity, r.unit_price)
-        if amount != r.amount_cents:
-            changed.append((r.id, amount))
-            delta[r.invoice_id] += amount - r.amount_cents
-    if overflow:
-        return overflow
-    if changed:
-        session.execute(
-            sa.text(
-                "UPDATE invoice_items l SET amount_cents = u.amt FROM unnest(CAST(:ids AS bigint[]), "
-                "CAST(:amt AS bigint[])) AS u(id, amt) WHERE l.id = u.id"
-            ),
-            {"ids": [c[0] for c in changed], "amt": [c[1] for c in changed]},
-        )
+        else:
+            # The stored amount always follows the stored quantity (verify checks it), so the
+            # amount before this batch is the rule applied to the quantity before it.
+            before = line_amount_cents(r.quantity - totals[key].quantity, r.unit_price)
+            delta[r.invoice_id] += r.amount_cents - before
     move_totals(session, delta, added, now=now)
     return set()
 
