@@ -416,10 +416,12 @@ class _Outcome:
 
 
 class _Retry(Exception):
-    """Raised inside the write savepoint to roll it back: these events must be left out."""
+    """Raised inside the write savepoint to roll it back: these events must be left out, and
+    with `late`, the next round takes the drafts' locks first (one was finalized meanwhile)."""
 
-    def __init__(self, refused: dict[int, DomainError]) -> None:
+    def __init__(self, refused: dict[int, DomainError], *, late: bool = False) -> None:
         self.refused = refused
+        self.late = late
 
 
 # A round is written again only when it refused some events; each round refuses at least one
@@ -432,29 +434,46 @@ def _write(session: Session, events: list[Event], *, now: datetime) -> _Outcome:
     those that turn out not to fit (see the module docstring). Raises the database's error
     (the savepoint rolled back) when a write fails."""
     refused: dict[int, DomainError] = {}
+    early = True
     for round_ in range(_ROUNDS):
         todo = [e for e in events if e.index not in refused]
         try:
             with session.begin_nested():
-                outcome = _write_once(session, todo, now=now, last=round_ == _ROUNDS - 1)
+                outcome = _write_once(
+                    session, todo, now=now, last=round_ == _ROUNDS - 1, early=early
+                )
         except _Retry as retry:
             refused.update(retry.refused)
+            early = early and not retry.late
             continue
         outcome.refused.update(refused)
         return outcome
     raise AssertionError("unreachable: the last round refuses instead of retrying")
 
 
-def _write_once(session: Session, events: list[Event], *, now: datetime, last: bool) -> _Outcome:
+def _write_once(
+    session: Session, events: list[Event], *, now: datetime, last: bool, early: bool
+) -> _Outcome:
+    """One round. The drafts' row locks (`staging.place`) serialise every ingest that touches
+    the same drafts until commit, so as much as can be is done before taking them: with
+    `early`, when every (organization, period) already has its open draft, the events are
+    inserted and the lines staged first, then the drafts are locked and checked to be the
+    same (a draft finalized in between sends the round back, to run the other way)."""
     outcome = _Outcome()
     accepted, batch, known = _claim_ids(session, events, now=now, outcome=outcome)
     if not accepted:
         return outcome
-    placed, closed = staging.place(
-        session,
-        {(e.organization_id, e.period_start): e.currency for e in accepted},
-        now=now,
-    )
+    wanted = {(e.organization_id, e.period_start): e.currency for e in accepted}
+    assumed = staging.open_drafts(session, wanted) if early else None
+    prices = {e.price.id: e.price for e in accepted if e.price is not None}
+    staged: int | set[LineKey] | None = None
+    if assumed is not None:
+        _insert_events(session, batch, known, assumed, now=now)
+        totals, line_of = _lines(accepted, assumed)
+        staged = staging.stage_lines(
+            session, totals, prices, periods={i: p for (_, p), i in assumed.items()}
+        )
+    placed, closed = staging.place(session, wanted, now=now)
     if closed:
         raise _Retry(
             {
@@ -463,7 +482,29 @@ def _write_once(session: Session, events: list[Event], *, now: datetime, last: b
                 if (e.organization_id, e.period_start) in closed
             }
         )
-    _insert_events(session, batch, known, placed, now=now)
+    if assumed is not None and placed != assumed:
+        raise _Retry({}, late=True)
+    if assumed is None:
+        _insert_events(session, batch, known, placed, now=now)
+        totals, line_of = _lines(accepted, placed)
+        staged = staging.stage_lines(session, totals, prices)
+    assert staged is not None
+    overflow = staged if isinstance(staged, set) else set()
+    if not overflow:
+        assert isinstance(staged, int)
+        overflow = staging.write_lines(session, staged, totals, now=now)
+    if overflow:
+        raise _Retry(_too_big(session, accepted, line_of, overflow, prices, everything=last))
+    # Under the drafts' row locks (`place`), so the totals read are the committed ones.
+    alerts.evaluate(session, sorted({k.invoice_id for k in totals}), now=now)
+    outcome.accepted = len(accepted)
+    return outcome
+
+
+def _lines(
+    accepted: list[Event], placed: Mapping[tuple[int, date], int]
+) -> tuple[dict[LineKey, Aggregate], dict[int, LineKey]]:
+    """What the batch adds to each line, and each event's line."""
     totals: dict[LineKey, Aggregate] = {}
     line_of: dict[int, LineKey] = {}
     for e in accepted:
@@ -475,14 +516,7 @@ def _write_once(session: Session, events: list[Event], *, now: datetime, last: b
             totals[key].add(e.quantity, e.occurred_at)
         else:
             totals[key] = Aggregate(e.quantity, e.occurred_at, e.occurred_at)
-    prices = {e.price.id: e.price for e in accepted if e.price is not None}
-    overflow = staging.add_quantities(session, totals, prices, now=now)
-    if overflow:
-        raise _Retry(_too_big(session, accepted, line_of, overflow, prices, everything=last))
-    # Under the drafts' row locks (`place`), so the totals read are the committed ones.
-    alerts.evaluate(session, sorted({k.invoice_id for k in totals}), now=now)
-    outcome.accepted = len(accepted)
-    return outcome
+    return totals, line_of
 
 
 def _too_big(

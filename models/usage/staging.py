@@ -228,6 +228,17 @@ def _create(session: Session, key: tuple[int, date], currency: str, *, now: date
     return draft.id
 
 
+def open_drafts(
+    session: Session, wanted: Mapping[tuple[int, date], str]
+) -> dict[tuple[int, date], int] | None:
+    """(organization, period) -> its draft, read without a lock, when every key has its own
+    open draft; None otherwise (a draft to create, or late usage: `place` decides)."""
+    mapped = _mapped(session, sorted(wanted))
+    if len(mapped) != len(wanted) or any(s != InvoiceStatus.DRAFT for _, s in mapped.values()):
+        return None
+    return {key: found[0] for key, found in mapped.items()}
+
+
 def place(
     session: Session, wanted: Mapping[tuple[int, date], str], *, now: datetime
 ) -> tuple[dict[tuple[int, date], int], dict[tuple[int, date], PeriodClosed]]:
@@ -346,6 +357,22 @@ def add_quantities(
     are checked here, and the upsert's DO UPDATE skips (and RETURNING omits) a line whose stored
     quantity plus this batch's would pass the column.
     """
+    staged = stage_lines(session, totals, prices)
+    if isinstance(staged, set):
+        return staged
+    return write_lines(session, staged, totals, now=now)
+
+
+def stage_lines(
+    session: Session,
+    totals: Mapping[LineKey, Aggregate],
+    prices: Mapping[int, PriceVersion],
+    periods: Mapping[int, date] | None = None,
+) -> int | set[LineKey]:
+    """The first half of `add_quantities`, which needs no lock: COPY what the batch adds to
+    each line into usage_line_stage; returns its batch number, or the keys of the lines whose
+    batch sum alone would not fit (nothing staged). `periods` (invoice id -> its period) saves
+    a query when the caller knows them."""
     if not totals:
         return set()
     too_big = {
@@ -354,13 +381,14 @@ def add_quantities(
     if too_big:
         return too_big
     keys = sorted(totals, key=key_order)
-    periods = dict(
-        session.execute(
-            sa.text("SELECT id, period_start FROM invoices WHERE id = ANY(:ids)"),
-            {"ids": sorted({k.invoice_id for k in keys})},
-        ).all()
-    )
-    batch = stage(
+    if periods is None:
+        periods = dict(
+            session.execute(
+                sa.text("SELECT id, period_start FROM invoices WHERE id = ANY(:ids)"),
+                {"ids": sorted({k.invoice_id for k in keys})},
+            ).all()
+        )
+    return stage(
         session,
         (
             LineRow(
@@ -385,6 +413,16 @@ def add_quantities(
         ),
         LineRow,
     )
+
+
+def write_lines(
+    session: Session, batch: int, totals: Mapping[LineKey, Aggregate], *, now: datetime
+) -> set[LineKey]:
+    """The second half of `add_quantities`, under the drafts' row locks: upsert the staged
+    lines and move the drafts' totals; returns the keys of lines that would not fit (see
+    `add_quantities`)."""
+    if not totals:
+        return set()
     # One write per line: quantity and amount in the same upsert (the amount by the one
     # rounding rule, usage_half_even in SQL), skipped when the line would not fit.
     rows = session.execute(
@@ -409,7 +447,7 @@ def add_quantities(
         LineKey(r.invoice_id, r.product, r.app, r.region, r.price_id, r.period_start): r
         for r in rows
     }
-    overflow = set(keys) - set(written)
+    overflow = set(totals) - set(written)
     if overflow:
         return overflow
     delta: dict[int, int] = defaultdict(int)
