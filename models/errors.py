@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     USAGE_LINES_METERED = "USAGE_LINES_METERED"
     PRICE_HISTORY_FIXED = "PRICE_HISTORY_FIXED"
     ALREADY_EXISTS = "ALREADY_EXISTS"
+    NOT_RECORDED = "NOT_RECORDED"
 
 
 class DomainError(Exception):
@@ -182,6 +183,14 @@ class AlreadyExists(DomainError):
     """Something with that identity exists already (an organization slug)."""
 
     code = ErrorCode.ALREADY_EXISTS
+
+
+class NotRecorded(DomainError):
+    """The event was valid but could not be recorded because of a server-side failure of its
+    line; nothing of it was stored. Retry it later; quote the request id in the message to
+    support if it persists."""
+
+    code = ErrorCode.NOT_RECORDED
 
 
 def meaning(code: ErrorCode) -> str:

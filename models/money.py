@@ -10,7 +10,7 @@ added, and stored; totals are sums of stored amounts, never re-multiplied.
 from __future__ import annotations
 
 import re
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 
 from models.errors import InvalidValue, TooManyDecimals, UnknownCurrency, ValueOutOfRange
 
@@ -133,10 +133,16 @@ def parse_decimal(
     return value
 
 
+# Exact for every product of a NUMERIC(20,9) quantity and a NUMERIC(24,12) unit price (at most
+# 44 significant digits): the default context's 28 digits would round the product before the
+# half-even rounding, and disagree with PostgreSQL's exact numeric (usage_half_even, 0008).
+_EXACT = Context(prec=64, rounding=ROUND_HALF_EVEN)
+
+
 def line_amount_cents(quantity: Decimal, unit_price: Decimal) -> int:
     """quantity x unit price (in minor units), rounded half-even to a whole minor unit."""
-    exact = quantity * unit_price
-    amount = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    exact = _EXACT.multiply(quantity, unit_price)
+    amount = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN, context=_EXACT))
     if abs(amount) > AMOUNT_MAX_CENTS:
         raise ValueOutOfRange(
             f"line amount {amount} exceeds the per-line limit of {AMOUNT_MAX_CENTS}",

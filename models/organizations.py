@@ -10,13 +10,14 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from models import tables
+from models import tables, text
 from models.errors import AlreadyExists, InvalidValue, NotFound
 from models.ids import new_public_id
 from models.money import normalize_currency
 from models.tables import TokenScope
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+MAX_NAME = 200
 TOKEN_PREFIX = "bt_"  # recognisable in logs and by secret scanners
 
 
@@ -39,8 +40,7 @@ def create(
         )
     if "@" not in billing_email:
         raise InvalidValue("billing email must be an e-mail address", field=("billingEmail",))
-    if not name.strip():
-        raise InvalidValue("name is required", field=("name",))
+    text.text(name, "name", required=True, limit=MAX_NAME)
     taken = session.exec(
         select(tables.Organization.slug).where(
             (tables.Organization.slug == slug) | (tables.Organization.invoice_prefix == prefix)

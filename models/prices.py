@@ -18,7 +18,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from models import tables
+from models import tables, text
 from models.errors import InvalidValue, NegativePrice, PriceHistoryFixed
 from models.money import UNIT_PRICE_MAX, UNIT_PRICE_PLACES, normalize_currency, parse_decimal
 
@@ -50,10 +50,9 @@ class PriceVersion:
 
 
 def _text(value: str, name: str) -> str:
-    value = (value or "").strip()
-    if not value or len(value) > MAX_TEXT or "\x00" in value:
-        raise InvalidValue(f"{name} must be 1-{MAX_TEXT} characters", field=(name,))
-    return value
+    checked = text.text(value, name, required=True, limit=MAX_TEXT)
+    assert checked is not None
+    return checked
 
 
 def set_price(

@@ -381,6 +381,33 @@ class UsageEvent(SQLModel, table=True):
     received_at: datetime = Field(sa_column=_ts(nullable=False))
 
 
+class UsageAudit(SQLModel, table=True):
+    """One use of the audited path around usage_event_ids and usage_events (migration 0008):
+    a transaction that writes a row here may update, delete or truncate them; append-only."""
+
+    __tablename__ = "usage_audit"
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
+    )
+    at: datetime | None = Field(default=None, sa_column=_ts(nullable=False, server_default=True))
+    txid: int | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.BigInteger, nullable=False, index=True, server_default=sa.text("txid_current()")
+        ),
+    )
+    actor: str | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.Text, nullable=False, server_default=sa.text("current_user")),
+    )
+    reason: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    detail: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=sa.Column(JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    )
+
+
 class PaymentStatus(StrEnum):
     PENDING = "pending"
     FAILED = "failed"

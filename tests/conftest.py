@@ -41,7 +41,7 @@ ALL_TABLES = (
     "sync_attempts, invoice_sync, invoice_monthly_rollups, invoice_items, invoices, "
     "invoice_number_sequences, api_tokens, organizations, "
     "usage_events, usage_event_ids, usage_drafts, prices, stripe_events, invoice_payments, "
-    "subscriptions, billing_runs, "
+    "subscriptions, billing_runs, usage_audit, "
     "billing_run_invoices, spend_alert_firings, spend_alerts, notification_outbox, idempotency_keys"
 )
 
@@ -194,4 +194,6 @@ def truncate_all(engine: sa.Engine) -> None:
     transaction opts in; SET LOCAL keeps the opt-in from leaking into the pooled connection."""
     with engine.begin() as conn:
         conn.execute(sa.text("SET LOCAL billing.allow_truncate = 'on'"))
+        # Usage events and ids take the audited path (migration 0008), like any deliberate reset.
+        conn.execute(sa.text("INSERT INTO usage_audit (reason) VALUES ('test suite reset')"))
         conn.execute(sa.text(f"TRUNCATE {ALL_TABLES} RESTART IDENTITY CASCADE"))

@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from functools import wraps
 from typing import Any, TypeVar
 
+import psycopg
 import sqlalchemy as sa
 import strawberry
 from graphql import GraphQLError, GraphQLSyntaxError
@@ -99,12 +100,38 @@ def returns_user_errors(
 
 
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
 
 
 def database_unavailable(error: BaseException | None) -> bool:
-    """The database did not answer in time: the pool stayed empty past its timeout, a connect
-    timed out, or a statement hit statement_timeout. Retryable, so a 503, not a bug."""
-    return isinstance(error, sa.exc.TimeoutError | sa.exc.OperationalError)
+    """The database did not answer in time or at all: the pool stayed empty past its timeout, a
+    statement hit statement_timeout, a connect failed or timed out, the server went away.
+    Retryable, so a 503, not a bug (`database_failure` tells the two kinds apart)."""
+    return isinstance(error, sa.exc.TimeoutError | sa.exc.OperationalError | sa.exc.InterfaceError)
+
+
+def database_failure(error: BaseException | None) -> tuple[str, str] | None:
+    """(code, message) of a 503 for a database error, or None for any other error.
+
+    Busy (SERVICE_UNAVAILABLE): the database answers but not in time for us, our pool stayed
+    empty past its timeout or a statement hit statement_timeout; it passes with the load.
+    Unavailable (DATABASE_UNAVAILABLE): it cannot be reached (connection refused or timed out,
+    server gone); it passes when an operator brings it back. Both are worth a retry."""
+    if not database_unavailable(error):
+        return None
+    request_id = request_id_var.get()
+    original = getattr(error, "orig", None)
+    if isinstance(error, sa.exc.TimeoutError) or isinstance(
+        original, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable
+    ):
+        return (
+            SERVICE_UNAVAILABLE,
+            f"The database is busy; retry shortly (request id {request_id}).",
+        )
+    return (
+        DATABASE_UNAVAILABLE,
+        f"The database cannot be reached; retry later (request id {request_id}).",
+    )
 
 
 def _should_mask(error: GraphQLError) -> bool:
@@ -133,11 +160,9 @@ class MaskInternalErrors(MaskErrors):
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         request_id = request_id_var.get()
-        if database_unavailable(error.original_error):
-            message, code = (
-                f"The database is busy; retry shortly (request id {request_id}).",
-                (SERVICE_UNAVAILABLE),
-            )
+        failure = database_failure(error.original_error)
+        if failure is not None:
+            code, message = failure
         else:
             message, code = (
                 f"Internal error; quote request id {request_id} to support.",

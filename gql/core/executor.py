@@ -19,6 +19,7 @@ stays under the engine's pool size.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -52,7 +53,9 @@ class BoundedExecutor:
             self.in_flight += 1
         # Counted down when the thread is done, not when the awaiting request goes away: a
         # client that disconnects does not free the thread its operation still holds.
-        future = self.pool.submit(fn)
+        # The operation runs with the request's context variables (its request id above all,
+        # quoted by INTERNAL_ERROR messages); a pool thread has none of its own.
+        future = self.pool.submit(contextvars.copy_context().run, fn)
         future.add_done_callback(self._done)
         return await asyncio.wrap_future(future)
 

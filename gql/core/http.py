@@ -34,10 +34,11 @@ from strawberry.types.graphql import OperationType
 from gql.core.enqueue import DeferredEnqueue
 from gql.core.errors import (
     BAD_USER_INPUT,
+    DATABASE_UNAVAILABLE,
     PARSE_FAILED,
     SERVICE_UNAVAILABLE,
     VALIDATION_FAILED,
-    database_unavailable,
+    database_failure,
     request_id_var,
 )
 from gql.core.executor import BoundedExecutor, Saturated
@@ -104,7 +105,7 @@ def _json_depth_exceeds(value: object, limit: int) -> bool:
 
 def status_for(result: ExecutionResult, media_type: str) -> int:
     codes = [(e.extensions or {}).get("code") for e in result.errors or []]
-    if SERVICE_UNAVAILABLE in codes:
+    if SERVICE_UNAVAILABLE in codes or DATABASE_UNAVAILABLE in codes:
         return 503
     if "PAYLOAD_TOO_LARGE" in codes and result.data is None:
         return 413
@@ -136,17 +137,14 @@ class GraphQLOverHTTP:
         except HTTPException as e:  # Strawberry's own (missing query, unknown operation...)
             response = error_response(e.status_code, e.reason, "BAD_REQUEST", media_type)
         except Exception as e:
-            if not database_unavailable(e):
+            failure = database_failure(e)
+            if failure is None:
                 raise
             # The token lookup in get_context is the request's first query, so an exhausted pool
             # or a database that does not answer surfaces here, before GraphQL runs.
             log.warning("database unavailable", extra={"error": type(e).__name__})
-            response = error_response(
-                503,
-                f"The database is busy; retry shortly (request id {request_id_var.get()}).",
-                SERVICE_UNAVAILABLE,
-                media_type,
-            )
+            code, message = failure
+            response = error_response(503, message, code, media_type)
         await response(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:

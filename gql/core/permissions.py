@@ -45,7 +45,7 @@ from strawberry.types import Info
 
 from gql.core.errors import UNAUTHENTICATED_MESSAGE, ClientError, unauthenticated
 from gql.core.tokens import TokenCache
-from models import organizations, tables
+from models import organizations, tables, text
 from models.errors import NotFound
 from models.tables import TokenScope
 
@@ -213,17 +213,13 @@ def can_see(viewer: Viewer, organization_id: int) -> bool:
 
 
 # 5. Lookups: what you cannot see is missing.
-def _storable(text: str) -> bool:
-    """PostgreSQL text is UTF-8; a lone surrogate cannot even be sent, and names nothing."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in text
+# A value models/text.py's rule refuses was never stored, so it names nothing (and a lone
+# surrogate could not even be sent to PostgreSQL).
+storable = text.storable
 
 
 def visible_organization(caller: Caller, slug: str) -> tables.Organization | None:
-    if not _storable(slug):
+    if not storable(slug):
         return None
     org = tables.Organization
     return caller.session.exec(
@@ -235,7 +231,7 @@ def visible_invoice(caller: Caller, ref: str) -> tables.Invoice | None:
     """By public id (inv_...) or number (ACME-0007): public ids have an underscore, numbers not.
     Numbers are stored upper-case, so `acme-0007` is the same invoice (and the unique index on
     `number` still serves the lookup)."""
-    if not _storable(ref):
+    if not storable(ref):
         return None
     inv = tables.Invoice
     match = inv.number == ref.upper() if "_" not in ref else inv.public_id == ref

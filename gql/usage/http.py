@@ -2,9 +2,14 @@
 
 Plain JSON over HTTP rather than GraphQL because a 10,000-event batch through the GraphQL
 executor costs more in input coercion than the ingest itself. The same domain function answers
-both. Errors of the request as a whole are JSON with a `code`, never a 500 for client mistakes:
-401 UNAUTHENTICATED, 403 FORBIDDEN, 400 MALFORMED_BODY, 413 TOO_MANY_EVENTS / BODY_TOO_LARGE.
-Per-event problems are in the 200 answer's `rejected` list.
+both. Errors of the request as a whole are JSON `{"code", "message", "requestId"}`, the
+request id also in the X-Request-Id header: 415 UNSUPPORTED_MEDIA_TYPE (a Content-Type other
+than application/json), 401 UNAUTHENTICATED, 403 FORBIDDEN, 400 MALFORMED_BODY (not UTF-8 JSON),
+413 TOO_MANY_EVENTS / BODY_TOO_LARGE; 503 DATABASE_UNAVAILABLE (PostgreSQL cannot be reached) or
+SERVICE_UNAVAILABLE (it is busy: pool or statement timeout) with Retry-After, after which the
+same batch can be sent again (event ids make the resend count once); 500 INTERNAL_ERROR for a
+bug, never plain text. Per-event problems are in the 200 answer's `rejected` list. The contract
+is openapi.json at the repository's root, served at /openapi.json.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gql.core import permissions
+from gql.core.errors import database_failure, request_id_var
+from gql.usage import openapi
 from models.db import transaction
 from models.usage import ingest
 
@@ -33,7 +40,33 @@ MAX_BODY_BYTES = 16 * 1024 * 1024  # 10,000 events of ~1 KB each, with room
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status)
+    return JSONResponse(
+        {"code": code, "message": message, "requestId": request_id_var.get()},
+        status_code=status,
+        headers={"Retry-After": "1"} if status == 503 else None,
+    )
+
+
+def _guarded(answer: Callable[[], Response]) -> Response:
+    """`answer()`, or the JSON answer for a database that is busy or gone (503) or a bug (500,
+    logged in full with the request id)."""
+    try:
+        return answer()
+    except Exception as error:
+        failure = database_failure(error)
+        if failure is not None:
+            log.warning("database unavailable", extra={"error": type(error).__name__})
+            return _error(503, *failure)
+        log.exception("internal error", extra={"request_id": request_id_var.get()})
+        return _error(
+            500,
+            "INTERNAL_ERROR",
+            f"Internal error; quote request id {request_id_var.get()} to support.",
+        )
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
 
 
 class PartitionKeeper:
@@ -81,7 +114,9 @@ def _loads(raw: bytes) -> Any:
     else:
         if not _has_float(body):
             return body
-    return json.loads(raw, parse_float=Decimal)
+    # A str, not bytes: json.loads would guess UTF-16 or UTF-32 from bytes, and JSON over HTTP
+    # is UTF-8 (RFC 8259). NaN and Infinity become Decimals, which the ingest refuses per event.
+    return json.loads(raw.decode("utf-8"), parse_float=Decimal, parse_constant=Decimal)
 
 
 def _parse_body(raw: bytes) -> list[Any] | JSONResponse:
@@ -120,6 +155,9 @@ def routes(
         return None
 
     def ingest_request(raw: bytes) -> Response:
+        return _guarded(lambda: _ingest(raw))
+
+    def _ingest(raw: bytes) -> Response:
         # Parsing a 10,000-event body takes tens of milliseconds: here, in the worker thread,
         # not on the event loop, where it would stall every other request of this process.
         events = _parse_body(raw)
@@ -129,7 +167,7 @@ def routes(
         keeper.ensure(now)
         inputs = [ingest.UsageEventInput.from_json(e) for e in events]
         with transaction(sessions) as s:
-            result = ingest.record_usage(s, inputs, now=now)
+            result = ingest.record_usage(s, inputs, now=now, request_id=request_id_var.get())
         answer = {
             "accepted": result.accepted,
             "duplicates": result.duplicates,
@@ -141,8 +179,14 @@ def routes(
         return Response(orjson.dumps(answer), media_type="application/json")
 
     async def post_usage(request: Request) -> Response:
-        denied = await run_in_threadpool(authorize, request.headers.get("authorization", ""))
-        if denied is not None:
+        if not _is_json(request.headers.get("content-type", "")):
+            return _error(
+                415, "UNSUPPORTED_MEDIA_TYPE", "send the events as Content-Type: application/json"
+            )
+        denied = await run_in_threadpool(
+            _guarded, lambda: authorize(request.headers.get("authorization", "")) or Response()
+        )
+        if denied.status_code != 200:
             return denied
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
@@ -157,4 +201,12 @@ def routes(
         raw = b"".join(chunks)
         return await run_in_threadpool(ingest_request, raw)
 
-    return [Route("/v1/usage", post_usage, methods=["POST"])]
+    document = Response(openapi.text(), media_type="application/json")
+
+    async def get_openapi(request: Request) -> Response:
+        return document
+
+    return [
+        Route("/v1/usage", post_usage, methods=["POST"]),
+        Route("/openapi.json", get_openapi, methods=["GET"]),
+    ]

@@ -35,7 +35,12 @@ class UsageMutations:
                 field=("events",),
             )
         with ctx.transaction() as s:
-            result = ingest.record_usage(s, [e.to_domain() for e in input.events], now=ctx.now())
+            result = ingest.record_usage(
+                s,
+                [e.to_domain() for e in input.events],
+                now=ctx.now(),
+                request_id=ctx.request_id,
+            )
         return RecordUsagePayload(
             accepted=result.accepted,
             duplicates=result.duplicates,

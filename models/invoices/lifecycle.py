@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from models import rollup, tables
+from models import rollup, tables, text
 from models.errors import (
     DomainError,
     EmptyInvoice,
@@ -126,41 +126,15 @@ def create_draft(
 
 
 def _text(value: str | None, name: str, *, required: bool) -> str | None:
-    if value is None or not value.strip():
-        if required:
-            raise InvalidValue(f"{name} is required", field=(name,))
-        return None
-    if "\x00" in value:
-        raise InvalidValue(f"{name} cannot contain NUL characters", field=(name,))
-    if not _encodable(value):
-        raise InvalidValue(f"{name} contains a lone UTF-16 surrogate", field=(name,))
-    if len(value) > MAX_TEXT:
-        raise InvalidValue(f"{name} is longer than {MAX_TEXT} characters", field=(name,))
-    return value.strip()
+    return text.text(value, name, required=required, limit=MAX_TEXT)
 
 
-def _encodable(value: str) -> bool:
-    """PostgreSQL text is UTF-8: a lone surrogate ("\\ud800" in JSON) cannot be stored."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _metadata_problem(value: Any) -> str | None:
-    """Why metadata cannot be stored (too deep, too large, unencodable), or None."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > MAX_METADATA_DEPTH:
-                return f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels"
-            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
-            stack.extend((c, depth + 1) for c in children)
-        elif isinstance(item, str) and not _encodable(item):
-            return "metadata contains a lone UTF-16 surrogate"
-    if len(json.dumps(value, ensure_ascii=False)) > MAX_METADATA_BYTES:
+def _metadata_problem(value: Mapping[str, Any]) -> str | None:
+    """Why metadata cannot be stored (models/text.py's rule, too deep, too large), or None."""
+    problem = text.metadata_problem(value, max_depth=MAX_METADATA_DEPTH)
+    if problem is not None:
+        return problem
+    if len(json.dumps(value, ensure_ascii=False, default=str)) > MAX_METADATA_BYTES:
         return f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON"
     return None
 

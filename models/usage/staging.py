@@ -10,7 +10,8 @@ which is the upsert's conflict target. Its amount is recomputed from the summed 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -21,11 +22,11 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from models import tables
-from models.errors import PeriodClosed
+from models.errors import PeriodClosed, ValueOutOfRange
 from models.ids import new_public_id
 from models.invoices import lifecycle
 from models.invoices import totals as invoice_totals
-from models.money import line_amount_cents
+from models.money import AMOUNT_MAX_CENTS, QUANTITY_MAX, line_amount_cents
 from models.prices import PriceVersion
 from models.tables import InvoiceStatus
 
@@ -39,40 +40,117 @@ DRAFT_LOCK_NAMESPACE = 0x75736167  # "usag"
 # array parameters is dumped element by element in Python (a third of an ingest's time, before).
 # ON COMMIT DELETE ROWS empties them at commit, without the catalog churn of a table per
 # transaction; the batch number keeps two calls in one transaction apart.
-STAGES = {
-    "usage_stage": (
-        ("n", "integer"), ("o", "bigint"), ("i", "text"), ("d", "bytea"), ("t", "timestamptz"),
-        ("p", "date"), ("pr", "text"), ("a", "text"), ("r", "text"), ("q", "numeric"),
-        ("pid", "bigint"), ("m", "text"),
-    ),
-    "usage_line_stage": (
-        ("n", "integer"), ("pub", "text"), ("inv", "bigint"), ("descr", "text"), ("pr", "text"),
-        ("a", "text"), ("r", "text"), ("un", "text"), ("q", "numeric"), ("up", "numeric"),
-        ("amt", "bigint"), ("ps", "date"), ("pe", "date"), ("pid", "bigint"),
-        ("f", "timestamptz"), ("la", "timestamptz"),
-    ),
-}  # fmt: skip
+#
+# Each stage is one NamedTuple: its field names are the staging table's columns and, but for
+# `position`, the names of the columns they are copied into, so the CREATE TEMP TABLE, the COPY
+# column list and the INSERT ... SELECT lists are all generated from it (`columns`, `select`).
+
+
+class EventRow(NamedTuple):
+    """One accepted-so-far event of a batch, COPYed into usage_event_stage."""
+
+    position: int  # the event's index in the request
+    organization_id: int
+    event_id: str
+    payload_sha256: bytes
+    occurred_at: datetime
+    period_start: date
+    product: str
+    app: str | None
+    region: str | None
+    quantity: Decimal
+    price_id: int | None
+    metadata: str  # canonical JSON text, cast to jsonb on the way into usage_events
+
+
+class LineRow(NamedTuple):
+    """What a batch adds to one usage line, COPYed into usage_line_stage."""
+
+    position: int  # the line's place in key order (the upsert's row order)
+    public_id: str
+    invoice_id: int
+    description: str
+    product: str
+    app: str | None
+    region: str | None
+    unit: str
+    quantity: Decimal
+    unit_price: Decimal
+    amount_cents: int
+    period_start: date
+    period_end: date
+    price_id: int
+    first_usage_at: datetime
+    last_usage_at: datetime
+
+
+STAGES: dict[type[tuple[Any, ...]], str] = {
+    EventRow: "usage_event_stage",
+    LineRow: "usage_line_stage",
+}
+# Checked in this order: datetime is a date.
+_SQL_TYPES = ((bool, "boolean"), (int, "bigint"), (str, "text"), (bytes, "bytea"),
+              (datetime, "timestamptz"), (date, "date"), (Decimal, "numeric"))  # fmt: skip
 _batches = itertools.count(1)
 
 
-def stage(session: Session, table: str, rows: Iterable[Sequence[Any]]) -> int:
-    """COPY (binary) `rows` (in STAGES[table]'s column order) into a temporary staging table of
-    this connection, under a new batch number, which is returned."""
-    columns = STAGES[table]
+def _sql_type(hint: Any) -> str:
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    for py, sql in _SQL_TYPES:
+        if isinstance(args[0], type) and issubclass(args[0], py):
+            return sql
+    raise TypeError(f"no SQL type for {hint!r}")
+
+
+def columns(row: type[tuple[Any, ...]]) -> list[tuple[str, str]]:
+    """(name, SQL type) of each field of a stage's row, in order."""
+    hints = typing.get_type_hints(row)
+    return [(name, _sql_type(hints[name])) for name in row._fields]  # type: ignore[attr-defined]
+
+
+def select(
+    row: type[tuple[Any, ...]],
+    alias: str,
+    *,
+    cast: Mapping[str, str] | None = None,
+    leave_out: tuple[str, ...] = (),
+) -> str:
+    """The stored columns of a stage (all but `position` and `leave_out`) as
+    `alias.name[::cast]`, in order: the SELECT list matching `targets(row, leave_out)`."""
+    return ", ".join(
+        f"{alias}.{name}" + (f"::{cast[name]}" if cast and name in cast else "")
+        for name in _stored(row, leave_out)
+    )
+
+
+def targets(row: type[tuple[Any, ...]], leave_out: tuple[str, ...] = ()) -> str:
+    """The target column list matching `select(row, ..., leave_out=leave_out)`."""
+    return ", ".join(_stored(row, leave_out))
+
+
+def _stored(row: type[tuple[Any, ...]], leave_out: tuple[str, ...]) -> list[str]:
+    return [n for n, _ in columns(row) if n != "position" and n not in leave_out]
+
+
+def stage(session: Session, rows: Iterable[EventRow] | Iterable[LineRow], row: type) -> int:
+    """COPY (binary) `rows`, all of type `row`, into that stage's temporary table of this
+    connection, under a new batch number, which is returned."""
+    table = STAGES[row]
+    cols = columns(row)
     conn = cast("psycopg.Connection[Any]", session.connection().connection.driver_connection)
     batch = next(_batches)
     with conn.cursor() as cur:
         cur.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {table} (batch bigint NOT NULL, "
-            + ", ".join(f"{name} {kind}" for name, kind in columns)
+            + ", ".join(f"{name} {kind}" for name, kind in cols)
             + ") ON COMMIT DELETE ROWS"
         )
         with cur.copy(
-            f"COPY {table} (batch, {', '.join(n for n, _ in columns)}) FROM STDIN (FORMAT BINARY)"
+            f"COPY {table} (batch, {', '.join(n for n, _ in cols)}) FROM STDIN (FORMAT BINARY)"
         ) as copy:
-            copy.set_types(["bigint", *(kind for _, kind in columns)])
-            for row in rows:
-                copy.write_row((batch, *row))
+            copy.set_types(["bigint", *(kind for _, kind in cols)])
+            for r in rows:
+                copy.write_row((batch, *r))
     return batch
 
 
@@ -148,6 +226,17 @@ def _create(session: Session, key: tuple[int, date], currency: str, *, now: date
     session.add(tables.UsageDraft(organization_id=org_id, period_start=period, invoice_id=draft.id))
     session.flush()
     return draft.id
+
+
+def open_drafts(
+    session: Session, wanted: Mapping[tuple[int, date], str]
+) -> dict[tuple[int, date], int] | None:
+    """(organization, period) -> its draft, read without a lock, when every key has its own
+    open draft; None otherwise (a draft to create, or late usage: `place` decides)."""
+    mapped = _mapped(session, sorted(wanted))
+    if len(mapped) != len(wanted) or any(s != InvoiceStatus.DRAFT for _, s in mapped.values()):
+        return None
+    return {key: found[0] for key, found in mapped.items()}
 
 
 def place(
@@ -234,95 +323,168 @@ def describe(key: LineKey, invoice_period: date | None = None) -> str:
     return text
 
 
+def line_fits(quantity: Decimal, unit_price: Decimal) -> bool:
+    """A line of this summed quantity can be stored: within NUMERIC(20,9) and its amount within
+    the money limit (`money.line_amount_cents` raises past it)."""
+    if quantity > QUANTITY_MAX:
+        return False
+    try:
+        line_amount_cents(quantity, unit_price)
+    except ValueOutOfRange:
+        return False
+    return True
+
+
 def add_quantities(
     session: Session,
     totals: Mapping[LineKey, Aggregate],
     prices: Mapping[int, PriceVersion],
     *,
     now: datetime,
-) -> None:
+) -> set[LineKey]:
     """Add quantities to usage lines (creating missing ones), then re-price each touched line from
-        its new total and recompute the touched drafts' totals from their lines (`invoices.totals`).
+    its new total and move the invoices' totals by the exact difference.
 
-        One upsert (`INSERT ... SELECT` from the staged batch `... ON CONFLICT DO UPDATE SET quantity
-        = l.quantity + EXCLUDED.quantity`), rows in key order so concurrent ingests lock them in the same
-        order; then one UPDATE for the amounts that changed, and `totals.recompute` for the drafts
-    (one statement; it reads the drafts' lines, O(lines) per touched draft). The caller holds
-        the invoices' row locks (`place`).
+    One upsert (`INSERT ... SELECT` from the staged batch `... ON CONFLICT DO UPDATE SET quantity
+    = l.quantity + EXCLUDED.quantity, amount_cents = usage_half_even(...)`), rows in key order so
+    concurrent ingests lock them in the same order; then `invoices.totals.recompute` for the drafts (one statement; it reads the drafts' lines,
+    O(lines) per touched draft). The caller holds
+    the invoices' row locks (`place`).
+
+    Returns the keys of the lines that would not fit (`line_fits`) after the addition, empty when
+    all was written. When it is not empty, some lines may have been written and others not: the
+    caller must roll back (a savepoint) and try again without the events that do not fit
+    (models/usage/ingest.py). Overflow is found without a statement of its own: a batch's sums
+    are checked here, and the upsert's DO UPDATE skips (and RETURNING omits) a line whose stored
+    quantity plus this batch's would pass the column.
     """
+    staged = stage_lines(session, totals, prices)
+    if isinstance(staged, set):
+        return staged
+    return write_lines(session, staged, totals, now=now)
+
+
+def stage_lines(
+    session: Session,
+    totals: Mapping[LineKey, Aggregate],
+    prices: Mapping[int, PriceVersion],
+    periods: Mapping[int, date] | None = None,
+) -> int | set[LineKey]:
+    """The first half of `add_quantities`, which needs no lock: COPY what the batch adds to
+    each line into usage_line_stage; returns its batch number, or the keys of the lines whose
+    batch sum alone would not fit (nothing staged). `periods` (invoice id -> its period) saves
+    a query when the caller knows them."""
     if not totals:
-        return
-    keys = sorted(
-        totals,
-        key=lambda k: (
-            k.invoice_id,
-            k.product,
-            k.app or "",
-            k.region or "",
-            k.price_id,
-            k.period_start,
-        ),
-    )
-    periods = dict(
-        session.execute(
-            sa.text("SELECT id, period_start FROM invoices WHERE id = ANY(:ids)"),
-            {"ids": sorted({k.invoice_id for k in keys})},
-        ).all()
-    )
-    batch = stage(
+        return set()
+    too_big = {
+        k for k, a in totals.items() if not line_fits(a.quantity, prices[k.price_id].unit_price)
+    }
+    if too_big:
+        return too_big
+    keys = sorted(totals, key=key_order)
+    if periods is None:
+        periods = dict(
+            session.execute(
+                sa.text("SELECT id, period_start FROM invoices WHERE id = ANY(:ids)"),
+                {"ids": sorted({k.invoice_id for k in keys})},
+            ).all()
+        )
+    return stage(
         session,
-        "usage_line_stage",
         (
-            (
-                n,
-                new_public_id("li"),
-                k.invoice_id,
-                describe(k, periods.get(k.invoice_id)),
-                k.product,
-                k.app,
-                k.region,
-                prices[k.price_id].unit,
-                totals[k].quantity,
-                prices[k.price_id].unit_price,
-                line_amount_cents(totals[k].quantity, prices[k.price_id].unit_price),
-                k.period_start,
-                next_month(k.period_start),
-                k.price_id,
-                totals[k].first,
-                totals[k].last,
+            LineRow(
+                position=n,
+                public_id=new_public_id("li"),
+                invoice_id=k.invoice_id,
+                description=describe(k, periods.get(k.invoice_id)),
+                product=k.product,
+                app=k.app,
+                region=k.region,
+                unit=prices[k.price_id].unit,
+                quantity=totals[k].quantity,
+                unit_price=prices[k.price_id].unit_price,
+                amount_cents=line_amount_cents(totals[k].quantity, prices[k.price_id].unit_price),
+                period_start=k.period_start,
+                period_end=next_month(k.period_start),
+                price_id=k.price_id,
+                first_usage_at=totals[k].first,
+                last_usage_at=totals[k].last,
             )
             for n, k in enumerate(keys)
         ),
+        LineRow,
     )
+
+
+def write_lines(
+    session: Session, batch: int, totals: Mapping[LineKey, Aggregate], *, now: datetime
+) -> set[LineKey]:
+    """The second half of `add_quantities`, under the drafts' row locks: upsert the staged
+    lines and move the drafts' totals; returns the keys of lines that would not fit (see
+    `add_quantities`)."""
+    if not totals:
+        return set()
+    # One write per line: quantity and amount in the same upsert (the amount by the one
+    # rounding rule, usage_half_even in SQL), skipped when the line would not fit.
     rows = session.execute(
         sa.text(
-            "INSERT INTO invoice_items AS l (public_id, invoice_id, kind, description, product, app, "
-            "region, unit, quantity, unit_price, amount_cents, period_start, period_end, price_id, "
-            "first_usage_at, last_usage_at, created_at) "
-            "SELECT pub, inv, 'usage', descr, pr, a, r, un, q, up, amt, ps, pe, pid, f, la, :now "
-            "FROM usage_line_stage WHERE batch = :b ORDER BY n "
+            f"INSERT INTO invoice_items AS l ({targets(LineRow)}, kind, created_at) "
+            f"SELECT {select(LineRow, 's')}, 'usage', :now "
+            "FROM usage_line_stage s WHERE s.batch = :b ORDER BY s.position "
             "ON CONFLICT (invoice_id, product, app, region, price_id, period_start) "
             "WHERE price_id IS NOT NULL "
             "DO UPDATE SET quantity = l.quantity + EXCLUDED.quantity, "
+            "amount_cents = usage_half_even((l.quantity + EXCLUDED.quantity) * l.unit_price), "
             "first_usage_at = LEAST(l.first_usage_at, EXCLUDED.first_usage_at), "
             "last_usage_at = GREATEST(l.last_usage_at, EXCLUDED.last_usage_at) "
-            "RETURNING l.id, l.invoice_id, l.quantity, l.unit_price, l.amount_cents, "
-            "(l.xmax = 0) AS inserted"
+            "WHERE l.quantity + EXCLUDED.quantity <= :qmax "
+            "AND usage_half_even((l.quantity + EXCLUDED.quantity) * l.unit_price) <= :amax "
+            "RETURNING l.invoice_id, l.product, l.app, l.region, l.price_id, "
+            "l.period_start, l.quantity, l.unit_price, l.amount_cents, (l.xmax = 0) AS inserted"
         ),
-        {"b": batch, "now": now},
+        {"b": batch, "now": now, "qmax": QUANTITY_MAX, "amax": AMOUNT_MAX_CENTS},
     ).all()
-    changed: list[tuple[int, int]] = []
-    for r in rows:
-        amount = line_amount_cents(r.quantity, r.unit_price)
-        if not r.inserted and amount != r.amount_cents:
-            changed.append((r.id, amount))
-    if changed:
-        session.execute(
-            sa.text(
-                "UPDATE invoice_items l SET amount_cents = u.amt FROM unnest(CAST(:ids AS bigint[]), "
-                "CAST(:amt AS bigint[])) AS u(id, amt) WHERE l.id = u.id"
-            ),
-            {"ids": [c[0] for c in changed], "amt": [c[1] for c in changed]},
-        )
+    written = {
+        LineKey(r.invoice_id, r.product, r.app, r.region, r.price_id, r.period_start): r
+        for r in rows
+    }
+    overflow = set(totals) - set(written)
+    if overflow:
+        return overflow
     # The drafts' totals from their lines, one statement for all of them (the one totals rule).
     invoice_totals.recompute(session, sorted({r.invoice_id for r in rows}), now=now)
+    return set()
+
+
+def key_order(k: LineKey) -> tuple[object, ...]:
+    """Lines are locked and compared in this order (None sorts as "")."""
+    return (k.invoice_id, k.product, k.app or "", k.region or "", k.price_id, k.period_start)
+
+
+def stored_quantities(session: Session, keys: Iterable[LineKey]) -> dict[LineKey, Decimal]:
+    """The stored quantity of each of these usage lines that exists."""
+    ks = sorted(keys, key=key_order)
+    if not ks:
+        return {}
+    rows = session.execute(
+        sa.text(
+            "SELECT l.invoice_id, l.product, l.app, l.region, l.price_id, l.period_start, "
+            "l.quantity FROM invoice_items l JOIN unnest(CAST(:i AS bigint[]), CAST(:pr AS text[]), "
+            "CAST(:a AS text[]), CAST(:r AS text[]), CAST(:pid AS bigint[]), CAST(:ps AS date[])) "
+            "AS k(i, pr, a, r, pid, ps) ON l.invoice_id = k.i AND l.product = k.pr "
+            "AND l.app IS NOT DISTINCT FROM k.a AND l.region IS NOT DISTINCT FROM k.r "
+            "AND l.price_id = k.pid AND l.period_start = k.ps"
+        ),
+        {
+            "i": [k.invoice_id for k in ks],
+            "pr": [k.product for k in ks],
+            "a": [k.app for k in ks],
+            "r": [k.region for k in ks],
+            "pid": [k.price_id for k in ks],
+            "ps": [k.period_start for k in ks],
+        },
+    ).all()
+    return {
+        LineKey(r.invoice_id, r.product, r.app, r.region, r.price_id, r.period_start): r.quantity
+        for r in rows
+    }

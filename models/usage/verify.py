@@ -1,8 +1,9 @@
-"""`billing usage verify` and `billing usage replay`: drafts' usage lines against their events.
+"""`billing usage verify` and `billing usage replay`: invoices' usage lines against their events.
 
-Verify recomputes every draft's usage aggregates from the events that landed on it (grouped by
-the line key) and compares quantity, unit price and amount line by line, and each draft's totals
-with the sum of its lines. It reads every event of every open draft, so it is a batch job (like
+Verify recomputes every invoice's usage aggregates from the events that landed on it (grouped
+by the line key), drafts and finalized invoices alike, and compares quantity, unit price and
+amount line by line; and each usage draft's totals with the sum of its lines (a finalized
+invoice's totals are the finalize's, checked by `billing rollup verify`). It reads every event of every open draft, so it is a batch job (like
 `billing rollup verify`), never a request path. Replay rebuilds one draft's usage lines from its
 events, in one transaction.
 """
@@ -35,13 +36,12 @@ class UsageDiff:
 
 
 def _recomputed(session: Session, invoice_ids: list[int] | None) -> dict[LineKey, Aggregate]:
-    where = "i.status = 'draft'" + (" AND i.id = ANY(:ids)" if invoice_ids is not None else "")
+    where = "WHERE e.invoice_id = ANY(:ids)" if invoice_ids is not None else ""
     rows = session.execute(
         sa.text(
             "SELECT e.invoice_id, e.product, e.app, e.region, e.price_id, e.period_start, "
             "sum(e.quantity) AS q, min(e.occurred_at) AS f, max(e.occurred_at) AS la "
-            "FROM usage_events e JOIN invoices i ON i.id = e.invoice_id "
-            f"WHERE {where} GROUP BY 1, 2, 3, 4, 5, 6"
+            f"FROM usage_events e {where} GROUP BY 1, 2, 3, 4, 5, 6"
         ),
         {"ids": invoice_ids or []},
     ).all()
@@ -59,7 +59,8 @@ def _prices(session: Session, ids: set[int]) -> dict[int, PriceVersion]:
 
 
 def verify(session: Session) -> list[UsageDiff]:
-    """Every difference between the drafts' usage lines and their events; empty when exact."""
+    """Every difference between the invoices' usage lines and their events, and between the
+    usage drafts' totals and their lines; empty when exact."""
     expected = _recomputed(session, None)
     stored = {
         LineKey(r.invoice_id, r.product, r.app, r.region, r.price_id, r.period_start): (
@@ -73,15 +74,13 @@ def verify(session: Session) -> list[UsageDiff]:
             sa.text(
                 "SELECT l.invoice_id, l.product, l.app, l.region, l.price_id, l.period_start, "
                 "l.quantity, l.unit_price, l.amount_cents, l.first_usage_at, l.last_usage_at "
-                "FROM invoice_items l "
-                "JOIN invoices i ON i.id = l.invoice_id "
-                "WHERE i.status = 'draft' AND l.price_id IS NOT NULL"
+                "FROM invoice_items l WHERE l.price_id IS NOT NULL"
             )
         )
     }
     prices = _prices(session, {k.price_id for k in [*expected, *stored]})
     diffs: list[UsageDiff] = []
-    for key in sorted(set(expected) | set(stored), key=_order):
+    for key in sorted(set(expected) | set(stored), key=staging.key_order):
         price = prices[key.price_id].unit_price
         agg = expected.get(key)
         want: tuple[object, ...] = (
@@ -108,10 +107,6 @@ def verify(session: Session) -> list[UsageDiff]:
     return diffs
 
 
-def _order(k: LineKey) -> tuple[object, ...]:
-    return (k.invoice_id, k.product, k.app or "", k.region or "", k.price_id, k.period_start)
-
-
 @dataclass(frozen=True)
 class ReplayResult:
     invoice_id: int
@@ -136,6 +131,14 @@ def replay(
     ).scalar_one()
     if status != InvoiceStatus.DRAFT:
         raise InvoiceNotDraft(f"the {period_start:%Y-%m} invoice is {status}; only drafts replay")
+    # The audited path (migration 0008): a replay rewrites counted lines, so it leaves a trace.
+    session.add(
+        tables.UsageAudit(
+            reason="usage replay of one draft",
+            detail={"invoice_id": mapping.invoice_id, "organization": organization_slug,
+                    "period_start": period_start.isoformat()},
+        )
+    )  # fmt: skip
     session.execute(
         sa.text("DELETE FROM invoice_items WHERE invoice_id = :id AND price_id IS NOT NULL"),
         {"id": mapping.invoice_id},
