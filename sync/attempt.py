@@ -75,11 +75,13 @@ def _attempt(rt: Runtime, session: Session, lease: outbox.Lease) -> Outcome:
         if session.in_transaction():
             session.rollback()
         verdict = classify(e)
-        if memory.is_replayed_500(e) and progress.step in memory.KEYED_STEPS:
-            # Stripe will replay this 500 for this key forever: the next attempt reads the
-            # remote state, and sends the step under the next key generation if still needed.
+        spent = memory.spent_step(stripe.failed_post)
+        if spent is not None:
+            # Stripe may have saved this 5xx for the key and would replay it on every retry:
+            # the next attempt reads the remote state, and sends the step under the next key
+            # generation if it is still needed, never the spent key.
             with session.begin():
-                memory.bump(session, lease.invoice_id, progress.step)
+                memory.bump(session, lease.invoice_id, spent)
         if verdict.kind == "internal":
             log.exception("sync attempt hit a bug", extra={"invoice_id": lease.invoice_id})
         return _record_failure(rt, session, lease, verdict, progress, started_at, clock, stripe)
@@ -119,7 +121,9 @@ def _record_failure(
     stripe: StripeGateway,
 ) -> Outcome:
     """RETRYING after a backoff, FAILED, or paused by the breaker (RETRYING when it may close,
-    the attempt given back: an outage of our key must not use up invoices' attempts)."""
+    the attempt given back: an outage of our key must not use up invoices' attempts). A
+    retryable failure FAILS the invoice only once its retry horizon is spent (`outbox.fail`)
+    or, as a backstop, at `max_attempts`."""
     cfg = rt.config
     refund = verdict.action == Action.PAUSE
     state: SyncStatus
@@ -144,6 +148,7 @@ def _record_failure(
             verdict.error(),
             state=state,
             delay_seconds=delay,
+            horizon_seconds=cfg.retry_horizon_seconds,
             refund_attempt=refund,
         )
         history.record_attempt(
@@ -151,7 +156,7 @@ def _record_failure(
             invoice_id=lease.invoice_id,
             attempt=lease.attempt,
             step=progress.step,
-            outcome=verdict.action.value if state != SyncStatus.FAILED else Action.FAIL.value,
+            outcome=Action.FAIL.value if stored == SyncStatus.FAILED else verdict.action.value,
             started_at=started_at,
             duration_ms=int(seconds * 1000),
             calls=stripe.calls,
@@ -167,7 +172,7 @@ def _record_failure(
         outcome = Outcome.PAUSED
     SYNC_SECONDS.observe(seconds)
     SYNC_ATTEMPTS.labels(outcome.value).inc()
-    SYNC_ERRORS.labels(verdict.kind, state).inc()
+    SYNC_ERRORS.labels(verdict.kind, stored or state).inc()
     log.warning(
         "sync of invoice %s: attempt %s failed at %s with %s %s (HTTP %s, request %s): %s",
         lease.invoice_id,
