@@ -51,7 +51,28 @@ def run(rt: Runtime, invoice_id: int, *, owner: str) -> Outcome:
             )
         if lease is None:
             return Outcome.NOT_DUE
-        return _attempt(rt, session, lease)
+        outcome = _attempt(rt, session, lease)
+    # One INFO line per state change, naming the invoice as operators know it; "nothing to do
+    # here" (lease lost to another worker) is DEBUG.
+    log.log(
+        logging.DEBUG if outcome == Outcome.LOST else logging.INFO,
+        "sync attempt for invoice %s: %s",
+        lease.label,
+        outcome.value,
+        extra=_fields(lease, outcome=outcome.value),
+    )
+    return outcome
+
+
+def _fields(lease: outbox.Lease, **more: object) -> dict[str, object]:
+    """The structured fields of a sync log line: the number and public id operators search by,
+    and the row id for us."""
+    return {
+        "invoice_number": lease.number,
+        "invoice_public_id": lease.public_id,
+        "invoice_id": lease.invoice_id,
+        **more,
+    }
 
 
 def _attempt(rt: Runtime, session: Session, lease: outbox.Lease) -> Outcome:
@@ -83,7 +104,9 @@ def _attempt(rt: Runtime, session: Session, lease: outbox.Lease) -> Outcome:
             with session.begin():
                 memory.bump(session, lease.invoice_id, spent)
         if verdict.kind == "internal":
-            log.exception("sync attempt hit a bug", extra={"invoice_id": lease.invoice_id})
+            log.exception(
+                "sync attempt for invoice %s hit a bug", lease.label, extra=_fields(lease)
+            )
         return _record_failure(rt, session, lease, verdict, progress, started_at, clock, stripe)
     seconds = time.perf_counter() - clock
     with session.begin():
@@ -175,7 +198,7 @@ def _record_failure(
     SYNC_ERRORS.labels(verdict.kind, stored or state).inc()
     log.warning(
         "sync of invoice %s: attempt %s failed at %s with %s %s (HTTP %s, request %s): %s",
-        lease.invoice_id,
+        lease.label,
         lease.attempt,
         progress.step,
         verdict.error_class,
@@ -183,15 +206,15 @@ def _record_failure(
         verdict.http_status,
         verdict.request_id,
         stored,
-        extra={
-            "invoice_id": lease.invoice_id,
-            "attempt": lease.attempt,
-            "step": progress.step,
-            "error_class": verdict.error_class,
-            "code": verdict.code,
-            "http_status": verdict.http_status,
-            "request_id": verdict.request_id,
-            "state": stored,
-        },
+        extra=_fields(
+            lease,
+            attempt=lease.attempt,
+            step=progress.step,
+            error_class=verdict.error_class,
+            code=verdict.code,
+            http_status=verdict.http_status,
+            request_id=verdict.request_id,
+            state=stored,
+        ),
     )
     return outcome

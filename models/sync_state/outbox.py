@@ -99,6 +99,14 @@ class Lease:
     # Some earlier attempt may have reached Stripe (its answer lost, or it crashed before
     # storing the id), so objects must be looked up before they are created.
     claimed_before: bool
+    # How operators know the invoice: for log lines and errors, never for logic.
+    number: str | None = None
+    public_id: str | None = None
+
+    @property
+    def label(self) -> str:
+        """`ACME-0007 (inv_...)`: the invoice as an operator searches for it."""
+        return f"{self.number or 'unnumbered'} ({self.public_id or f'row {self.invoice_id}'})"
 
 
 # --- The API's side: finalize, void, resync ---------------------------------------------------
@@ -221,7 +229,9 @@ _CLAIM = sa.text(
     FROM due
     WHERE s.invoice_id = due.invoice_id
     RETURNING due.was, s.revision, s.attempts, s.verify_requested,
-              due.last_attempt_at IS NOT NULL AS claimed_before
+              due.last_attempt_at IS NOT NULL AS claimed_before,
+              (SELECT i.number FROM invoices AS i WHERE i.id = s.invoice_id) AS number,
+              (SELECT i.public_id FROM invoices AS i WHERE i.id = s.invoice_id) AS public_id
     """
 )
 
@@ -243,6 +253,8 @@ def claim(session: Session, invoice_id: int, *, owner: str, lease_seconds: float
         attempt=int(row.attempts),
         verify_requested=bool(row.verify_requested),
         claimed_before=bool(row.claimed_before),
+        number=row.number,
+        public_id=row.public_id,
     )
 
 
