@@ -103,6 +103,12 @@ class Settings(BaseSettings):
         15_000, ge=1, validation_alias=_env("DB_STATEMENT_TIMEOUT_MS")
     )
 
+    # The dev stack's ports (`billing run`, `billing serve`, `billing mock-stripe`): `billing run`
+    # refuses to start when one is taken and names the variable to change. A second stack on
+    # one machine sets both (docs/operations.md, "The dev stack").
+    api_port: int = Field(8000, ge=1, le=65535, validation_alias=_env("BILLING_API_PORT"))
+    mock_port: int = Field(12111, ge=1, le=65535, validation_alias=_env("BILLING_MOCK_PORT"))
+
     stripe_api_base: str = Field("http://127.0.0.1:12111", validation_alias=_env("STRIPE_API_BASE"))
     stripe_api_key: SecretStr = Field(
         SecretStr("sk_test_billing_local"), validation_alias=_env("STRIPE_API_KEY")

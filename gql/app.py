@@ -222,7 +222,9 @@ def create_app(
             engine.dispose()
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        # The service name tells `billing run`'s readiness check our API from another program
+        # on the same port (devstack/supervisor.py HEALTHZ_SERVICE).
+        return JSONResponse({"status": "ok", "service": "billing-api"})
 
     def run_checks() -> list[tuple[str, bool, str]]:
         return [check() for check in checks]
