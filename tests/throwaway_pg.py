@@ -4,6 +4,7 @@ must never be stopped): initdb and pg_ctl from this machine's PostgreSQL binarie
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -79,8 +80,6 @@ def throwaway_postgres(port: int) -> Iterator[Throwaway]:
         server.start()
         yield server
     finally:
-        try:
+        with contextlib.suppress(RuntimeError):  # not running
             server.stop()
-        except RuntimeError:
-            pass  # not running
         shutil.rmtree(root, ignore_errors=True)
