@@ -14,6 +14,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+import outage
 from settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -127,6 +128,8 @@ def asgi_app() -> Any:
     sync_cfg = sync_config(cfg)
     limits = Limits.from_settings(cfg)
     db, client = api_engine(cfg, limits), redis_client(cfg)
+    # A lost PostgreSQL is told once per outage by this process, not once per request.
+    outage.watch_engine(db)
     return create_app(
         cfg,
         engine=db,

@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("run", help="migrate, seed if empty, and run the whole stack")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=int, default=None, help="the API's (default BILLING_API_PORT)")
     s.set_defaults(func=stack.run)
 
     s = sub.add_parser("migrate", help="apply the database migrations")
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("tokens", help="print the demo tokens and links `billing run` printed")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=int, default=None, help="the API's (default BILLING_API_PORT)")
     s.set_defaults(func=stack.tokens)
 
     s = sub.add_parser("generate", help="bulk-load synthetic finalized invoices with COPY")
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.set_defaults(func=accounts.org_create)
 
     s = sub.add_parser("feed", help="a simulated metering feed posting to /v1/usage (demo)")
-    s.add_argument("--url", default="http://127.0.0.1:8000/v1/usage")
+    s.add_argument("--url", default=None, help="default: /v1/usage on BILLING_API_PORT")
     s.add_argument("--token", required=True, help="a metering or admin token")
     s.add_argument("--every", type=float, default=3.0, help="seconds between batches")
     s.add_argument("--events", type=int, default=200, help="events per batch")
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="the GraphQL API (uvicorn)")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=int, default=None, help="default: BILLING_API_PORT (8000)")
     s.add_argument("--workers", type=int, default=1)
     s.set_defaults(func=stack.serve)
 
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("mock-stripe", help="the mock Stripe HTTP server")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=12111)
+    s.add_argument("--port", type=int, default=None, help="default: BILLING_MOCK_PORT (12111)")
     s.add_argument(
         "--faults",
         help='start-up faults as the JSON body of POST /_mock/faults, e.g. \'{"rules": [...], "seed": 1}\'',
@@ -140,15 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--state", help="journal file that keeps objects across restarts ('none')")
     s.add_argument(
         "--webhook-url",
-        default="http://127.0.0.1:8000/webhooks/stripe",
-        help="where events are posted, signed with STRIPE_WEBHOOK_SECRETS' first secret",
+        default=None,
+        help="where events are posted, signed with STRIPE_WEBHOOK_SECRETS' first secret; none "
+        "by default (no guess that could reach another stack's API; `billing run` passes its own)",
     )
     s.set_defaults(func=stack.mock_stripe)
 
     s = sub.add_parser("env", help="print DATABASE_URL and REDIS_URL (starting embedded servers)")
     s.set_defaults(func=stack.env)
 
-    s = sub.add_parser("stop", help="stop the embedded PostgreSQL and Redis")
+    s = sub.add_parser(
+        "stop",
+        help="stop the stack `billing run` started (its pid file), then the embedded servers",
+    )
     s.set_defaults(func=stack.stop)
     return p
 

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
         15_000, ge=1, validation_alias=_env("DB_STATEMENT_TIMEOUT_MS")
     )
 
+    # The dev stack's ports (`billing run`, `billing serve`, `billing mock-stripe`): `billing run`
+    # refuses to start when one is taken and names the variable to change. A second stack on
+    # one machine sets both (docs/operations.md, "The dev stack").
+    api_port: int = Field(8000, ge=1, le=65535, validation_alias=_env("BILLING_API_PORT"))
+    mock_port: int = Field(12111, ge=1, le=65535, validation_alias=_env("BILLING_MOCK_PORT"))
+
     stripe_api_base: str = Field("http://127.0.0.1:12111", validation_alias=_env("STRIPE_API_BASE"))
     stripe_api_key: SecretStr = Field(
         SecretStr("sk_test_billing_local"), validation_alias=_env("STRIPE_API_KEY")
@@ -119,7 +125,18 @@ class Settings(BaseSettings):
     # The Celery queue, and the namespace of our Redis keys (rate limit bucket, breaker): two
     # deployments or two test runs sharing one Redis never see each other's messages or state.
     sync_queue: str = Field(DEFAULT_QUEUE, validation_alias=_env("BILLING_SYNC_QUEUE"))
-    sync_max_attempts: int = Field(8, ge=1, validation_alias=_env("SYNC_MAX_ATTEMPTS"))
+    # How long a retryable failure (a 5xx, a timeout, a 429, Redis or PostgreSQL away) is
+    # retried, counted from the invoice's first failure since it last synced: "24h", "90m",
+    # "3600". At most 24 h, Stripe's idempotency key lifetime, so that every retry of a step
+    # still finds the answer its key saved (docs/operations.md, "Retries measured in time").
+    sync_retry_horizon_seconds: Annotated[float, BeforeValidator(_duration_seconds)] = Field(
+        86400.0, gt=0, le=86400, validation_alias=_env("SYNC_RETRY_HORIZON")
+    )
+    # A backstop only: the horizon decides when retrying ends. With the default backoff (2 s
+    # doubling to a 600 s cap, full jitter) a 24 h horizon is about 290 attempts; this stops an
+    # invoice whose attempts fail faster than any backoff (a worker killed by it, again and
+    # again) well before its horizon.
+    sync_max_attempts: int = Field(1000, ge=1, validation_alias=_env("SYNC_MAX_ATTEMPTS"))
     sync_backoff_base_seconds: float = Field(2.0, ge=0, validation_alias=_env("SYNC_BACKOFF_BASE"))
     sync_backoff_cap_seconds: float = Field(600.0, ge=0, validation_alias=_env("SYNC_BACKOFF_CAP"))
     # A claim holds the invoice this long; it must outlast the task's hard time limit, so a

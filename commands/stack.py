@@ -13,27 +13,35 @@ import bootstrap
 
 def run(args: argparse.Namespace) -> int:
     from devstack.services import embedded_running
-    from devstack.supervisor import run_stack
+    from devstack.supervisor import PortTaken, check_ports, run_stack
 
     given = bootstrap.settings()
+    if args.port is not None:
+        given = given.model_copy(update={"api_port": args.port})
+    try:
+        # Before anything starts: a taken port is the one thing to fix, said once.
+        check_ports(given, host=args.host)
+    except PortTaken as e:
+        print(f"billing run: {e}", file=sys.stderr)
+        return 1
     # Stop the embedded servers on exit only if this run started them: a second terminal (the
     # tests, a benchmark) may be using servers that were already up.
     started_here = not (given.database_url and given.redis_url) and not embedded_running(
         given.local_dir
     )
-    cfg = bootstrap.environment()
-    return run_stack(cfg, host=args.host, port=args.port, embedded=started_here)
+    cfg = bootstrap.environment().model_copy(update={"api_port": given.api_port})
+    return run_stack(cfg, host=args.host, port=cfg.api_port, embedded=started_here)
 
 
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    bootstrap.environment()
+    cfg = bootstrap.environment()
     uvicorn.run(
         "bootstrap:asgi_app",
         factory=True,
         host=args.host,
-        port=args.port,
+        port=cfg.api_port if args.port is None else args.port,
         workers=args.workers,
         log_level="warning",
         access_log=False,
@@ -70,19 +78,20 @@ def mock_stripe(args: argparse.Namespace) -> int:
     cfg = bootstrap.settings()
     # Kept under .local/ so that a restarted `make run` still finds its customers and invoices.
     state = args.state or str(cfg.local_dir / "mock-stripe" / "state.jsonl")
+    # No default address: a guess (the API on :8000) reached whichever stack held that port.
     options.setdefault("webhook_url", args.webhook_url)
     secrets = parse_secrets(cfg.stripe_webhook_secrets.get_secret_value())
     options.setdefault("webhook_secrets", secrets[:1])
-    serve(args.host, args.port, state_path=None if state == "none" else state, **options)
+    port = cfg.mock_port if args.port is None else args.port
+    serve(args.host, port, state_path=None if state == "none" else state, **options)
     return 0
 
 
 def feed(args: argparse.Namespace) -> int:
     from demo import feed
 
-    return feed.run(
-        url=args.url, token=args.token, every=args.every, events=args.events, seed=args.seed
-    )
+    url = args.url or f"http://127.0.0.1:{bootstrap.settings().api_port}/v1/usage"
+    return feed.run(url=url, token=args.token, every=args.every, events=args.events, seed=args.seed)
 
 
 def env(args: argparse.Namespace) -> int:
@@ -94,8 +103,11 @@ def env(args: argparse.Namespace) -> int:
 
 def stop(args: argparse.Namespace) -> int:
     from devstack.services import stop_embedded
+    from devstack.supervisor import stop_stack
 
-    stop_embedded(bootstrap.settings().local_dir)
+    local_dir = bootstrap.settings().local_dir
+    print(stop_stack(local_dir))
+    stop_embedded(local_dir)
     print("embedded servers stopped")
     return 0
 
@@ -114,5 +126,8 @@ def tokens(args: argparse.Namespace) -> int:
     if not live:
         print("no demo tokens yet: `billing run` (or `make run`) makes them", file=sys.stderr)
         return 1
-    banner(sys.stdout, host=args.host, port=args.port, tokens=live, running=False)
+    port = cfg.api_port if args.port is None else args.port
+    banner(
+        sys.stdout, host=args.host, port=port, mock_port=cfg.mock_port, tokens=live, running=False
+    )
     return 0

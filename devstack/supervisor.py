@@ -1,18 +1,26 @@
 """`billing run`: the whole stack in one terminal, for a developer's machine.
 
-Migrates, seeds demo data when the database is empty, starts the mock Stripe, the API, a Celery
-worker and Celery beat as child processes, prints how to use them, and on Ctrl-C stops the
-children and then the embedded servers it started. Production runs each process on its own
-(`billing serve`, `billing worker`, `billing beat`) under a real supervisor.
+Checks that its ports are free, migrates, seeds demo data when the database is empty, starts
+the mock Stripe, the API, a Celery worker and Celery beat as child processes, then (once the API
+answers as itself) the metering feed, prints how to use them, and on Ctrl-C or `billing stop`
+(its pid file) stops the children and then the embedded servers it started. Production runs each
+process on its own (`billing serve`, `billing worker`, `billing beat`) under a real supervisor.
+
+Truthful by construction (issue 24): a taken port stops it before anything starts, naming the
+variable to change; readiness is our own /healthz answer, not any HTTP answer; the mock posts
+its webhooks to this stack's API, never to a default address another stack may hold.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,11 +30,17 @@ import httpx
 
 from settings import PROJECT_ROOT, Settings
 
+# What /healthz answers (gql/app.py): how the supervisor tells our API from another program.
+HEALTHZ_SERVICE = "billing-api"
+PID_FILE = "run.pid"  # under the local dir: `billing stop` finds the running stack by it
+
 
 @dataclass
 class Child:
     name: str
     argv: list[str]
+    # Started only once the API answers (the feed posts to it; so may other clients of it).
+    after_api: bool = False
     process: subprocess.Popen[bytes] | None = None
 
 
@@ -34,13 +48,45 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "cli", *args]
 
 
-def _wait_http(url: str, *, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+class PortTaken(Exception):
+    """A port the stack needs is in use; the message names it and the variable to change."""
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on (host, port) now. SO_REUSEADDR as uvicorn sets it, so
+    a socket of our last run still in TIME_WAIT does not count as taken; a listener does."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def check_ports(cfg: Settings, *, host: str) -> None:
+    """PortTaken for the first port of the stack that something already listens on."""
+    for name, port, variable in (
+        ("the API", cfg.api_port, "BILLING_API_PORT"),
+        ("the mock Stripe", cfg.mock_port, "BILLING_MOCK_PORT"),
+    ):
+        if not port_is_free(host, port):
+            raise PortTaken(
+                f"port {port} ({name}) is already in use by another program; stop it, or "
+                f"choose another port: {variable}={port + 1} make run"
+            )
+
+
+def api_is_up(base: str, *, seconds: float, stopping: Callable[[], bool] = lambda: False) -> bool:
+    """Until our API answers /healthz as itself (200 and `"service": "billing-api"`): another
+    program on the port answering 404, or anything else, is not our API."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not stopping():
+        try:
+            answer = httpx.get(f"{base}/healthz", timeout=1.0)
+            if answer.status_code == 200 and answer.json().get("service") == HEALTHZ_SERVICE:
                 return True
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError, AttributeError):
             pass
         time.sleep(0.2)
     return False
@@ -96,7 +142,13 @@ def wait_worker(cfg: Settings, seconds: float) -> bool:
 
 
 def banner(
-    out: TextIO, *, host: str, port: int, tokens: dict[str, str], running: bool = True
+    out: TextIO,
+    *,
+    host: str,
+    port: int,
+    tokens: dict[str, str],
+    mock_port: int = 12111,
+    running: bool = True,
 ) -> None:
     """The links, tokens and example queries: printed last by `billing run`, and again by
     `billing tokens`."""
@@ -112,7 +164,7 @@ def banner(
    Dashboard    {base}/dashboard#token={member}
    Operators    {base}/dashboard#token={admin}
    Metrics      {base}/metrics     Health {base}/healthz  {base}/readyz
-   Mock Stripe  http://127.0.0.1:12111/_mock/invoices
+   Mock Stripe  http://127.0.0.1:{mock_port}/_mock/invoices
 
  Try it:
    curl -s {base}/graphql -H 'Authorization: Bearer {member}' \\
@@ -135,6 +187,67 @@ def banner(
     out.flush()
 
 
+def children(cfg: Settings, *, host: str, port: int, tokens: dict[str, str]) -> list[Child]:
+    """The processes of the stack, in start order; `after_api` ones wait for the API."""
+    api = f"http://{host}:{port}"
+    out = [
+        # Webhooks go to this stack's API, on the port it was given (never a default address).
+        Child(
+            "mock-stripe",
+            _cli(
+                "mock-stripe",
+                "--port",
+                str(cfg.mock_port),
+                "--webhook-url",
+                f"{api}/webhooks/stripe",
+            ),
+        ),
+        Child("api", _cli("serve", "--host", host, "--port", str(port))),
+        Child("worker", _cli("worker", "--concurrency", "2")),
+        Child("beat", _cli("beat")),
+    ]
+    if "admin" in tokens:
+        # A simulated metering feed, so that the month so far moves while you watch.
+        feed = _cli("feed", "--url", f"{api}/v1/usage", "--token", tokens["admin"])
+        out.append(Child("feed", feed, after_api=True))
+    return out
+
+
+def pid_file(local_dir: Path) -> Path:
+    return local_dir / PID_FILE
+
+
+def _running_pid(local_dir: Path) -> int | None:
+    """The pid of the `billing run` whose pid file is here, if that process still runs."""
+    try:
+        pid = int(pid_file(local_dir).read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    with contextlib.suppress(OSError):
+        # A pid reused by an unrelated process after a crash is not ours to stop.
+        if b"cli" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return None
+    return pid
+
+
+def stop_stack(local_dir: Path, *, seconds: float = 30.0) -> str:
+    """Stop the `billing run` recorded in the pid file (SIGTERM: it stops its children, then
+    the embedded servers it started) and wait for it. Returns what happened, for people."""
+    pid = _running_pid(local_dir)
+    if pid is None:
+        return "no `billing run` is running here"
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return f"stopped `billing run` (pid {pid}) and its processes"
+        time.sleep(0.2)
+    return f"`billing run` (pid {pid}) is still stopping after {seconds:.0f} s"
+
+
 def run_stack(
     cfg: Settings, *, host: str, port: int, embedded: bool, out: TextIO = sys.stdout
 ) -> int:
@@ -155,38 +268,42 @@ def run_stack(
     engine.dispose()
 
     env = _dev_env()
-    children = [
-        Child("mock-stripe", _cli("mock-stripe", "--port", "12111")),
-        Child("api", _cli("serve", "--host", host, "--port", str(port))),
-        Child("worker", _cli("worker", "--concurrency", "2")),
-        Child("beat", _cli("beat")),
-    ]
-    if tokens and "admin" in tokens:
-        # A simulated metering feed, so that the month so far moves while you watch.
-        feed_url = f"http://{host}:{port}/v1/usage"
-        children.append(Child("feed", _cli("feed", "--url", feed_url, "--token", tokens["admin"])))
+    # The children talk to this stack's mock and API, on the ports it was given.
+    env["STRIPE_API_BASE"] = f"http://127.0.0.1:{cfg.mock_port}"
+    env["BILLING_API_PORT"] = str(port)
+    env["BILLING_MOCK_PORT"] = str(cfg.mock_port)
+    stack = children(cfg, host=host, port=port, tokens=tokens or {})
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
 
+    def start(child: Child) -> None:
+        child.process = subprocess.Popen(child.argv, cwd=PROJECT_ROOT, env=env)
+
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    cfg.local_dir.mkdir(parents=True, exist_ok=True)
+    pid_file(cfg.local_dir).write_text(str(os.getpid()))
     try:
-        for child in children:
-            child.process = subprocess.Popen(child.argv, cwd=PROJECT_ROOT, env=env)
-        if not _wait_http(f"http://{host}:{port}/healthz", seconds=120):
-            out.write("the API did not come up; see the messages above\n")
-            return 1
+        for child in stack:
+            if not child.after_api:
+                start(child)
+        if not api_is_up(f"http://{host}:{port}", seconds=120, stopping=lambda: stopping):
+            if not stopping:
+                out.write("the API did not come up; see the messages above\n")
+            return 1 if not stopping else 0
+        for child in stack:
+            if child.after_api:
+                start(child)
         if not wait_worker(cfg, 60):
             out.write("the sync worker did not answer; see the messages above\n")
             return 1
-        banner(out, host=host, port=port, tokens=tokens or {})
+        banner(out, host=host, port=port, mock_port=cfg.mock_port, tokens=tokens or {})
         while not stopping:
-            for child in children:
-                assert child.process is not None
-                code = child.process.poll()
+            for child in stack:
+                code = child.process.poll() if child.process else None
                 if code is not None:
                     out.write(f"{child.name} exited with code {code}; stopping the stack\n")
                     return 1
@@ -194,7 +311,9 @@ def run_stack(
         return 0
     finally:
         out.write("stopping...\n")
-        _stop(children)
+        _stop(stack)
+        with contextlib.suppress(FileNotFoundError):
+            pid_file(cfg.local_dir).unlink()
         if embedded:
             from devstack.services import stop_embedded
 

@@ -32,6 +32,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
+import outage
 from gql import dashboard, graphiql_static
 from gql.core.context import Context
 from gql.core.enqueue import DeferredEnqueue
@@ -190,14 +191,18 @@ def create_app(
                 conn.execute(sa.text("SELECT 1"))
             return "database", True, "ok"
         except Exception as e:  # readiness reports any failure; it must not raise
-            return "database", False, type(e).__name__
+            # A lost PostgreSQL is logged once by the engine's watcher (outage.watch_engine).
+            return "database", False, f"unavailable: {type(e).__name__}"
 
     def check_redis() -> tuple[str, bool, str]:
         try:
             redis_client.ping()
-            return "redis", True, "ok"
         except RedisError as e:
-            return "redis", False, type(e).__name__
+            # Told once per outage by the process (outage.py), not once per probe.
+            outage.REDIS.failed(e)
+            return "redis", False, f"unavailable: {type(e).__name__}"
+        outage.REDIS.recovered()
+        return "redis", True, "ok"
 
     checks: list[Readiness] = [check_database, check_redis, *readiness]
 
@@ -222,7 +227,9 @@ def create_app(
             engine.dispose()
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        # The service name tells `billing run`'s readiness check our API from another program
+        # on the same port (devstack/supervisor.py HEALTHZ_SERVICE).
+        return JSONResponse({"status": "ok", "service": "billing-api"})
 
     def run_checks() -> list[tuple[str, bool, str]]:
         return [check() for check in checks]

@@ -219,6 +219,9 @@ class InvoiceSync(SQLModel, table=True):
     locked_until: datetime | None = Field(default=None, sa_column=_ts())
     lease_owner: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     last_attempt_at: datetime | None = Field(default=None, sa_column=_ts())
+    # The first failed attempt since the last success or reset: the retry horizon counts from
+    # here (SYNC_RETRY_HORIZON). NULL while nothing has failed.
+    retrying_since: datetime | None = Field(default=None, sa_column=_ts())
     synced_at: datetime | None = Field(default=None, sa_column=_ts())
     # Bumped by every request that changes what the sync must do (void, resync); a worker that
     # finishes on an older revision leaves the row due instead of SYNCED.

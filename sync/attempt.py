@@ -51,7 +51,28 @@ def run(rt: Runtime, invoice_id: int, *, owner: str) -> Outcome:
             )
         if lease is None:
             return Outcome.NOT_DUE
-        return _attempt(rt, session, lease)
+        outcome = _attempt(rt, session, lease)
+    # One INFO line per state change, naming the invoice as operators know it; "nothing to do
+    # here" (lease lost to another worker) is DEBUG.
+    log.log(
+        logging.DEBUG if outcome == Outcome.LOST else logging.INFO,
+        "sync attempt for invoice %s: %s",
+        lease.label,
+        outcome.value,
+        extra=_fields(lease, outcome=outcome.value),
+    )
+    return outcome
+
+
+def _fields(lease: outbox.Lease, **more: object) -> dict[str, object]:
+    """The structured fields of a sync log line: the number and public id operators search by,
+    and the row id for us."""
+    return {
+        "invoice_number": lease.number,
+        "invoice_public_id": lease.public_id,
+        "invoice_id": lease.invoice_id,
+        **more,
+    }
 
 
 def _attempt(rt: Runtime, session: Session, lease: outbox.Lease) -> Outcome:
@@ -75,13 +96,17 @@ def _attempt(rt: Runtime, session: Session, lease: outbox.Lease) -> Outcome:
         if session.in_transaction():
             session.rollback()
         verdict = classify(e)
-        if memory.is_replayed_500(e) and progress.step in memory.KEYED_STEPS:
-            # Stripe will replay this 500 for this key forever: the next attempt reads the
-            # remote state, and sends the step under the next key generation if still needed.
+        spent = memory.spent_step(stripe.failed_post)
+        if spent is not None:
+            # Stripe may have saved this 5xx for the key and would replay it on every retry:
+            # the next attempt reads the remote state, and sends the step under the next key
+            # generation if it is still needed, never the spent key.
             with session.begin():
-                memory.bump(session, lease.invoice_id, progress.step)
+                memory.bump(session, lease.invoice_id, spent)
         if verdict.kind == "internal":
-            log.exception("sync attempt hit a bug", extra={"invoice_id": lease.invoice_id})
+            log.exception(
+                "sync attempt for invoice %s hit a bug", lease.label, extra=_fields(lease)
+            )
         return _record_failure(rt, session, lease, verdict, progress, started_at, clock, stripe)
     seconds = time.perf_counter() - clock
     with session.begin():
@@ -119,7 +144,9 @@ def _record_failure(
     stripe: StripeGateway,
 ) -> Outcome:
     """RETRYING after a backoff, FAILED, or paused by the breaker (RETRYING when it may close,
-    the attempt given back: an outage of our key must not use up invoices' attempts)."""
+    the attempt given back: an outage of our key must not use up invoices' attempts). A
+    retryable failure FAILS the invoice only once its retry horizon is spent (`outbox.fail`)
+    or, as a backstop, at `max_attempts`."""
     cfg = rt.config
     refund = verdict.action == Action.PAUSE
     state: SyncStatus
@@ -144,6 +171,7 @@ def _record_failure(
             verdict.error(),
             state=state,
             delay_seconds=delay,
+            horizon_seconds=cfg.retry_horizon_seconds,
             refund_attempt=refund,
         )
         history.record_attempt(
@@ -151,7 +179,7 @@ def _record_failure(
             invoice_id=lease.invoice_id,
             attempt=lease.attempt,
             step=progress.step,
-            outcome=verdict.action.value if state != SyncStatus.FAILED else Action.FAIL.value,
+            outcome=Action.FAIL.value if stored == SyncStatus.FAILED else verdict.action.value,
             started_at=started_at,
             duration_ms=int(seconds * 1000),
             calls=stripe.calls,
@@ -167,10 +195,10 @@ def _record_failure(
         outcome = Outcome.PAUSED
     SYNC_SECONDS.observe(seconds)
     SYNC_ATTEMPTS.labels(outcome.value).inc()
-    SYNC_ERRORS.labels(verdict.kind, state).inc()
+    SYNC_ERRORS.labels(verdict.kind, stored or state).inc()
     log.warning(
         "sync of invoice %s: attempt %s failed at %s with %s %s (HTTP %s, request %s): %s",
-        lease.invoice_id,
+        lease.label,
         lease.attempt,
         progress.step,
         verdict.error_class,
@@ -178,15 +206,15 @@ def _record_failure(
         verdict.http_status,
         verdict.request_id,
         stored,
-        extra={
-            "invoice_id": lease.invoice_id,
-            "attempt": lease.attempt,
-            "step": progress.step,
-            "error_class": verdict.error_class,
-            "code": verdict.code,
-            "http_status": verdict.http_status,
-            "request_id": verdict.request_id,
-            "state": stored,
-        },
+        extra=_fields(
+            lease,
+            attempt=lease.attempt,
+            step=progress.step,
+            error_class=verdict.error_class,
+            code=verdict.code,
+            http_status=verdict.http_status,
+            request_id=verdict.request_id,
+            state=stored,
+        ),
     )
     return outcome

@@ -15,19 +15,25 @@ Settings that matter, and why:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
+import outage
 from sync import runtime
 from sync.classify import treat_as_transient
 from sync.config import SyncConfig
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 log = logging.getLogger("billing.sync")
 
@@ -74,6 +80,12 @@ def celery_settings(cfg: SyncConfig) -> dict[str, Any]:
         },
         "broker_connection_timeout": 2,
         "broker_connection_retry_on_startup": True,
+        # Keep trying the broker for as long as Redis is away (Celery's default gives up after
+        # 100 tries and the worker exits): the worker must recover by itself.
+        "broker_connection_max_retries": None,
+        # Beat sends through a scheduler that tells a Redis outage in one line and backs off,
+        # instead of a traceback per due task (sync/beat.py).
+        "beat_scheduler": "sync.beat:QuietScheduler",
         "worker_hijack_root_logger": False,
         "beat_schedule": {
             "sweep": {"task": "sync.sweep", "schedule": cfg.sweep_every_seconds},
@@ -95,6 +107,36 @@ app = Celery(
     "billing",
     include=["sync.tasks", "sync.close_task", "sync.housekeeping", "sync.forecast_alerts"],
 )
+
+
+def quiet_outages(task: Callable[P, R]) -> Callable[P, R | None]:
+    """A task body that, when PostgreSQL or Redis is away, counts the failure in the process's
+    `outage` state (one log line per outage, then one a minute) and returns None instead of
+    raising: Celery would log a full traceback per message and per sweep. While a dependency is
+    down, a message that arrives before its backoff has passed is spent without trying. Nothing
+    is lost either way: the work is a due outbox row (or a beat tick), which the sweeper hands
+    out again once the server is back."""
+
+    @functools.wraps(task)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R | None:
+        if not (outage.POSTGRES.may_try() and outage.REDIS.may_try()):
+            return None
+        try:
+            result = task(*args, **kwargs)
+        except Exception as e:
+            if outage.is_database_outage(e):
+                if not outage.POSTGRES.down:  # the engine's watcher counts what it sees
+                    outage.POSTGRES.failed(e)
+                return None
+            if outage.is_redis_outage(e):
+                outage.REDIS.failed(e)
+                return None
+            raise
+        # A message arrived and its task ran: the broker, Redis, answers again.
+        outage.REDIS.recovered()
+        return result
+
+    return run
 
 
 def configure(cfg: SyncConfig) -> Celery:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from models.close import cycle, driver
 from sync import runtime, sweeper
-from sync.celery_app import app, enqueue_sync, queue_name
+from sync.celery_app import app, enqueue_sync, queue_name, quiet_outages
 
 log = logging.getLogger("billing.close")
 
@@ -23,6 +23,7 @@ CLOSE_TIME_LIMIT = 540
 @app.task(
     name="sync.close_period", soft_time_limit=CLOSE_TIME_LIMIT - 30, time_limit=CLOSE_TIME_LIMIT
 )
+@quiet_outages
 def close_period() -> str:
     cfg = runtime.config()
     now = datetime.now(UTC)

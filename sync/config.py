@@ -24,7 +24,8 @@ class SyncConfig:
     stripe_connect_timeout_seconds: float
     rate_limit_per_second: float
     lines_chunk: int
-    max_attempts: int
+    max_attempts: int  # a backstop; the horizon decides (settings.py)
+    retry_horizon_seconds: float
     backoff_base_seconds: float
     backoff_cap_seconds: float
     # A claim holds the invoice this long; it must outlast the task's hard time limit.
@@ -59,6 +60,7 @@ class SyncConfig:
             rate_limit_per_second=s.stripe_rate_limit_per_second,
             lines_chunk=s.stripe_lines_chunk,
             max_attempts=s.sync_max_attempts,
+            retry_horizon_seconds=s.sync_retry_horizon_seconds,
             backoff_base_seconds=s.sync_backoff_base_seconds,
             backoff_cap_seconds=s.sync_backoff_cap_seconds,
             lease_seconds=s.sync_lease_seconds,

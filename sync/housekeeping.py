@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 from models import idempotency
 from models.db import transaction
 from sync import runtime
-from sync.celery_app import app
+from sync.celery_app import app, quiet_outages
 
 log = logging.getLogger("billing.housekeeping")
 
 
 @app.task(name="sync.purge_idempotency_keys")
+@quiet_outages
 def purge_idempotency_keys() -> int:
     rt = runtime.current()
     keep = timedelta(seconds=rt.config.idempotency_keep_seconds)

@@ -4,11 +4,13 @@ remote invoices it gave up on purpose (`invoice_sync.key_generations`,
 
 Key generations. Stripe stores the result of a request for its idempotency key, 500s
 included: a 500 after Stripe began executing comes back on every retry with that key
-(`Idempotent-Replayed: true`), so retrying can never get past it. When that happens the step's
-generation is bumped; the next attempt first reads the remote state (the step may have
-happened: then it is skipped) and otherwise sends the step under `invoice:{id}:finalize:2`.
-Generation 1 is the plain key, so invoices that never met a replayed 500 keep the keys they
-always had.
+(`Idempotent-Replayed: true`), so retrying with it can never get past it. A 500 does not say
+whether it was saved, so after any 5xx on one of our POSTs the step's generation is bumped at
+once (issue 24: waiting for the replay to prove it spent an attempt per saved 500). The next
+attempt first reads the remote state (the step may have happened: then it is skipped) and
+otherwise sends the step under `invoice:{id}:finalize:2`. A new key is safe because of that
+read: every step looks up what an earlier attempt may have left before it creates or adds.
+Generation 1 is the plain key, so invoices that never met a 5xx keep the keys they always had.
 """
 
 from __future__ import annotations
@@ -24,6 +26,15 @@ from sqlmodel import Session
 REPLAYED_500 = "idempotent_replayed_500"
 # The steps whose POSTs carry an idempotency key (the names of push.Progress.step).
 KEYED_STEPS = ("customer", "create", "lines", "finalize", "void", "pay")
+# Which step's key each of our POSTs carries (sync.stripe_client endpoint labels).
+STEP_OF_POST = {
+    "POST /v1/customers": "customer",
+    "POST /v1/invoices": "create",
+    "POST /v1/invoices/{id}/add_lines": "lines",
+    "POST /v1/invoices/{id}/finalize": "finalize",
+    "POST /v1/invoices/{id}/void": "void",
+    "POST /v1/invoices/{id}/pay": "pay",
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,11 @@ def load(session: Session, invoice_id: int) -> Memory:
         return Memory()
     generations = {str(k): int(v) for k, v in _json(row[0], {}).items()}
     return Memory(generations=generations, replaced=frozenset(_json(row[1], [])))
+
+
+def spent_step(failed_post: str | None) -> str | None:
+    """The step whose key a POST answered with a 5xx has spent (`StripeGateway.failed_post`)."""
+    return STEP_OF_POST.get(failed_post or "")
 
 
 def is_replayed_500(e: BaseException) -> bool:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
+import outage
 from models.db import make_engine, session_factory
 from sync.breaker import Breaker
 from sync.config import SyncConfig
@@ -72,7 +73,10 @@ def build(
         ),
         breaker=breaker(client, config),
     )
-    engine = engine or make_engine(config.database_url, pool_size=pool_size)
+    if engine is None:
+        engine = make_engine(config.database_url, pool_size=pool_size)
+        # This process's PostgreSQL outages, told once (outage.py); a caller's engine is theirs.
+        outage.watch_engine(engine)
     return Runtime(
         sessions=session_factory(engine),
         gateway=gateway,

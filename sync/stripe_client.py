@@ -155,6 +155,9 @@ class StripeGateway:
     limiter: RateLimiter
     breaker: Breaker
     calls: int = field(default=0)
+    # The endpoint of this attempt's last POST that Stripe answered with a 5xx: Stripe saves
+    # such an answer for the request's idempotency key (sync.memory), so that key is spent.
+    failed_post: str | None = field(default=None)
 
     def for_attempt(self) -> StripeGateway:
         return StripeGateway(client=self.client, limiter=self.limiter, breaker=self.breaker)
@@ -173,6 +176,8 @@ class StripeGateway:
             raise
         except stripe.StripeError as e:
             STRIPE_CALLS.labels(endpoint, type(e).__name__).inc()
+            if endpoint.startswith("POST ") and (e.http_status or 0) >= 500:
+                self.failed_post = endpoint
             if e.http_status is not None and 400 <= e.http_status < 500:
                 self.breaker.record_success()  # Stripe accepted the key, then refused the request
             raise

@@ -71,7 +71,11 @@ def sweep(rt: Runtime, enqueue: Callable[[int], None], *, depth: int = 0) -> int
         return 0
     with transaction(rt.sessions) as s:
         due = outbox.take_due(
-            s, batch=room, hold_seconds=cfg.sweep_hold_seconds, max_attempts=cfg.max_attempts
+            s,
+            batch=room,
+            hold_seconds=cfg.sweep_hold_seconds,
+            max_attempts=cfg.max_attempts,
+            horizon_seconds=cfg.retry_horizon_seconds,
         )
     for invoice_id in due:
         # A failed enqueue leaves the row marked for `hold` seconds, then it is swept again.

@@ -11,10 +11,9 @@ import socket
 import uuid
 
 from sync import attempt, runtime, sweeper
-from sync.celery_app import app, enqueue_sync, queue_name
+from sync.celery_app import app, enqueue_sync, queue_name, quiet_outages
 
 log = logging.getLogger("billing.sync")
-QUIET_OUTCOMES = frozenset({attempt.Outcome.NOT_DUE, attempt.Outcome.LOST, attempt.Outcome.PAUSED})
 
 
 def _owner() -> str:
@@ -23,21 +22,14 @@ def _owner() -> str:
 
 
 @app.task(name="sync.sync_invoice")
+@quiet_outages
 def sync_invoice(invoice_id: int) -> str:
-    outcome = attempt.run(runtime.current(), int(invoice_id), owner=_owner())
-    # One INFO line per state change; "nothing to do here" (not due, lease lost, paused) is DEBUG.
-    level = logging.DEBUG if outcome in QUIET_OUTCOMES else logging.INFO
-    log.log(
-        level,
-        "sync attempt for invoice %s: %s",
-        invoice_id,
-        outcome.value,
-        extra={"invoice_id": invoice_id, "outcome": outcome.value},
-    )
-    return outcome.value
+    # The attempt logs its own outcome line, with the invoice's number (sync.attempt.run).
+    return attempt.run(runtime.current(), int(invoice_id), owner=_owner()).value
 
 
 @app.task(name="sync.sweep")
+@quiet_outages
 def sweep() -> int:
     rt = runtime.current()
     depth = sweeper.queue_depth(rt.gateway.breaker.client, queue_name())
@@ -45,5 +37,6 @@ def sweep() -> int:
 
 
 @app.task(name="sync.reconcile")
+@quiet_outages
 def reconcile() -> int:
     return sweeper.reconcile(runtime.current(), enqueue_sync)

@@ -305,7 +305,7 @@ def test_schema_file_is_current() -> None:
 
 
 def test_health_endpoints(api: Api) -> None:
-    assert api.client.get("/healthz").json() == {"status": "ok"}
+    assert api.client.get("/healthz").json() == {"status": "ok", "service": "billing-api"}
     ready = api.client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "redis": "ok"}
     metrics = api.client.get("/metrics").text

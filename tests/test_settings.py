@@ -17,7 +17,8 @@ README_DEFAULTS = {
     "STRIPE_API_BASE": "http://127.0.0.1:12111",
     "STRIPE_RATE_LIMIT": 25.0,
     "STRIPE_LINES_CHUNK": 50,
-    "SYNC_MAX_ATTEMPTS": 8,
+    "SYNC_MAX_ATTEMPTS": 1000,  # a backstop since issue 24; README row to update at merge
+    "SYNC_RETRY_HORIZON": 86400.0,
     "ROLLUP_SHARDS": 16,
     "SYNC_BREAKER_SECONDS": 30.0,
 }

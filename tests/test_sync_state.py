@@ -57,7 +57,7 @@ def _fail(state: SyncStatus) -> Callable[[Factory, Row], None]:
     def step(c: Factory, row: Row) -> None:
         assert row.lease is not None
         with c() as s, s.begin():
-            outbox.fail(s, row.lease, ERROR, state=state, delay_seconds=0)
+            outbox.fail(s, row.lease, ERROR, state=state, delay_seconds=0, horizon_seconds=86400)
 
     return step
 
@@ -144,7 +144,7 @@ def test_a_transition_outside_the_table_is_refused() -> None:
                     outbox.check(before, after)
     lease = Lease(1, "x", 0, 1, verify_requested=False, claimed_before=False)
     with pytest.raises(IllegalSyncTransition):  # before any SQL: no session is needed
-        outbox.fail(None, lease, ERROR, state=SyncStatus.SYNCED, delay_seconds=0)  # type: ignore[arg-type]
+        outbox.fail(None, lease, ERROR, state=SyncStatus.SYNCED, delay_seconds=0, horizon_seconds=1)  # type: ignore[arg-type]
 
 
 def test_success_and_a_reset_clear_the_error_with_one_helper(committed: Factory) -> None:

@@ -99,6 +99,14 @@ class Lease:
     # Some earlier attempt may have reached Stripe (its answer lost, or it crashed before
     # storing the id), so objects must be looked up before they are created.
     claimed_before: bool
+    # How operators know the invoice: for log lines and errors, never for logic.
+    number: str | None = None
+    public_id: str | None = None
+
+    @property
+    def label(self) -> str:
+        """`ACME-0007 (inv_...)`: the invoice as an operator searches for it."""
+        return f"{self.number or 'unnumbered'} ({self.public_id or f'row {self.invoice_id}'})"
 
 
 # --- The API's side: finalize, void, resync ---------------------------------------------------
@@ -138,6 +146,7 @@ def make_due(row: tables.InvoiceSync, *, now: datetime, reset_attempts: bool) ->
     row.updated_at = now
     if reset_attempts:
         row.attempts = 0
+        row.retrying_since = None
         for column, value in cleared_error().items():
             setattr(row, column, value)
 
@@ -172,6 +181,7 @@ def retry_failed(session: Session, *, organization_id: int | None, now: datetime
             state=check(SyncStatus.FAILED, SyncStatus.PENDING),
             next_attempt_at=now,
             attempts=0,
+            retrying_since=None,
             revision=col(tables.InvoiceSync.revision) + 1,
             updated_at=now,
             **cleared_error(),
@@ -209,7 +219,9 @@ _CLAIM = sa.text(
     FROM due
     WHERE s.invoice_id = due.invoice_id
     RETURNING due.was, s.revision, s.attempts, s.verify_requested,
-              due.last_attempt_at IS NOT NULL AS claimed_before
+              due.last_attempt_at IS NOT NULL AS claimed_before,
+              (SELECT i.number FROM invoices AS i WHERE i.id = s.invoice_id) AS number,
+              (SELECT i.public_id FROM invoices AS i WHERE i.id = s.invoice_id) AS public_id
     """
 )
 
@@ -231,6 +243,8 @@ def claim(session: Session, invoice_id: int, *, owner: str, lease_seconds: float
         attempt=int(row.attempts),
         verify_requested=bool(row.verify_requested),
         claimed_before=bool(row.claimed_before),
+        number=row.number,
+        public_id=row.public_id,
     )
 
 
@@ -241,7 +255,7 @@ _SUCCEED = sa.text(
         synced_at = CASE WHEN revision = :rev THEN now() ELSE synced_at END,
         next_attempt_at = CASE WHEN revision = :rev THEN NULL ELSE now() END,
         verify_requested = CASE WHEN revision = :rev THEN false ELSE verify_requested END,
-        locked_until = NULL, lease_owner = NULL, updated_at = now(), {_CLEAR_ERROR_SQL}
+        retrying_since = NULL, locked_until = NULL, lease_owner = NULL, updated_at = now(), {_CLEAR_ERROR_SQL}
     WHERE invoice_id = :id AND lease_owner = :owner
     RETURNING state
     """
@@ -261,11 +275,21 @@ _FAIL = sa.text(
     """
     UPDATE invoice_sync SET
         state = CASE WHEN :state = :st_failed AND revision <> :rev THEN :st_pending
+                     WHEN :state = :st_retrying AND :refund = 0
+                          AND coalesce(retrying_since, now())
+                              + make_interval(secs => :horizon) <= now()
+                     THEN CASE WHEN revision <> :rev THEN :st_pending ELSE :st_failed END
                      ELSE :state END,
         next_attempt_at = CASE
             WHEN :state = :st_failed AND revision <> :rev THEN now()
             WHEN :state = :st_failed THEN NULL
-            ELSE now() + make_interval(secs => :delay) END,
+            WHEN :refund = 1 THEN now() + make_interval(secs => :delay)
+            WHEN coalesce(retrying_since, now()) + make_interval(secs => :horizon) <= now()
+            THEN CASE WHEN revision <> :rev THEN now() ELSE NULL END
+            ELSE least(now() + make_interval(secs => :delay),
+                       coalesce(retrying_since, now()) + make_interval(secs => :horizon)) END,
+        retrying_since = CASE WHEN :refund = 1 THEN retrying_since
+                              ELSE coalesce(retrying_since, now()) END,
         attempts = attempts - :refund, locked_until = NULL, lease_owner = NULL,
         updated_at = now(),
         last_error_class = :cls, last_error_code = :code, last_error_message = :msg,
@@ -283,12 +307,18 @@ def fail(
     *,
     state: SyncStatus,
     delay_seconds: float,
+    horizon_seconds: float,
     refund_attempt: bool = False,
 ) -> SyncStatus | None:
     """SYNCING -> RETRYING (due in `delay_seconds`) or FAILED, with the error for people to
-    read. A FAILED verdict on an attempt that a void or resync overtook becomes PENDING instead:
-    that request deserves its own attempt. Returns the new state, or None if the lease was
-    lost."""
+    read. Returns the new state, or None if the lease was lost.
+
+    The retry horizon is the one rule of when retrying ends: a RETRYING verdict FAILS the
+    invoice once `horizon_seconds` have passed since its first failure (`retrying_since`, set
+    here by that failure), and a retry is never scheduled past the horizon, so the last try
+    falls inside it. A refunded attempt (the breaker paused the sync: our key, not this
+    invoice) starts no horizon. A FAILED verdict on an attempt that a void or resync overtook
+    becomes PENDING instead: that request deserves its own attempt."""
     if state not in (SyncStatus.RETRYING, SyncStatus.FAILED):
         raise IllegalSyncTransition(f"a failed attempt cannot leave the row {state.value}")
     check(SyncStatus.SYNCING, state)
@@ -300,6 +330,7 @@ def fail(
             "rev": lease.revision,
             "state": state.value,
             "delay": delay_seconds,
+            "horizon": horizon_seconds,
             "refund": 1 if refund_attempt else 0,
             "cls": error.error_class,
             "code": error.code,
@@ -315,7 +346,10 @@ def fail(
 _TAKE_DUE = sa.text(
     """
     WITH due AS (
-        SELECT invoice_id, state AS was, last_attempt_at FROM invoice_sync
+        SELECT invoice_id, state AS was, last_attempt_at,
+               (attempts >= :max OR retrying_since + make_interval(secs => :horizon) <= now())
+                   AS spent
+        FROM invoice_sync
         WHERE (state = :st_pending AND (locked_until IS NULL OR locked_until < now()))
            OR (state = :st_retrying AND next_attempt_at <= now()
                AND (locked_until IS NULL OR locked_until < now()))
@@ -326,11 +360,14 @@ _TAKE_DUE = sa.text(
     ), moved AS (
         UPDATE invoice_sync AS s SET
             state = CASE WHEN due.was <> :st_syncing THEN s.state
-                         WHEN s.attempts >= :max THEN :st_failed ELSE :st_retrying END,
+                         WHEN due.spent THEN :st_failed ELSE :st_retrying END,
             next_attempt_at = CASE WHEN due.was <> :st_syncing THEN s.next_attempt_at
-                                   WHEN s.attempts >= :max THEN NULL ELSE now() END,
-            locked_until = CASE WHEN due.was = :st_syncing AND s.attempts >= :max THEN NULL
+                                   WHEN due.spent THEN NULL ELSE now() END,
+            locked_until = CASE WHEN due.was = :st_syncing AND due.spent THEN NULL
                                 ELSE now() + make_interval(secs => :hold) END,
+            retrying_since = CASE WHEN due.was = :st_syncing
+                                  THEN coalesce(s.retrying_since, now())
+                                  ELSE s.retrying_since END,
             lease_owner = NULL,
             last_error_class = CASE WHEN due.was = :st_syncing THEN 'WorkerLost'
                                     ELSE s.last_error_class END,
@@ -367,15 +404,22 @@ LOST_MESSAGE = (
 )
 
 
-def take_due(session: Session, *, batch: int, hold_seconds: float, max_attempts: int) -> list[int]:
+def take_due(
+    session: Session,
+    *,
+    batch: int,
+    hold_seconds: float,
+    max_attempts: int,
+    horizon_seconds: float,
+) -> list[int]:
     """The sweeper's batch: due rows and expired leases, marked as enqueued for `hold_seconds`.
     Uses ix_invoice_sync_state_next_attempt_at (partial: only unsettled rows).
 
     SKIP LOCKED lets two sweepers (two beats by mistake, or a slow one) split the work instead
     of queueing behind each other, and skips rows a worker is claiming right now. An expired
     lease means its worker died mid-attempt: SYNCING -> RETRYING with the loss in its history,
-    or FAILED once it has used up its attempts (an invoice that kills every worker that touches
-    it must not loop forever).
+    or FAILED once its retry horizon is spent or it reached the `max_attempts` backstop (an
+    invoice that kills every worker that touches it must not loop forever).
     """
     rows = session.execute(
         _TAKE_DUE,
@@ -383,6 +427,7 @@ def take_due(session: Session, *, batch: int, hold_seconds: float, max_attempts:
             "batch": batch,
             "hold": hold_seconds,
             "max": max_attempts,
+            "horizon": horizon_seconds,
             "lost_message": LOST_MESSAGE,
             # sync_attempts.outcome, spelled as the sync's verdicts (`sync.classify.Action`).
             "outcome_failed": "failed",
