@@ -1,6 +1,6 @@
 """The month-end close, step by step: open a period's run, claim drafts, record what happened.
 `models.close.driver.run` drives these steps, one transaction per claim and one per chunk;
-`models.close.chunk` closes drafts (recurring lines from `models.close.recurring`, then
+`models.close.chunk` closes drafts (recurring lines from `models.invoices.recurring`, then
 `models.invoices.finalize`, the one finalize), a chunk together or one alone as the fallback;
 none of them commits.
 
@@ -9,7 +9,7 @@ Decisions:
   organization with an active subscription and no usage gets a draft at the start of the run
   (`create_missing_drafts`, in batches), so its plan is billed; an organization with neither has no draft and gets no invoice. Drafts
   made by hand with `createInvoice` are finalized by hand, as before.
-- Recurring lines: `models.close.recurring` (one line per subscription overlapping the period,
+- Recurring lines: `models.invoices.recurring` (one line per subscription overlapping the period,
   priced at the period start; the preview of the month so far shows the same lines). No price
   in the draft's currency is a failure of that invoice (UNKNOWN_PRODUCT).
 - An empty draft (no lines after the recurring ones) is not finalized as a zero invoice: it stays
@@ -34,9 +34,9 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from models import tables
-from models.close import recurring
 from models.errors import DomainError, InvalidValue
 from models.ids import new_public_id
+from models.invoices import recurring
 from models.tables import InvoiceStatus
 from models.usage import staging
 

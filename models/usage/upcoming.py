@@ -2,7 +2,7 @@
 if it ended now, its breakdowns, and the projection to period end.
 
 Preview equals final: the draft's stored lines, plus the recurring lines computed by the close's
-own code (`models.close.recurring`), totalled by the one totals rule (`invoices.totals`). Reads
+own code (`models.invoices.recurring`), totalled by the one totals rule (`invoices.totals`). Reads
 the draft's lines (one indexed query on ix_invoice_items_invoice_id_id), never the events, so it
 costs O(lines) at any event volume. The projection and its range are models/usage/forecast.py's
 `forecast` over those lines (`line_usage` says how a line is read; recurring lines count
@@ -23,9 +23,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from models import tables
-from models.close import recurring
 from models.errors import DomainError, PeriodClosed
-from models.invoices import totals
+from models.invoices import recurring, totals
 from models.usage.forecast import Forecast, Kind, LineUsage, forecast, kind_of
 from models.usage.staging import month_of, next_month
 
@@ -199,7 +198,7 @@ def upcoming(
 ) -> Upcoming:
     """The invoice `billing close-period` would produce for `period` (default: the month of
     `as_of`) if the period ended now: the usage draft's lines in their order, then the recurring
-    lines the close adds (`close.recurring`, the close's own code), totals by the one totals
+    lines the close adds (`invoices.recurring`, the close's own code), totals by the one totals
     rule, breakdowns, and the projection. Never None: without a draft, the recurring lines alone
     (an empty $0 without a subscription either). Raises PeriodClosed (the period's draft is
     finalized), UnknownProduct (a plan with no price: the close would fail that invoice too).
