@@ -36,11 +36,11 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from models import tables
-from models.close import cycle, recurring
+from models.close import cycle
 from models.close.cycle import Closed, Outcome
 from models.errors import DomainError, NotFound, TooManyItems
 from models.ids import new_public_id
-from models.invoices import finalize, lifecycle
+from models.invoices import finalize, lifecycle, recurring
 
 
 @dataclass
