@@ -5,14 +5,18 @@ threads (past it: 503 at once, not an unbounded queue)."""
 from __future__ import annotations
 
 import asyncio
+import resource
 import threading
+from collections.abc import Callable
 from datetime import date, timedelta
+from typing import TypeVar
 
 import pytest
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, select
 from starlette.testclient import TestClient
 
+from gql.core.context import Context
 from gql.core.executor import BoundedExecutor, Saturated
 from gql.core.limits import Limits
 from gql.core.subtree_cache import SubtreeCache
@@ -22,6 +26,8 @@ from settings import Settings
 from tests.api_helpers import Api, QueryCounter, api_app
 from tests.conftest import truncate_all
 from tests.factories import NOW, make_invoice, make_org, make_token, usage_line
+
+T = TypeVar("T")
 
 # bench/api.py's query: 20 invoices x 10 lines + sync state.
 FLYCTL = """query Flyctl { invoices(first: 20) { pageInfo { hasNextPage endCursor } nodes {
@@ -256,3 +262,50 @@ def test_a_finalize_shows_in_the_next_cached_summary(
         after = api.data(SUMMARY, flyctl_org, years=[2026])["monthlySummary"]
     may = next(i for i, m in enumerate(before) if m["month"] == "2026-05")
     assert after[may]["invoiceCount"] == before[may]["invoiceCount"] + 1
+
+
+def _padded(depth: int, fn: Callable[[], T]) -> T:
+    return fn() if depth == 0 else _padded(depth - 1, fn)
+
+
+def test_an_operation_never_maps_and_unmaps_interpreter_stack_per_field(
+    settings: Settings, flyctl_org: str
+) -> None:
+    """CPython (3.11+) keeps frames on a per-thread stack of 16 KB chunks and frees a chunk
+    as soon as its first frame returns, so an execution whose depth keeps crossing a chunk
+    boundary pays an mmap, a munmap and page faults per field call (two thirds of the flyctl
+    list's CPU, found with strace). The executor runs each operation at the start of a roomy
+    chunk; here the operation is started at many depths, and none may fault per field."""
+    with _app(settings, subtree_cache_entries=0) as client:
+        graphql = client.app.state.graphql  # type: ignore[attr-defined]
+        executor: BoundedExecutor = graphql.executor
+        schema = graphql.schema
+        viewer = Api(client=client).data("{ viewer { isAdmin } }", flyctl_org)
+        assert viewer == {"viewer": {"isAdmin": False}}
+        viewer_of_token = next(iter(graphql.tokens.entries.values()))[1]
+
+        def operation() -> int:
+            session = graphql.sessions()
+            try:
+                context = Context(
+                    session=session,
+                    viewer_or_none=viewer_of_token,
+                    enqueue_sync=lambda _: None,
+                    rollup_shards=16,
+                    request_id="t",
+                )
+                before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+                result = schema.execute_sync(FLYCTL, context_value=context)
+                faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
+                assert result.errors is None, result.errors
+                return faults
+            finally:
+                session.close()
+
+        async def at(depth: int) -> int:
+            return await executor.run(lambda: _padded(depth, operation))
+
+        asyncio.run(at(0))  # first use: the pool's connection, psycopg's type caches
+        faults = {depth: asyncio.run(at(depth)) for depth in range(0, 400, 12)}
+    # A thrashing run faults thousands of times (4 pages per field); a clean one a few dozen.
+    assert max(faults.values()) < 300, faults
