@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphql import GraphQLObjectType
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from gql.core.execution import PlainFieldsExecutionContext
 
 
 @dataclass(frozen=True)
@@ -92,16 +92,17 @@ class SubtreeCache:
 
 def caching_execution_context(
     rules: list[Rule], cache: SubtreeCache, result_rules: Sequence[ResultRule] = ()
-) -> type[StrawberryGraphQLCoreExecutionContext]:
+) -> type[PlainFieldsExecutionContext]:
     by_field = {(r.type_name, r.field_name): r for r in rules}
     type_names = frozenset(r.type_name for r in rules)
     by_result = {(r.type_name, r.field_name): r for r in result_rules}
     result_type_names = frozenset(r.type_name for r in result_rules)
-    base_execute_field = StrawberryGraphQLCoreExecutionContext.execute_field
-    base_complete_value = StrawberryGraphQLCoreExecutionContext.complete_value
+    base_execute_field = PlainFieldsExecutionContext.execute_field
+    base_complete_value = PlainFieldsExecutionContext.complete_value
 
-    class CachingExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    class CachingExecutionContext(PlainFieldsExecutionContext):
         subtree_cache = cache
+        always_slow = frozenset(by_field) | frozenset(by_result)
         _document_key: tuple[object, ...] | None = None
 
         def document_key(self) -> tuple[object, ...]:
