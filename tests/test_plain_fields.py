@@ -42,11 +42,21 @@ class Query:
     def items(self) -> list[Item]:
         return [
             Item(name="a", colour=Colour.RED, amount=Amount(cents=1, note=None), maybe=None),
-            Item(name="b", colour=Colour.BLUE, amount=Amount(cents=2, note="x"), maybe=Amount(cents=3, note=None)),
+            Item(
+                name="b",
+                colour=Colour.BLUE,
+                amount=Amount(cents=2, note="x"),
+                maybe=Amount(cents=3, note=None),
+            ),
             # Broken on purpose: a null where the schema promises a value, a bad enum value.
             Item(name=None, colour=Colour.RED, amount=Amount(cents=4, note=None), maybe=None),  # type: ignore[arg-type]
             Item(name="d", colour="green", amount=Amount(cents=None, note=None), maybe=None),  # type: ignore[arg-type]
-            Item(name="e", colour=Colour.RED, amount=Amount(cents=5, note=None), maybe=Amount(cents="x", note=None)),  # type: ignore[arg-type]
+            Item(
+                name="e",
+                colour=Colour.RED,
+                amount=Amount(cents=5, note=None),
+                maybe=Amount(cents="x", note=None),
+            ),  # type: ignore[arg-type]
         ]
 
     @strawberry.field

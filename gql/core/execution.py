@@ -87,7 +87,11 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if name == "__typename":
             return (key, TYPENAME, parent_type.name, None, None, None)
         field_def = self.schema.get_field(parent_type, name)
-        if field_def is None or field_def.args or not getattr(field_def.resolve, "_is_default", False):
+        if (
+            field_def is None
+            or field_def.args
+            or not getattr(field_def.resolve, "_is_default", False)
+        ):
             return slow
         definition = field_def.extensions.get("strawberry-definition")
         attribute = getattr(definition, "python_name", None)
@@ -106,7 +110,9 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return (key, OBJECT, attribute, named, nullable, grouped)
         return slow
 
-    def _plain(self, kind: int, attribute: Any, how: Any, nullable: Any, sub: Any, source: Any) -> Any:
+    def _plain(
+        self, kind: int, attribute: Any, how: Any, nullable: Any, sub: Any, source: Any
+    ) -> Any:
         """One plain field's completed value, or _FAILED when graphql-core must redo it."""
         if kind == TYPENAME:
             return attribute

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphql import GraphQLObjectType
+
 from gql.core.execution import PlainFieldsExecutionContext
 
 
