@@ -77,6 +77,8 @@ def _api_limits(cfg: Settings) -> Limits:
         graphql_queue=cfg.api_graphql_queue,
         token_cache_seconds=cfg.api_token_cache_seconds,
         subtree_cache_entries=cfg.api_subtree_cache_entries,
+        subtree_cache_bytes=cfg.api_subtree_cache_bytes,
+        subtree_cache_max_variables_bytes=cfg.api_subtree_cache_max_variables_bytes,
     )
 
 

@@ -55,8 +55,8 @@ class Query:
                 name="e",
                 colour=Colour.RED,
                 amount=Amount(cents=5, note=None),
-                maybe=Amount(cents="x", note=None),
-            ),  # type: ignore[arg-type]
+                maybe=Amount(cents="x", note=None),  # type: ignore[arg-type]
+            ),
         ]
 
     @strawberry.field

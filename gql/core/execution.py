@@ -99,7 +99,7 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return slow
         field_type = field_def.type
         nullable = not isinstance(field_type, GraphQLNonNull)
-        named = field_type if nullable else field_type.of_type
+        named = field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type
         if isinstance(named, GraphQLScalarType | GraphQLEnumType):
             return (key, LEAF, attribute, named.coerce_output_value, nullable, None)
         if isinstance(named, GraphQLObjectType) and named.is_type_of is None:
