@@ -95,8 +95,12 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return slow
         definition = field_def.extensions.get("strawberry-definition")
         attribute = getattr(definition, "python_name", None)
-        if not attribute or not getattr(definition, "is_basic_field", False):
-            return slow
+        if (
+            not attribute
+            or not getattr(definition, "is_basic_field", False)
+            or getattr(definition, "default_resolver", getattr) is not getattr
+        ):
+            return slow  # a resolver, an extension, or a configured default resolver
         field_type = field_def.type
         nullable = not isinstance(field_type, GraphQLNonNull)
         named = field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type
