@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     api_subtree_cache_entries: int = Field(
         4_096, ge=0, validation_alias=_env("API_SUBTREE_CACHE_ENTRIES")
     )
+    api_subtree_cache_bytes: int = Field(
+        16_000_000, ge=0, validation_alias=_env("API_SUBTREE_CACHE_BYTES")
+    )
+    api_subtree_cache_max_variables_bytes: int = Field(
+        1_024, ge=0, validation_alias=_env("API_SUBTREE_CACHE_MAX_VARIABLES_BYTES")
+    )
     api_token_cache_seconds: float = Field(
         5.0, ge=0, le=60, validation_alias=_env("API_TOKEN_CACHE_SECONDS")
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUEST_SECONDS = Histogram(
     "billing_graphql_request_seconds",
@@ -12,4 +12,18 @@ REQUEST_SECONDS = Histogram(
 )
 ERRORS = Counter(
     "billing_graphql_errors_total", "Top-level GraphQL errors and userErrors, by code", ["code"]
+)
+# The subtree cache (gql/core/subtree_cache.py), per worker process.
+SUBTREE_CACHE_HITS = Counter(
+    "billing_graphql_subtree_cache_hits_total", "Completed subtrees answered from the cache"
+)
+SUBTREE_CACHE_MISSES = Counter(
+    "billing_graphql_subtree_cache_misses_total",
+    "Cacheable subtrees executed because the cache did not hold them",
+)
+SUBTREE_CACHE_BYTES = Gauge(
+    "billing_graphql_subtree_cache_bytes", "Estimated bytes the subtree cache holds"
+)
+SUBTREE_CACHE_ENTRIES = Gauge(
+    "billing_graphql_subtree_cache_entries", "Completed subtrees the cache holds"
 )

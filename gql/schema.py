@@ -156,7 +156,13 @@ def build_schema(limits: Limits = DEFAULT_LIMITS) -> strawberry.Schema:
         ],
         config=StrawberryConfig(scalar_map=SCALARS),
         execution_context_class=caching_execution_context(
-            IMMUTABLE_SUBTREES, SubtreeCache(limits.subtree_cache_entries), RESOLVED_SUBTREES
+            IMMUTABLE_SUBTREES,
+            SubtreeCache(
+                limits.subtree_cache_entries,
+                limits.subtree_cache_bytes,
+                limits.subtree_cache_max_variables_bytes,
+            ),
+            RESOLVED_SUBTREES,
         ),
     )
 

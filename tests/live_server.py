@@ -51,6 +51,13 @@ def serve(app: ASGIApp) -> Iterator[str]:
 @contextmanager
 def serve_process(database_url: str, redis_url: str) -> Iterator[str]:
     """The API in its own uvicorn process (tests/serve_app.py); yields its base URL."""
+    with serve_process_with_pid(database_url, redis_url) as (base, _):
+        yield base
+
+
+@contextmanager
+def serve_process_with_pid(database_url: str, redis_url: str) -> Iterator[tuple[str, int]]:
+    """As `serve_process`, also yielding the server's process id (for its memory)."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.serve_app", str(port), database_url, redis_url],
@@ -68,7 +75,7 @@ def serve_process(database_url: str, redis_url: str) -> Iterator[str]:
                 pass
             assert time.monotonic() < deadline, "the server did not start within 120 s"
             threading.Event().wait(0.05)
-        yield base
+        yield base, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -5,14 +5,18 @@ threads (past it: 503 at once, not an unbounded queue)."""
 from __future__ import annotations
 
 import asyncio
+import resource
 import threading
+from collections.abc import Callable
 from datetime import date, timedelta
+from typing import TypeVar
 
 import pytest
 from sqlalchemy.orm import sessionmaker
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from starlette.testclient import TestClient
 
+from gql.core.context import Context
 from gql.core.executor import BoundedExecutor, Saturated
 from gql.core.limits import Limits
 from gql.core.subtree_cache import SubtreeCache
@@ -22,6 +26,8 @@ from settings import Settings
 from tests.api_helpers import Api, QueryCounter, api_app
 from tests.conftest import truncate_all
 from tests.factories import NOW, make_invoice, make_org, make_token, usage_line
+
+T = TypeVar("T")
 
 # bench/api.py's query: 20 invoices x 10 lines + sync state.
 FLYCTL = """query Flyctl { invoices(first: 20) { pageInfo { hasNextPage endCursor } nodes {
@@ -36,7 +42,7 @@ EVERY_LINE_FIELD = """query($first: Int!) { invoices(first: 30) { nodes { id sta
 
 
 def _app(settings: Settings, **limits: int) -> TestClient:
-    return TestClient(api_app(settings, lambda _: None, limits=Limits(**limits)))  # type: ignore[arg-type]
+    return TestClient(api_app(settings, lambda _: None, limits=Limits(**limits)))
 
 
 @pytest.fixture
@@ -256,3 +262,135 @@ def test_a_finalize_shows_in_the_next_cached_summary(
         after = api.data(SUMMARY, flyctl_org, years=[2026])["monthlySummary"]
     may = next(i for i, m in enumerate(before) if m["month"] == "2026-05")
     assert after[may]["invoiceCount"] == before[may]["invoiceCount"] + 1
+
+
+def _padded(depth: int, fn: Callable[[], T]) -> T:
+    return fn() if depth == 0 else _padded(depth - 1, fn)
+
+
+def test_an_operation_never_maps_and_unmaps_interpreter_stack_per_field(
+    settings: Settings, flyctl_org: str
+) -> None:
+    """CPython (3.11+) keeps frames on a per-thread stack of 16 KB chunks and frees a chunk
+    as soon as its first frame returns, so an execution whose depth keeps crossing a chunk
+    boundary pays an mmap, a munmap and page faults per field call (two thirds of the flyctl
+    list's CPU, found with strace). The executor runs each operation at the start of a roomy
+    chunk; here the operation is started at many depths, and none may fault per field."""
+    with _app(settings, subtree_cache_entries=0) as client:
+        graphql = client.app.state.graphql  # type: ignore[attr-defined]
+        executor: BoundedExecutor = graphql.executor
+        schema = graphql.schema
+        viewer = Api(client=client).data("{ viewer { isAdmin } }", flyctl_org)
+        assert viewer == {"viewer": {"isAdmin": False}}
+        viewer_of_token = next(iter(graphql.tokens.entries.values()))[1]
+
+        def operation() -> int:
+            session = graphql.sessions()
+            try:
+                context = Context(
+                    session=session,
+                    viewer_or_none=viewer_of_token,
+                    enqueue_sync=lambda _: None,
+                    rollup_shards=16,
+                    request_id="t",
+                )
+                before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+                result = schema.execute_sync(FLYCTL, context_value=context)
+                faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
+                assert result.errors is None, result.errors
+                return faults
+            finally:
+                session.close()
+
+        async def at(depth: int) -> int:
+            return await executor.run(lambda: _padded(depth, operation))
+
+        asyncio.run(at(0))  # first use: the pool's connection, psycopg's type caches
+        faults = {depth: asyncio.run(at(depth)) for depth in range(0, 400, 12)}
+    # A thrashing run faults thousands of times (4 pages per field); a clean one a few dozen.
+    assert max(faults.values()) < 300, faults
+
+
+def _equivalence_queries(open_number: str, draft_id: str) -> list[tuple[str, dict[str, object]]]:
+    lines = "nodes { id description quantity unitPrice amount { cents currency formatted } }"
+    return [
+        (f'{{ invoice(id: "{open_number}") {{ lineItems(first: 5) {{ {lines} }} }} }}', {}),
+        (f'{{ invoice(id: "{draft_id}") {{ status lineItems(first: 5) {{ {lines} }} }} }}', {}),
+        (
+            """query($n: Int!, $m: Int!, $unused: String) { invoices(first: 30) { nodes {
+              a: lineItems(first: $n) { totalCount nodes { ...L } }
+              b: lineItems(first: $m) { edges { cursor node { ...L app } } } } }
+              prices(product: $unused) { id } }
+            fragment L on LineItem { id unit quantity amount { cents } }""",
+            {"n": 2, "m": 4, "unused": "x" * 5000},
+        ),
+        (
+            """query($n: Int!) { invoices(first: 30) { nodes { lineItems(first: $n) {
+              nodes { ... on LineItem { description } metadata } pageInfo { endCursor } } } } }""",
+            {"n": 3},
+        ),
+        (
+            """{ x: invoices(first: 3) { nodes { lineItems(last: 2) { nodes { id } } } }
+                 y: invoices(first: 3) { nodes { lineItems(first: 2) { nodes { id } } } } }""",
+            {},
+        ),
+        (
+            """{ organization(slug: "flyctl") { upcomingInvoice { total { cents } byProduct { name }
+              invoice { status lineItems(first: 50) { nodes { quantity amount { cents } } } } } } }""",
+            {},
+        ),
+    ]
+
+
+def test_cache_on_and_off_answer_the_same(
+    settings: Settings, committed: sessionmaker[Session], flyctl_org: str
+) -> None:
+    """Aliases, fragments, arguments from variables (and an unrelated large one), drafts and
+    finalized invoices: each query twice with the cache on (cold, then warm) and once off."""
+    with committed() as s:
+        invoices = s.exec(select(tables.Invoice).order_by(col(tables.Invoice.id))).all()
+        open_number = next(i.number for i in invoices if i.number)
+        draft_id = next(i.public_id for i in invoices if i.status == tables.InvoiceStatus.DRAFT)
+    assert open_number is not None
+    with _app(settings) as cached, _app(settings, subtree_cache_entries=0) as fresh:
+        for query, variables in _equivalence_queries(open_number, draft_id) * 2:
+            a = Api(client=cached).gql(query, flyctl_org, **variables)
+            b = Api(client=cached).gql(query, flyctl_org, **variables)
+            c = Api(client=fresh).gql(query, flyctl_org, **variables)
+            assert "errors" not in a, a
+            assert a == b == c
+        assert _summary_cache(cached).hits > 0
+        assert _summary_cache(fresh).hits == 0
+
+
+def test_the_cache_keeps_to_its_byte_budget_and_keys_on_digests(
+    settings: Settings, flyctl_org: str
+) -> None:
+    query = "query($n: Int!) { invoices(first: 30) { nodes { lineItems(first: $n) { nodes { id description } } } } }"
+    with _app(settings, subtree_cache_bytes=60_000) as client:
+        cache = _summary_cache(client)
+        for n in range(1, 13):
+            Api(client=client).data(query, flyctl_org, n=n)
+        assert 0 < cache.bytes <= 60_000
+        assert all(isinstance(k, bytes) and len(k) == 16 for k in cache.entries)
+        metrics = client.get("/metrics").text
+    hits = [
+        line for line in metrics.splitlines() if line.startswith("billing_graphql_subtree_cache_")
+    ]
+    assert any(line.startswith("billing_graphql_subtree_cache_misses_total") for line in hits)
+    assert any(line.startswith("billing_graphql_subtree_cache_bytes") for line in hits)
+
+
+def test_unrelated_variables_share_one_entry(settings: Settings, flyctl_org: str) -> None:
+    """The key holds only the variables the cached subtree reads: a client sending different
+    large unrelated variables each time reuses one entry per invoice, never adds one."""
+    query = """query($a: String) { invoices(first: 30, filter: {status: [OPEN]}) {
+      nodes { lineItems(first: 3) { nodes { id } } } } prices(product: $a) { id } }"""
+    with _app(settings) as client:
+        cache = _summary_cache(client)
+        cache.clear()  # the default schema's cache lives as long as the process
+        misses = cache.misses
+        for i in range(5):
+            Api(client=client).data(query, flyctl_org, a=f"{i}" * 100_000)
+        assert len(cache.entries) == 22  # the open invoices
+        assert cache.misses - misses == 22

@@ -83,8 +83,12 @@ class Limits:
     # working within it (gql/core/tokens.py). 0 looks it up on every request.
     token_cache_seconds: float = 5.0
     # Completed subtrees of immutable rows kept per worker (a finalized invoice's line items:
-    # gql/core/subtree_cache.py), ~5 KB each; 0 turns the cache off.
+    # gql/core/subtree_cache.py), bounded by count and by their estimated bytes (10 lines of
+    # 10 fields are ~9 KB as Python objects); 0 in either turns the cache off. A subtree whose
+    # arguments come from variables longer than the last bound (their repr) is never kept.
     subtree_cache_entries: int = 4_096
+    subtree_cache_bytes: int = 16_000_000
+    subtree_cache_max_variables_bytes: int = 1_024
 
     @classmethod
     def from_settings(cls, cfg: Settings) -> Limits:

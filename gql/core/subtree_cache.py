@@ -8,10 +8,13 @@ arguments, so it is kept and handed back the next time instead of loading and ex
 same 10 lines again. A flyctl page is ~2,100 fields, ~1,800 of them line items.
 
 What makes a hit identical to a fresh answer:
-- the key is (the parent's id and random public id, the query text, the operation name, the
-  variables, the field's place in the document), so a different selection, fragment or
-  argument is a different entry, and a database restored or truncated with RESTART IDENTITY
-  (serial ids used again) cannot match an old entry;
+- the key is a 16-byte BLAKE2b digest of the parent's id and random public id, the document's
+  text and operation name, the field's places in the document and the values of exactly the
+  variables its subtree reads (arguments and directives of the field and of every field below
+  it, fragments included), so a different selection, fragment or argument is a different entry,
+  and a database restored or truncated with RESTART IDENTITY (serial ids used again) cannot
+  match an old entry. A client's other variables never reach the key: 300 requests with a
+  different 500 KB variable each once grew a worker by ~1 MB a request (tests/test_api_memory.py);
 - only a subtree completed without errors is kept, and only when the rule says the parent is
   immutable (`cacheable(source)`: not a draft);
 - no viewer in the key: the subtree is reached only through a parent the viewer may see, and
@@ -23,20 +26,40 @@ spends 4-5 ms turning them into ~760 fields. There the key also holds a fingerpr
 resolved value itself (every figure the answer is made of), so a hit is the fresh answer by
 construction, whatever changed in between: nothing to invalidate.
 
-Bounded (LRU by entries: ~5 KB an entry for 10 lines, so 4,096 entries stay under ~20 MB a
-worker). Used through `caching_execution_context(rules)`, the schema's execution context.
+Bounded per worker: LRU by entries and by estimated bytes (API_SUBTREE_CACHE_ENTRIES,
+API_SUBTREE_CACHE_BYTES), one answer never more than an eighth of the budget, and nothing kept
+when the variables the subtree reads are longer than API_SUBTREE_CACHE_MAX_VARIABLES_BYTES.
+Hits, misses, entries and bytes are Prometheus metrics (gql/metrics.py). Used through
+`caching_execution_context(rules)`, the schema's execution context, which completes plain
+fields itself (gql/core/execution.py).
 """
 
 from __future__ import annotations
 
+import hashlib
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from graphql import GraphQLObjectType
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLObjectType,
+    Node,
+    VariableNode,
+)
+
+from gql.core.execution import PlainFieldsExecutionContext
+from gql.metrics import (
+    SUBTREE_CACHE_BYTES,
+    SUBTREE_CACHE_ENTRIES,
+    SUBTREE_CACHE_HITS,
+    SUBTREE_CACHE_MISSES,
+)
 
 
 @dataclass(frozen=True)
@@ -60,15 +83,45 @@ class ResultRule:
     fingerprint: Callable[[Any], object]
 
 
+def _size(value: Any) -> int:
+    """Bytes a completed answer holds, roughly (the containers and their values; the response
+    keys are the document's own strings, shared by every entry of that document)."""
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        total += sys.getsizeof(item)
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return total
+
+
 class SubtreeCache:
-    def __init__(self, max_entries: int) -> None:
+    """LRU of completed subtrees by a 16-byte digest, bounded by entries and by bytes.
+
+    `max_variables_bytes`: a subtree whose arguments come from variables longer than this (in
+    their repr) is not kept: such answers are rarely asked again and would crowd out the rest.
+    """
+
+    def __init__(
+        self, max_entries: int, max_bytes: int = 16_000_000, max_variables_bytes: int = 1_024
+    ) -> None:
         self.max_entries = max_entries
-        self.entries: OrderedDict[tuple[object, ...], Any] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.max_variables_bytes = max_variables_bytes
+        self.entries: OrderedDict[bytes, tuple[Any, int]] = OrderedDict()
+        self.bytes = 0
         self.lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: tuple[object, ...]) -> Any:
+    @property
+    def enabled(self) -> bool:
+        return self.max_entries > 0 and self.max_bytes > 0
+
+    def get(self, key: bytes) -> Any:
         with self.lock:
             found = self.entries.get(key)
             if found is not None:
@@ -76,65 +129,132 @@ class SubtreeCache:
                 self.hits += 1
             else:
                 self.misses += 1
-            return found
+        (SUBTREE_CACHE_HITS if found is not None else SUBTREE_CACHE_MISSES).inc()
+        return found[0] if found is not None else None
 
-    def put(self, key: tuple[object, ...], value: Any) -> None:
+    def put(self, key: bytes, value: Any) -> None:
+        size = _size(value) + 200  # the key, the entry tuple and the LRU's own node
+        if size > self.max_bytes // 8:
+            return  # one answer never takes more than an eighth of the budget
         with self.lock:
-            self.entries[key] = value
-            self.entries.move_to_end(key)
-            while len(self.entries) > self.max_entries:
-                self.entries.popitem(last=False)
+            old = self.entries.pop(key, None)
+            if old is not None:
+                self.bytes -= old[1]
+            self.entries[key] = (value, size)
+            self.bytes += size
+            while len(self.entries) > self.max_entries or self.bytes > self.max_bytes:
+                _, (_, dropped) = self.entries.popitem(last=False)
+                self.bytes -= dropped
+            entries, held = len(self.entries), self.bytes
+        SUBTREE_CACHE_ENTRIES.set(entries)
+        SUBTREE_CACHE_BYTES.set(held)
 
     def clear(self) -> None:
         with self.lock:
             self.entries.clear()
+            self.bytes = 0
+        SUBTREE_CACHE_ENTRIES.set(0)
+        SUBTREE_CACHE_BYTES.set(0)
+
+
+def _variables_used(
+    nodes: Sequence[FieldNode], fragments: dict[str, FragmentDefinitionNode]
+) -> frozenset[str]:
+    """Names of the variables a field's subtree reads: in its arguments and directives and
+    those of every field below it, fragments included."""
+    names: set[str] = set()
+    seen: set[str] = set()
+    stack: list[Node] = list(nodes)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, VariableNode):
+            names.add(node.name.value)
+            continue
+        if isinstance(node, FragmentSpreadNode):
+            name = node.name.value
+            if name not in seen and name in fragments:
+                seen.add(name)
+                stack.append(fragments[name])
+        for attribute in node.keys:
+            child = getattr(node, attribute, None)
+            if isinstance(child, Node):
+                stack.append(child)
+            elif isinstance(child, tuple | list):
+                stack.extend(c for c in child if isinstance(c, Node))
+    return frozenset(names)
+
+
+def _digest(where: bytes, *parts: object) -> bytes:
+    """16 bytes naming one answer: the shared part and what the rule adds (the parent's
+    identity, or the fingerprint of the resolved value)."""
+    return hashlib.blake2b(where + repr(parts).encode(), digest_size=16).digest()
 
 
 def caching_execution_context(
     rules: list[Rule], cache: SubtreeCache, result_rules: Sequence[ResultRule] = ()
-) -> type[StrawberryGraphQLCoreExecutionContext]:
+) -> type[PlainFieldsExecutionContext]:
     by_field = {(r.type_name, r.field_name): r for r in rules}
     type_names = frozenset(r.type_name for r in rules)
     by_result = {(r.type_name, r.field_name): r for r in result_rules}
     result_type_names = frozenset(r.type_name for r in result_rules)
-    base_execute_field = StrawberryGraphQLCoreExecutionContext.execute_field
-    base_complete_value = StrawberryGraphQLCoreExecutionContext.complete_value
+    base_execute_field = PlainFieldsExecutionContext.execute_field
+    base_complete_value = PlainFieldsExecutionContext.complete_value
 
-    class CachingExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    class CachingExecutionContext(PlainFieldsExecutionContext):
         subtree_cache = cache
-        _document_key: tuple[object, ...] | None = None
+        always_slow = frozenset(by_field) | frozenset(by_result)
+        _document_digest: bytes | None = None
+        _places: dict[tuple[int, ...], bytes | None] | None = None
 
-        def document_key(self) -> tuple[object, ...]:
-            """The request's document and inputs, computed once per operation."""
-            if self._document_key is None:
+        def document_digest(self) -> bytes | None:
+            """The document's text and operation name, digested once per operation; None
+            without query text to key on."""
+            if self._document_digest is None:
                 loc = self.operation.loc  # the parsed text: field offsets below are into it
-                query = loc.source.body if loc is not None else None
-                variables = self.variable_values.coerced
-                self._document_key = (
-                    query,
-                    self.operation.name.value if self.operation.name else None,
-                    repr(sorted(variables.items())) if variables else None,
+                if loc is None:
+                    return None
+                h = hashlib.blake2b(digest_size=16)
+                h.update(loc.source.body.encode())
+                h.update(
+                    b"\0" + (self.operation.name.value if self.operation.name else "").encode()
                 )
-            return self._document_key
+                self._document_digest = h.digest()
+            return self._document_digest
 
-        def _where(self, field_details_list: Any) -> tuple[object, ...] | None:
-            """The key part both kinds of rule share: the field's places in the document and
-            the document with its inputs; None where nothing may be reused (the cache off,
-            fragment variables, @defer, no query text to key on: never guess)."""
+        def _where(self, field_details_list: Any) -> bytes | None:
+            """The key part both kinds of rule share: a digest of the document, the field's
+            places in it and the values of the variables its subtree reads (only those: a
+            client's unrelated variables never reach the key); None where nothing may be
+            reused (the cache off, fragment variables, @defer, no query text, variables past
+            `max_variables_bytes`: never guess)."""
             first = field_details_list[0]
             if (
-                cache.max_entries <= 0
+                not cache.enabled
                 or first.fragment_variable_values is not None
                 or first.defer_usage is not None
             ):
                 return None
-            document = self.document_key()
-            if document[0] is None:
+            document = self.document_digest()
+            if document is None:
                 return None
             places = tuple(d.node.loc.start if d.node.loc else -1 for d in field_details_list)
-            return (places, *document)
+            if self._places is None:
+                self._places = {}
+            if places not in self._places:
+                used = _variables_used(
+                    [d.node for d in field_details_list], self.fragment_definitions
+                )
+                coerced = self.variable_values.coerced
+                values = repr(sorted((n, coerced.get(n)) for n in used)) if used else ""
+                if len(values) > cache.max_variables_bytes:
+                    self._places[places] = None
+                else:
+                    h = hashlib.blake2b(document, digest_size=16)
+                    h.update(repr(places).encode() + b"\0" + values.encode())
+                    self._places[places] = h.digest()
+            return self._places[places]
 
-        def _reuse(self, key: tuple[object, ...], kind: type, compute: Callable[[], Any]) -> Any:
+        def _reuse(self, key: bytes, kind: type, compute: Callable[[], Any]) -> Any:
             """The kept value for `key`, or `compute()`, kept when it is a `kind` completed
             without errors."""
             found = cache.get(key)
@@ -172,7 +292,7 @@ def caching_execution_context(
             )
             if rule is None or where is None:
                 return base_execute_field(self, *args)
-            key = (rule.type_name, rule.field_name, rule.key(source), *where)
+            key = _digest(where, rule.type_name, rule.field_name, rule.key(source))
             return self._reuse(key, dict, lambda: base_execute_field(self, *args))
 
         def complete_value(
@@ -201,7 +321,9 @@ def caching_execution_context(
             )
             if rule is None or where is None:
                 return base_complete_value(self, *args)
-            key = ("result", rule.type_name, rule.field_name, *where, rule.fingerprint(result))
+            key = _digest(
+                where, "result", rule.type_name, rule.field_name, rule.fingerprint(result)
+            )
             return self._reuse(key, list, lambda: base_complete_value(self, *args))
 
     return CachingExecutionContext
