@@ -17,6 +17,7 @@ from gql.core.scalars import SCALARS
 from gql.core.subtree_cache import ResultRule, Rule, SubtreeCache, caching_execution_context
 from gql.cycle.mutations import CycleMutations
 from gql.cycle.queries import CycleQueries
+from gql.invoices.credit_notes import CreditNoteMutations
 from gql.invoices.mutations import InvoiceMutations
 from gql.invoices.queries import InvoiceQueries
 from gql.metrics import ERRORS, REQUEST_SECONDS
@@ -93,7 +94,12 @@ class Query(OrganizationQueries, InvoiceQueries, SummaryQueries, PriceQueries, C
     "all or nothing, and takes an idempotencyKey for safe retries."
 )
 class Mutation(
-    InvoiceMutations, UsageMutations, PriceMutations, OrganizationMutations, CycleMutations
+    InvoiceMutations,
+    CreditNoteMutations,
+    UsageMutations,
+    PriceMutations,
+    OrganizationMutations,
+    CycleMutations,
 ):
     pass
 
@@ -127,7 +133,8 @@ IMMUTABLE_SUBTREES = [
 def _summary_figures(months: Sequence[MonthlySummary]) -> object:
     """Every figure a list of MonthlySummary shows (year, monthOfYear and formatted follow)."""
     return tuple(
-        (m.month, m.currency, m.invoice_count, m.subtotal.cents, m.total.cents) for m in months
+        (m.month, m.currency, m.invoice_count, m.subtotal.cents, m.total.cents, m.credited.cents)
+        for m in months
     )
 
 

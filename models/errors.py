@@ -36,6 +36,8 @@ class ErrorCode(StrEnum):
     USAGE_LINES_METERED = "USAGE_LINES_METERED"
     PRICE_HISTORY_FIXED = "PRICE_HISTORY_FIXED"
     ALREADY_EXISTS = "ALREADY_EXISTS"
+    OVER_CREDIT = "OVER_CREDIT"
+    INVALID_SETTLEMENT = "INVALID_SETTLEMENT"
 
 
 class DomainError(Exception):
@@ -182,6 +184,20 @@ class AlreadyExists(DomainError):
     """Something with that identity exists already (an organization slug)."""
 
     code = ErrorCode.ALREADY_EXISTS
+
+
+class OverCredit(DomainError):
+    """A credit note would credit a line, or the invoice, beyond what it billed (counting every
+    issued credit note)."""
+
+    code = ErrorCode.OVER_CREDIT
+
+
+class InvalidSettlement(DomainError):
+    """A credit note's refund / customer balance / out-of-band split does not fit the invoice:
+    required and summing to the total on a PAID invoice, absent otherwise."""
+
+    code = ErrorCode.INVALID_SETTLEMENT
 
 
 def meaning(code: ErrorCode) -> str:

@@ -61,6 +61,8 @@ def summary_for(
             invoice_count=r.invoice_count,
             subtotal=money(r.subtotal_cents, r.currency),
             total=money(r.total_cents, r.currency),
+            credited=money(r.credited_cents, r.currency),
+            net=money(r.net_cents, r.currency),
         )
         for r in rows
     ]

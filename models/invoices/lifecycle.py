@@ -359,7 +359,22 @@ def void(
     session: Session, invoice: tables.Invoice, *, now: datetime, rollup_shards: int
 ) -> tables.Invoice:
     """OPEN or UNCOLLECTIBLE -> VOID: removes the invoice from the rollup and makes its sync row
-    due again, so the worker voids it on Stripe too. Caller commits, then enqueues the sync."""
+    due again, so the worker voids it on Stripe too. Caller commits, then enqueues the sync.
+    An invoice with issued credit notes is not voided (a trigger refuses it too): its credit
+    notes are voided first, so no credit outlives its invoice."""
+    assert invoice.id is not None
+    issued = session.execute(
+        sa.select(sa.func.count()).where(
+            tables.CreditNote.invoice_id == invoice.id,
+            tables.CreditNote.status == tables.CreditNoteStatus.ISSUED,
+        )
+    ).scalar_one()
+    if issued:
+        raise InvalidTransition(
+            f"invoice {invoice.number or invoice.public_id} has {issued} issued credit notes; "
+            "void them before the invoice",
+            field=("invoiceId",),
+        )
     invoice = _transition(
         session,
         invoice,
