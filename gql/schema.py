@@ -17,7 +17,11 @@ from gql.core.scalars import SCALARS
 from gql.core.subtree_cache import ResultRule, Rule, SubtreeCache, caching_execution_context
 from gql.cycle.mutations import CycleMutations
 from gql.cycle.queries import CycleQueries
-from gql.invoices.credit_notes import CreditNoteMutations
+from gql.invoices.credit_notes import (
+    CreditNoteMutations,
+    OutageCreditMutations,
+    OutageCreditQueries,
+)
 from gql.invoices.mutations import InvoiceMutations
 from gql.invoices.queries import InvoiceQueries
 from gql.metrics import ERRORS, REQUEST_SECONDS
@@ -85,7 +89,14 @@ class Metrics(SchemaExtension):
 
 # Field order in the SDL follows the bases: viewer, organization, invoice(s), monthlySummary.
 @strawberry.type(description="What can be read: bills, their lines and sync state, spend, prices.")
-class Query(OrganizationQueries, InvoiceQueries, SummaryQueries, PriceQueries, CycleQueries):
+class Query(
+    OrganizationQueries,
+    InvoiceQueries,
+    SummaryQueries,
+    PriceQueries,
+    CycleQueries,
+    OutageCreditQueries,
+):
     pass
 
 
@@ -96,6 +107,7 @@ class Query(OrganizationQueries, InvoiceQueries, SummaryQueries, PriceQueries, C
 class Mutation(
     InvoiceMutations,
     CreditNoteMutations,
+    OutageCreditMutations,
     UsageMutations,
     PriceMutations,
     OrganizationMutations,

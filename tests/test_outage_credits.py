@@ -4,7 +4,7 @@ dry run that writes nothing."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import sqlalchemy as sa

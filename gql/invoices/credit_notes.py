@@ -37,7 +37,7 @@ from gql.core.permissions import IsPlatformAdmin
 from gql.core.scalars import BigInt, DecimalString
 from models import tables
 from models.errors import NotFound
-from models.invoices import credit_notes
+from models.invoices import credit_notes, outage_credits
 from models.invoices.credit_notes import CreditLineInput, Settlement
 from models.tables import CreditNoteReason, CreditNoteStatus
 
@@ -393,3 +393,165 @@ class CreditNoteMutations:
             )
         ctx.enqueue_sync(note.invoice_id)
         return CreditNotePayload(credit_note=CreditNote.from_row(note))
+
+
+# --- Outage credits ---------------------------------------------------------------------------
+
+
+@strawberry.type(description="What an outage credit gave (or would give) one organization.")
+class OutageCreditOrganization:
+    slug: str = strawberry.field(description="The organization credited.")
+    credited: Money = strawberry.field(description="Credited, in one currency.")
+    credit_notes: int = strawberry.field(description="Credit notes issued on finalized invoices.")
+    draft_lines: int = strawberry.field(description="CREDIT lines added to open drafts.")
+
+
+def _organizations(rows: Sequence[dict[str, Any]]) -> list[OutageCreditOrganization]:
+    return [
+        OutageCreditOrganization(
+            slug=r["slug"],
+            credited=money(int(r["cents"]), r["currency"]),
+            credit_notes=int(r["credit_notes"]),
+            draft_lines=int(r["draft_lines"]),
+        )
+        for r in rows
+    ]
+
+
+@strawberry.type(description="An outage credited once, under its key.")
+class OutageIncident:
+    row: strawberry.Private[tables.OutageIncident]
+    key: str = strawberry.field(description="The incident's idempotency key.")
+    region: str = strawberry.field(description="Region of the outage.")
+    window_from: datetime = strawberry.field(description="Start of the window (inclusive).")
+    window_to: datetime = strawberry.field(description="End of the window (exclusive).")
+    percent: int = strawberry.field(description="Share of the usage credited, 1 to 100.")
+    credit_notes: int = strawberry.field(description="Credit notes issued.")
+    draft_lines: int = strawberry.field(description="CREDIT lines added to drafts.")
+    organizations: list[OutageCreditOrganization] = strawberry.field(
+        description="Per organization and currency, what was credited."
+    )
+
+    @classmethod
+    def from_row(cls, r: tables.OutageIncident) -> OutageIncident:
+        return cls(
+            row=r,
+            key=r.key,
+            region=r.region,
+            window_from=r.window_from,
+            window_to=r.window_to,
+            percent=r.percent,
+            credit_notes=r.credit_notes,
+            draft_lines=r.draft_lines,
+            organizations=_organizations(r.summary),
+        )
+
+
+def _load_incident(session: Session, incident_id: int) -> OutageIncident | None:
+    row = session.get(tables.OutageIncident, incident_id)
+    return OutageIncident.from_row(row) if row else None
+
+
+register_entity(OutageIncident, "outage_incident", key=lambda i: i.row.id or 0, load=_load_incident)
+
+
+@strawberry.input(description="An outage to credit from the usage events in its window.")
+class CreditOutageInput:
+    region: str = strawberry.field(description="Region code, such as iad.")
+    window_from: datetime = strawberry.field(description="Start of the window (inclusive).")
+    window_to: datetime = strawberry.field(description="End (exclusive); at most a month later.")
+    products: str | None = strawberry.field(
+        default=None, description="Product glob such as machines-*; every product when null."
+    )
+    percent: int = strawberry.field(default=100, description="Share credited, 1 to 100.")
+    key: str | None = strawberry.field(
+        default=None,
+        description="The incident's key; by default derived from region, window, products and "
+        "percent. A key already credited credits nothing.",
+    )
+
+
+@strawberry.type(description="Result of creditOutage.")
+class CreditOutagePayload:
+    incident: OutageIncident | None = strawberry.field(
+        default=None, description="The incident, as credited now or by an earlier run."
+    )
+    already_done: bool = strawberry.field(
+        default=False, description="True when the key had been credited before: nothing new."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Empty on success; otherwise nothing was written."
+    )
+
+
+def _incident_input(input: CreditOutageInput) -> outage_credits.Incident:
+    return outage_credits.Incident.parse(
+        region=input.region,
+        start=input.window_from,
+        end=input.window_to,
+        products=input.products,
+        percent=input.percent,
+        key=input.key,
+    )
+
+
+@strawberry.type
+class OutageCreditMutations:
+    @mutation(
+        CreditOutagePayload,
+        description="Credit every organization for exactly the usage its events recorded in a "
+        "region and window: credit notes on finalized invoices, CREDIT lines on drafts; once "
+        "per incident key (admin). `outageCreditPreview` shows the same without writing.",
+        permission_classes=[IsPlatformAdmin],
+    )
+    def credit_outage(self, info: Info, input: CreditOutageInput) -> CreditOutagePayload:
+        ctx = info.context
+        incident = _incident_input(input)
+        with ctx.transaction() as s:
+            plan = outage_credits.run(
+                s,
+                incident,
+                dry_run=False,
+                created_by=f"token:{ctx.viewer.token_id}",
+                now=ctx.now(),
+                rollup_shards=ctx.rollup_shards,
+            )
+            row = s.exec(
+                select(tables.OutageIncident).where(tables.OutageIncident.key == incident.key)
+            ).one()
+        # No enqueue per invoice: the credit notes' invoices are due now, and the sweeper
+        # takes them in bounded batches.
+        return CreditOutagePayload(
+            incident=OutageIncident.from_row(row), already_done=plan.already_done
+        )
+
+
+@strawberry.type
+class OutageCreditQueries:
+    @strawberry.field(
+        description="What creditOutage would credit, per organization, writing nothing (admin).",
+        permission_classes=[IsPlatformAdmin],
+    )
+    def outage_credit_preview(
+        self, info: Info, input: CreditOutageInput
+    ) -> list[OutageCreditOrganization]:
+        plan = outage_credits.run(
+            info.context.session,
+            _incident_input(input),
+            dry_run=True,
+            created_by="preview",
+            now=info.context.now(),
+            rollup_shards=info.context.rollup_shards,
+        )
+        return _organizations(
+            [
+                {
+                    "slug": o.slug,
+                    "currency": o.currency,
+                    "cents": o.cents,
+                    "credit_notes": o.credit_notes,
+                    "draft_lines": o.draft_lines,
+                }
+                for o in plan.organizations
+            ]
+        )

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from models import rollup, tables
 from models.errors import (
@@ -365,8 +365,8 @@ def void(
     assert invoice.id is not None
     issued = session.execute(
         sa.select(sa.func.count()).where(
-            tables.CreditNote.invoice_id == invoice.id,
-            tables.CreditNote.status == tables.CreditNoteStatus.ISSUED,
+            col(tables.CreditNote.invoice_id) == invoice.id,
+            col(tables.CreditNote.status) == tables.CreditNoteStatus.ISSUED,
         )
     ).scalar_one()
     if issued:

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from models import tables
 from models.errors import InvalidValue
@@ -201,7 +201,9 @@ def run(
     would be, credited per organization; `already_done` when the key was used before."""
     plan = Plan(incident)
     taken = session.execute(
-        sa.select(tables.OutageIncident.id).where(tables.OutageIncident.key == incident.key)
+        sa.select(col(tables.OutageIncident.id)).where(
+            col(tables.OutageIncident.key) == incident.key
+        )
     ).first()
     if taken is not None:
         plan.already_done = True
