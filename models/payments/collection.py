@@ -35,6 +35,8 @@ HANDLED = (
     "invoice.marked_uncollectible",
     "invoice.updated",
 )
+# Events whose data.object is a credit note (models/invoices/credit_notes.py).
+CREDIT_NOTE_EVENTS = ("credit_note.created", "credit_note.voided")
 REMOTE_ACTION = (
     "if the invoice should still be billed, run resyncInvoice(input: {invoiceId, recreate: "
     "true}) to create a new Stripe invoice for it; otherwise void it here"
@@ -114,6 +116,8 @@ def handle(session: Session, event: Event, *, now: datetime) -> str:
 
 
 def _apply(session: Session, event: Event, *, now: datetime) -> str:
+    if event.type in CREDIT_NOTE_EVENTS:
+        return _credit_note_event(session, event, now=now)
     if event.type not in HANDLED:
         return "ignored: not an event we act on"
     obj = event.object
@@ -284,3 +288,45 @@ def mark_paid(session: Session, invoice: tables.Invoice, *, now: datetime) -> ta
         outbox.make_due(row, now=now, reset_attempts=row.state == SyncStatus.FAILED)
     session.flush()
     return invoice
+
+
+def _credit_note_event(session: Session, event: Event, *, now: datetime) -> str:
+    """A credit note event, acted on against our credit note as it is now: its Stripe id is
+    recorded if a lost answer kept it from us; a void on Stripe of a credit note still issued
+    here is an operator's matter (surfaced on the invoice's sync, never copied silently)."""
+    obj = event.object
+    if obj.get("object") != "credit_note":
+        return "ignored: not a credit note"
+    remote_id = str(obj.get("id") or "")
+    public_id = str((obj.get("metadata") or {}).get("credit_note_id") or "")
+    cn = tables.CreditNote
+    note = session.exec(
+        select(cn)
+        .where(sa.or_(col(cn.stripe_credit_note_id) == remote_id, col(cn.public_id) == public_id))
+        .with_for_update()
+    ).first()
+    if note is None:
+        return "ignored: not one of our credit notes"
+    if note.stripe_credit_note_id is None:
+        note.stripe_credit_note_id = remote_id
+    elif note.stripe_credit_note_id != remote_id:
+        return f"ignored: {note.number} is Stripe credit note {note.stripe_credit_note_id}"
+    if event.type == "credit_note.created" or obj.get("status") != "void":
+        session.flush()
+        return "ok: recorded" if note.stripe_voided_at is None else "ok: void here"
+    if note.status == tables.CreditNoteStatus.VOID:
+        if note.stripe_voided_at is None:
+            note.stripe_voided_at = _ts(obj.get("voided_at")) or now
+        session.flush()
+        return "ok: void here too"
+    session.flush()
+    invoice = lifecycle.get_for_update(session, note.invoice_id)
+    _fail_sync(
+        session,
+        invoice,
+        code="REMOTE_CREDIT_NOTE_VOIDED",
+        message=f"Stripe credit note {remote_id} ({note.number}) was voided on Stripe while it "
+        "is issued here: void it here too (voidCreditNote), or issue it again",
+        now=now,
+    )
+    return "sync failed: REMOTE_CREDIT_NOTE_VOIDED"
