@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, select
 
@@ -294,3 +296,82 @@ def test_rollup_counts_credits_in_the_invoice_month_and_verify_covers_them(db: S
     assert rollup.verify(db) == []
     credit_notes.void(db, note, now=LATER, rollup_shards=SHARDS)
     assert rollup.verify(db) == []
+
+
+_GROUP_BY = sa.text(
+    """
+    SELECT date_trunc('month', i.period_start)::date AS month, i.currency,
+           sum(i.total_cents)::bigint AS total,
+           coalesce(sum(c.credited), 0)::bigint AS credited
+    FROM invoices i
+    LEFT JOIN (SELECT invoice_id, sum(total_cents) AS credited FROM credit_notes
+               WHERE status = 'issued' GROUP BY invoice_id) c ON c.invoice_id = i.id
+    WHERE i.organization_id = :org AND i.status IN ('open', 'paid', 'uncollectible')
+    GROUP BY 1, 2
+    """
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    plan=st.lists(
+        st.tuples(
+            st.integers(1, 3),  # month of the invoice's period
+            st.sampled_from(["open", "paid", "void"]),
+            st.lists(st.integers(1, 400), max_size=3),  # credit note amounts (custom lines)
+            st.booleans(),  # void the first credit note again
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_rollup_stays_exact_with_random_credit_notes(
+    db: Session, plan: list[tuple[int, str, list[int], bool]]
+) -> None:
+    """Random invoices and credit notes: `rollup verify` finds nothing, and monthlySummary's
+    total / credited / net equal a GROUP BY over invoices and credit notes."""
+    with db.begin_nested() as example:
+        org = make_org(db)
+        assert org.id is not None
+        for month, status, amounts, void_first in plan:
+            inv = make_invoice(
+                db,
+                org,
+                status="open",
+                lines=2,  # 250 + 500
+                period_start=datetime(2026, month, 1).date(),
+                period_end=datetime(2026, month + 1, 1).date(),
+            )
+            notes = []
+            for amount in amounts:
+                try:
+                    with db.begin_nested():
+                        notes.append(
+                            _issue(db, inv, [CreditLineInput(description="x", amount_cents=amount)])
+                        )
+                except OverCredit:
+                    pass
+            if void_first and notes:
+                credit_notes.void(db, notes[0], now=LATER, rollup_shards=SHARDS)
+            if status == "paid":
+                lifecycle.mark_paid(db, inv, now=LATER)
+            elif status == "void" and (not notes or (void_first and len(notes) == 1)):
+                lifecycle.void(db, inv, now=LATER, rollup_shards=SHARDS)
+        assert rollup.verify(db) == []
+        truth = {
+            (r.month.month, r.currency.strip()): (int(r.total), int(r.credited))
+            for r in db.execute(_GROUP_BY, {"org": org.id})
+        }
+        months = rollup.monthly_summary(db, scope_id=org.id, years=[2026])
+        for m in months:
+            total, credited = truth.get((m.month, m.currency), (0, 0))
+            assert (m.total_cents, m.credited_cents, m.net_cents) == (
+                total,
+                credited,
+                total - credited,
+            )
+        example.rollback()

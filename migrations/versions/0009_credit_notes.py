@@ -194,6 +194,12 @@ BEGIN
 END;
 $$;
 
+-- Credit notes are financial records like finalized invoices: the same TRUNCATE refusal (0003).
+CREATE TRIGGER credit_notes_truncate_refused BEFORE TRUNCATE ON credit_notes
+    FOR EACH STATEMENT EXECUTE FUNCTION finalized_truncate_guard();
+CREATE TRIGGER credit_note_lines_truncate_refused BEFORE TRUNCATE ON credit_note_lines
+    FOR EACH STATEMENT EXECUTE FUNCTION finalized_truncate_guard();
+
 CREATE TRIGGER invoices_credit_notes_guard BEFORE UPDATE OF status ON invoices
     FOR EACH ROW WHEN (NEW.status = 'void' AND OLD.status <> 'void')
     EXECUTE FUNCTION invoices_credit_notes_guard();
