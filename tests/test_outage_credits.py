@@ -4,10 +4,12 @@ dry run that writes nothing."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import io
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import sqlalchemy as sa
+from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, select
 
 from models import rollup, tables
@@ -16,6 +18,7 @@ from models.usage import ingest
 from tests.factories import SHARDS, make_org
 from tests.test_usage import CPU_PRICE, NOW, ev, seed_prices
 
+DEMO_NOW = datetime(2026, 11, 3, 15, 0, tzinfo=UTC)
 T0 = NOW - timedelta(hours=6)  # the outage: [T0, T0 + 2h) in iad
 T1 = T0 + timedelta(hours=2)
 
@@ -121,3 +124,74 @@ def test_percent_and_product_filter(db: Session) -> None:
         ("acme", _cents("540000", CPU_PRICE, 50)),
         ("beta", _cents("1000000", CPU_PRICE, 50)),
     ]
+
+
+def test_outage_credit_on_the_demo_data(committed: sessionmaker[Session]) -> None:
+    """`make run`'s data: a dry run and a real run over one region and hour, as the README's
+    runbook does it (the CLI's arguments parse into the same call)."""
+    from cli import build_parser
+    from demo import seed
+    from models.usage import verify
+
+    seed.run(committed, now=DEMO_NOW, shards=SHARDS, out=io.StringIO())
+    with committed() as s:
+        region, hour = s.execute(
+            sa.text(
+                "SELECT region, date_trunc('hour', occurred_at) FROM usage_events"
+                " WHERE region IS NOT NULL GROUP BY 1, 2 ORDER BY count(*) DESC, 1, 2 LIMIT 1"
+            )
+        ).one()
+    start, end = hour.astimezone(UTC), hour.astimezone(UTC) + timedelta(hours=1)
+    args = build_parser().parse_args(
+        [
+            "credit",
+            "outage",
+            "--region",
+            region,
+            "--from",
+            f"{start:%Y-%m-%dT%H:%MZ}",
+            "--to",
+            f"{end:%Y-%m-%dT%H:%MZ}",
+            "--dry-run",
+        ]
+    )
+    incident = outage_credits.Incident.parse(
+        region=args.region,
+        start=args.start,
+        end=args.end,
+        products=args.products,
+        percent=args.percent,
+        key=args.key,
+    )
+    runs = []
+    for dry_run in (True, False, False):
+        with committed() as s, s.begin():
+            runs.append(
+                outage_credits.run(
+                    s,
+                    incident,
+                    dry_run=dry_run,
+                    created_by="test",
+                    now=DEMO_NOW,
+                    rollup_shards=SHARDS,
+                )
+            )
+    dry, real, again = runs
+    assert dry.organizations and dry.cents > 0
+    assert [(o.slug, o.cents) for o in real.organizations] == [
+        (o.slug, o.cents) for o in dry.organizations
+    ]
+    assert again.already_done and again.organizations == []
+    with committed() as s:
+        assert rollup.verify(s) == [] and verify.verify(s) == []
+        credited = s.execute(
+            sa.text(
+                "SELECT coalesce(sum(-amount_cents), 0) FROM invoice_items WHERE kind = 'credit'"
+                " AND metadata->>'incident' = :k"
+            ),
+            {"k": incident.key},
+        ).scalar_one()
+        noted = s.execute(
+            sa.text("SELECT coalesce(sum(total_cents), 0) FROM credit_notes")
+        ).scalar_one()
+    assert int(credited) + int(noted) == real.cents
