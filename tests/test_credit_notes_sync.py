@@ -21,9 +21,11 @@ from models.invoices.credit_notes import CreditLineInput, Settlement
 from models.payments import collection
 from sync import runtime
 from sync.attempt import Outcome
+from sync.config import SyncConfig
 from sync.runtime import Runtime
 from tests.factories import SHARDS, make_invoice, make_org
 from tests.sync_helpers import Mock, drive, finalized, run_once, sync_row
+from tests.test_sync_worker import Spawn, spawn, wait_for  # noqa: F401 - spawn is a fixture
 
 NOW = datetime(2026, 3, 9, 8, 0, tzinfo=UTC)
 
@@ -239,3 +241,33 @@ def test_webhook_void_on_stripe_of_an_issued_credit_note_is_surfaced(db: Session
     assert note.status == "issued"  # never copied silently
     row = db.get_one(tables.InvoiceSync, inv.id)
     assert (row.state, row.last_error_code) == ("failed", "REMOTE_CREDIT_NOTE_VOIDED")
+
+
+def test_auth_error_on_create_pauses_then_gives_one_credit_note(
+    rt: Runtime, mock: Mock, committed: sessionmaker[Session]
+) -> None:
+    inv = finalized(committed)
+    assert drive(rt, inv.id) == [Outcome.SYNCED]
+    note = _issue(committed, inv)
+    mock.faults([{"endpoint": "POST /v1/credit_notes", "fault": "auth_error", "count": 1}])
+    assert run_once(rt, inv.id) in (Outcome.RETRY, Outcome.PAUSED)
+    assert run_once(rt, inv.id) == Outcome.PAUSED  # the breaker is open: nothing is called
+    time.sleep(rt.config.breaker_seconds + 0.1)  # the breaker's half-open probe is due
+    assert drive(rt, inv.id)[-1] == Outcome.SYNCED
+    _exactly_once(mock, committed, note)
+
+
+def test_a_real_worker_syncs_a_credit_note_issued_while_its_invoice_waits(
+    spawn: Spawn,  # noqa: F811 - the fixture imported above
+    sync_config: SyncConfig,
+    mock: Mock,
+    committed: sessionmaker[Session],
+) -> None:
+    """Celery worker and beat processes: the credit note is issued before the invoice ever
+    reached Stripe, nothing is enqueued, and the sweeper's pass creates both, in order."""
+    inv = finalized(committed, slug="worker-co")
+    note = _issue(committed, inv)
+    spawn("worker")
+    spawn("beat")
+    assert wait_for(committed, inv.id, "synced", seconds=60) == "synced"
+    _exactly_once(mock, committed, note)
