@@ -10,12 +10,16 @@ from __future__ import annotations
 import argparse
 import getpass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import bootstrap
 from commands.output import fail
 
+if TYPE_CHECKING:
+    from models.invoices.credit_notes import CreditLineInput
 
-def _line(spec: str) -> object:
+
+def _line(spec: str) -> CreditLineInput:
     """`li_x:quantity=1`, `li_x:amount=250` or `custom:amount=100:description=text`."""
     from models.invoices.credit_notes import CreditLineInput
 
@@ -50,7 +54,7 @@ def note_issue(args: argparse.Namespace) -> int:
                 credit_notes.invoice_by_ref(s, args.invoice),
                 reason=args.reason,
                 memo=args.memo,
-                lines=lines,  # type: ignore[arg-type]
+                lines=lines,
                 settlement=Settlement(args.refund or 0, args.balance or 0, args.out_of_band or 0)
                 if settled
                 else None,

@@ -187,3 +187,41 @@ def test_monthly_summary_shows_credited_and_net(api: Api, world: dict[str, Any])
         {"cents": "70"},
         {"cents": "930"},
     )
+
+
+def test_cli_issue_list_void(
+    world: dict[str, Any],
+    committed: sessionmaker[Session],
+    database_url: str,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import cli
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    with committed() as s:
+        inv = s.exec(select(tables.Invoice).where(tables.Invoice.public_id == world["open"])).one()
+        item = s.exec(
+            select(tables.InvoiceItem).where(tables.InvoiceItem.invoice_id == inv.id)
+        ).first()
+    assert item is not None
+    args = ["credit-note", "issue", "--invoice", str(inv.number), "--reason", "duplicate"]
+    args += [
+        "--line",
+        f"{item.public_id}:quantity=1",
+        "--line",
+        "custom:amount=25:description=Goodwill",
+    ]
+    assert cli.main(args) == 0
+    assert f"issued {inv.number}-CN1" in capsys.readouterr().out
+    assert cli.main([*args[:-4], "--line", "custom:amount=99999"]) == 2  # no description
+    assert "INVALID_VALUE" in capsys.readouterr().err
+    assert cli.main(["credit-note", "list", "--org", "acme"]) == 0
+    listed = capsys.readouterr().out
+    assert f"{inv.number}-CN1" in listed and "$2.75" in listed and "1 credit notes" in listed
+    assert cli.main(["credit-note", "void", f"{inv.number}-CN1"]) == 0
+    assert _counts(committed)[:2] == (1, 2)
+    with committed() as s:
+        assert s.exec(select(tables.CreditNote.status)).one() == "void"

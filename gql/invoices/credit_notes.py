@@ -101,6 +101,15 @@ class ItemPublicIdLoader(SessionLoader[int, str]):
         return [found[k] for k in keys]
 
 
+class InvoicePublicIdLoader(SessionLoader[int, str]):
+    def batch_load(self, keys: list[int]) -> Sequence[str]:
+        inv = tables.Invoice
+        found = dict(
+            self.session.execute(select(inv.id, inv.public_id).where(col(inv.id).in_(keys))).all()
+        )
+        return [found[k] for k in keys]
+
+
 # --- Types ------------------------------------------------------------------------------------
 
 
@@ -197,8 +206,11 @@ class CreditNote:
 
     @strawberry.field(description="Public id (inv_...) of the invoice credited.")
     def invoice_id(self, info: Info) -> strawberry.ID:
-        inv = info.context.session.get_one(tables.Invoice, self.row.invoice_id)
-        return strawberry.ID(inv.public_id)
+        return strawberry.ID(
+            info.context.loader(InvoicePublicIdLoader).load(
+                self.row.invoice_id, [r.invoice_id for r in self.page]
+            )
+        )
 
 
 @strawberry.type(description="A page of credit notes, newest first.")
