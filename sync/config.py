@@ -45,9 +45,7 @@ class SyncConfig:
     @classmethod
     def from_settings(cls, s: Settings) -> SyncConfig:
         if not s.database_url or not s.redis_url:
-            raise ValueError(
-                "the sync needs DATABASE_URL and REDIS_URL (bootstrap.environment() resolves them)"
-            )
+            raise ValueError("the sync needs DATABASE_URL and REDIS_URL (bootstrap.environment() resolves them)")
         return cls(
             database_url=s.database_url,
             redis_url=s.redis_url,
