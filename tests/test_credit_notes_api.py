@@ -225,3 +225,35 @@ def test_cli_issue_list_void(
     assert _counts(committed)[:2] == (1, 2)
     with committed() as s:
         assert s.exec(select(tables.CreditNote.status)).one() == "void"
+
+
+def test_credit_outage_mutation_is_admin_idempotent_and_checked(
+    api: Api, world: dict[str, Any], committed: sessionmaker[Session]
+) -> None:
+    mutation = """
+    mutation($input: CreditOutageInput!) { creditOutage(input: $input) {
+      alreadyDone incident { key region percent creditNotes draftLines
+        organizations { slug credited { cents } } }
+      userErrors { field code } } }"""
+    body = {
+        "region": "iad",
+        "windowFrom": "2026-02-03T10:00:00Z",
+        "windowTo": "2026-02-03T14:30:00Z",
+        "products": "machines-*",
+    }
+    bad = api.data(mutation, world["admin"], input={**body, "windowTo": body["windowFrom"]})
+    assert bad["creditOutage"]["userErrors"] == [{"field": ["to"], "code": "INVALID_VALUE"}]
+    assert api.gql(mutation, world["member"], input=body)["errors"]  # admin only
+    first = api.data(mutation, world["admin"], input=body)["creditOutage"]
+    assert first["alreadyDone"] is False and first["incident"]["region"] == "iad"
+    assert first["incident"]["organizations"] == []  # no usage events in that window
+    again = api.data(mutation, world["admin"], input=body)["creditOutage"]
+    assert again["alreadyDone"] is True and again["incident"]["key"] == first["incident"]["key"]
+    preview = api.data(
+        "query($input: CreditOutageInput!) { outageCreditPreview(input: $input) { slug } }",
+        world["admin"],
+        input=body,
+    )
+    assert preview["outageCreditPreview"] == []
+    with committed() as s:
+        assert s.execute(sa.text("SELECT count(*) FROM outage_incidents")).scalar_one() == 1
