@@ -257,3 +257,16 @@ def test_credit_outage_mutation_is_admin_idempotent_and_checked(
     assert preview["outageCreditPreview"] == []
     with committed() as s:
         assert s.execute(sa.text("SELECT count(*) FROM outage_incidents")).scalar_one() == 1
+
+
+def test_outage_preview_with_bad_input_is_a_client_error(api: Api, world: dict[str, Any]) -> None:
+    """Found by tests/test_api_fuzz.py: a window without a time zone (or an empty region) in
+    the preview query answered INTERNAL_ERROR; a query has no userErrors, so it is a client
+    error with the reason."""
+    body = api.gql(
+        'query { outageCreditPreview(input: { region: "", windowFrom: "2000-01-01T00:00:00",'
+        ' windowTo: "2000-01-01T00:00:00" }) { slug } }',
+        world["admin"],
+    )
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error

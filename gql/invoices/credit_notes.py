@@ -16,7 +16,7 @@ from gql.core import permissions
 from gql.core.context import Info
 from gql.core.dataloaders import SessionLoader
 from gql.core.enums import publish
-from gql.core.errors import UserError
+from gql.core.errors import UserError, bad_input
 from gql.core.idempotency import register_entity
 from gql.core.money import Money, money
 from gql.core.mutation import mutation
@@ -36,7 +36,7 @@ from gql.core.pagination import (
 from gql.core.permissions import IsPlatformAdmin
 from gql.core.scalars import BigInt, DecimalString
 from models import tables
-from models.errors import NotFound
+from models.errors import DomainError, NotFound
 from models.invoices import credit_notes, outage_credits
 from models.invoices.credit_notes import CreditLineInput, Settlement
 from models.tables import CreditNoteReason, CreditNoteStatus
@@ -547,9 +547,13 @@ class OutageCreditQueries:
     def outage_credit_preview(
         self, info: Info, input: CreditOutageInput
     ) -> list[OutageCreditOrganization]:
+        try:
+            incident = _incident_input(input)
+        except DomainError as e:  # a query has no userErrors: the reason, as a client error
+            raise bad_input(e.message) from None
         plan = outage_credits.run(
             info.context.session,
-            _incident_input(input),
+            incident,
             dry_run=True,
             created_by="preview",
             now=info.context.now(),
