@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from commands import accounts, close, data, stack, webhooks
+from commands import accounts, close, credit, data, stack, webhooks
 
 # models.payments.events.VERDICTS, spelled here so that `billing --help` imports no models.
 WEBHOOK_VERDICTS = (
@@ -111,6 +111,47 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--period", help="YYYY-MM (default: the last period past its grace)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=close.close_period)
+
+    s = sub.add_parser("credit-note", help="credit notes: corrections of finalized invoices")
+    csub = s.add_subparsers(dest="credit_note_command", required=True)
+    c = csub.add_parser("issue", help="issue a credit note against a finalized invoice")
+    c.add_argument("--invoice", required=True, help="invoice number (ACME-0007) or inv_ id")
+    c.add_argument(
+        "--reason",
+        required=True,
+        choices=["duplicate", "fraudulent", "order_change", "product_unsatisfactory"],
+    )
+    c.add_argument("--memo")
+    c.add_argument(
+        "--line",
+        action="append",
+        required=True,
+        help="li_ID:quantity=Q, li_ID:amount=CENTS or custom:amount=CENTS:description=TEXT",
+    )
+    c.add_argument("--refund", type=int, help="paid invoices: minor units refunded")
+    c.add_argument("--balance", type=int, help="paid invoices: to the customer's balance")
+    c.add_argument("--out-of-band", type=int, help="paid invoices: settled outside Stripe")
+    c.set_defaults(func=credit.note_issue)
+    c = csub.add_parser("void", help="void a credit note (gives its amount back)")
+    c.add_argument("credit_note", help="credit note number (ACME-0007-CN1) or cn_ id")
+    c.set_defaults(func=credit.note_void)
+    c = csub.add_parser("list", help="credit notes, newest first")
+    c.add_argument("--org", help="organization slug")
+    c.add_argument("--invoice", help="invoice number or inv_ id")
+    c.add_argument("--limit", type=int, default=50)
+    c.set_defaults(func=credit.note_list)
+
+    s = sub.add_parser("credit", help="credits computed from usage events")
+    csub = s.add_subparsers(dest="credit_command", required=True)
+    c = csub.add_parser("outage", help="credit every organization's usage in a region and window")
+    c.add_argument("--region", required=True)
+    c.add_argument("--from", dest="start", required=True, help="ISO time, e.g. 2026-11-03T10:00Z")
+    c.add_argument("--to", dest="end", required=True, help="ISO time (exclusive)")
+    c.add_argument("--products", help="product glob, e.g. machines-*")
+    c.add_argument("--percent", type=int, default=100)
+    c.add_argument("--key", help="incident key (default: from region, window, products, percent)")
+    c.add_argument("--dry-run", action="store_true", help="print per organization, write nothing")
+    c.set_defaults(func=credit.outage)
 
     s = sub.add_parser("serve", help="the GraphQL API (uvicorn)")
     s.add_argument("--host", default="127.0.0.1")

@@ -44,10 +44,26 @@ def fresh_database(name: str) -> str:
     return url
 
 
+_TAKEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free local port; within BENCH_PORT_RANGE ("18300-18399") when set, so that benchmarks
+    run side by side on a shared machine stay in their own ranges."""
+    span = os.environ.get("BENCH_PORT_RANGE")
+    candidates = range(int(span.split("-")[0]), int(span.split("-")[1]) + 1) if span else [0]
+    for port in candidates:
+        if port in _TAKEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            found = int(s.getsockname()[1])
+            _TAKEN.add(found)
+            return found
+    raise RuntimeError(f"no free port in BENCH_PORT_RANGE={span}")
 
 
 def start(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -113,6 +114,100 @@ def make_invoices(
                     lifecycle.add_lines(s, inv, lines[start_at : start_at + 1000], now=now)
                 lifecycle.finalize(s, inv, now=now, rollup_shards=16)
     engine.dispose()
+
+
+def issue_credit_notes(
+    database_url: str, *, share: float, seed: int, void_share: float = 0.2
+) -> int:
+    """Credit notes (issue 21) on `share` of the finalized invoices that have none yet: one
+    line against the invoice's first line (a third of it) and a custom line; `void_share` of
+    them voided again at once. Nothing is enqueued: the issue makes the invoice's row due."""
+    from sqlmodel import select
+
+    from models.invoices import credit_notes
+    from models.invoices.credit_notes import CreditLineInput
+    from models.tables import CreditNote, Invoice, InvoiceItem
+
+    rng = random.Random(seed)
+    engine = make_engine(database_url, pool_size=1)
+    factory = session_factory(engine)
+    now = datetime.now(UTC)
+    with transaction(factory) as s:
+        credited = set(s.exec(select(CreditNote.invoice_id)))
+        ids = [
+            i
+            for i in s.exec(select(Invoice.id).where(Invoice.status == "open"))
+            if i not in credited
+        ]
+    chosen = sorted(i for i in ids if rng.random() < share)
+    for first in range(0, len(chosen), 25):
+        with transaction(factory) as s:
+            for invoice_id in chosen[first : first + 25]:
+                inv = s.get_one(Invoice, invoice_id)
+                item = s.exec(
+                    select(InvoiceItem).where(InvoiceItem.invoice_id == invoice_id).limit(1)
+                ).one()
+                lines = [CreditLineInput(description="bench goodwill", amount_cents=1)]
+                if item.amount_cents >= 3:
+                    lines.insert(
+                        0,
+                        CreditLineInput(
+                            line_item_id=item.public_id, amount_cents=item.amount_cents // 3
+                        ),
+                    )
+                note = credit_notes.issue(
+                    s,
+                    inv,
+                    reason="duplicate",
+                    memo="bench",
+                    lines=lines,
+                    settlement=None,
+                    created_by="bench",
+                    now=now,
+                    rollup_shards=16,
+                )
+                if rng.random() < void_share:
+                    credit_notes.void(s, note, now=now, rollup_shards=16)
+    engine.dispose()
+    return len(chosen)
+
+
+def compare_credit_notes(mock_url: str, engine: sa.Engine) -> dict[str, Any]:
+    """Ours against the mock's, by metadata[credit_note_id]: each issued one exactly once on
+    Stripe with our total, each void one void there (or never created), none failed."""
+    remote = httpx.get(f"{mock_url}/_mock/credit_notes", timeout=120).json()["data"]
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for note in remote:
+        by_id.setdefault(note["metadata"].get("credit_note_id", "?"), []).append(note)
+    with engine.connect() as conn:
+        ours = conn.execute(
+            sa.text(
+                "SELECT c.public_id, c.status, c.total_cents, c.stripe_credit_note_id, s.state"
+                " FROM credit_notes c JOIN invoice_sync s ON s.invoice_id = c.invoice_id"
+            )
+        ).all()
+    issued = [o for o in ours if o.status == "issued"]
+    return {
+        "credit_notes": len(ours),
+        "credit_notes_void": len(ours) - len(issued),
+        "credit_notes_failed": sum(1 for o in ours if o.state == "failed"),
+        "credit_notes_duplicated": sum(len(v) - 1 for v in by_id.values()),
+        "credit_notes_missing": sum(
+            1 for o in issued if o.public_id not in by_id or o.stripe_credit_note_id is None
+        ),
+        "credit_note_amount_mismatches": sum(
+            1
+            for o in issued
+            if o.public_id in by_id and by_id[o.public_id][0]["total"] != o.total_cents
+        ),
+        "credit_notes_void_mismatches": sum(
+            1
+            for o in ours
+            if o.status == "void"
+            and o.public_id in by_id
+            and by_id[o.public_id][0]["status"] != "void"
+        ),
+    }
 
 
 def states(engine: sa.Engine) -> Counter[str]:
@@ -299,7 +394,7 @@ def chaos(args: argparse.Namespace) -> None:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     for old in [*LOG_DIR.glob("*.log"), *LOG_DIR.glob("beat-*")]:
         old.unlink()
-    database_url = fresh_database("billing_bench_sync")
+    database_url = fresh_database("billing_bench_sync" + os.environ.get("BENCH_DB_SUFFIX", ""))
     _, redis_url = server_urls()
     engine = make_engine(database_url, pool_size=2)
     rng = random.Random(7)
@@ -311,6 +406,11 @@ def chaos(args: argparse.Namespace) -> None:
     t0 = time.monotonic()
     make_invoices(database_url, sizes, seed=7, slug="chaos")
     log(f"  {sum(sizes):,} lines in {time.monotonic() - t0:.0f}s")
+    # Half the credit notes before any sync (they wait for their invoice to be finalized on
+    # Stripe), half once syncing is under way (below).
+    credit_share = 0 if args.auth_outage else args.credit_share / 2
+    notes = issue_credit_notes(database_url, share=credit_share, seed=8)
+    log(f"  {notes} credit notes issued before the sync")
 
     port = free_port()
     mock_url = f"http://127.0.0.1:{port}"
@@ -367,6 +467,7 @@ def chaos(args: argparse.Namespace) -> None:
         started = time.monotonic()
         kills = 0
         last_print = 0.0
+        late_notes_done = credit_share == 0
         while True:
             s = states(engine)
             total = sum(s.values())
@@ -376,6 +477,10 @@ def chaos(args: argparse.Namespace) -> None:
                 last_print = elapsed
             if s["synced"] + s["failed"] == total or elapsed > args.timeout:
                 break
+            if not late_notes_done and s["synced"] >= total * 0.3:
+                late_notes_done = True
+                notes = issue_credit_notes(database_url, share=credit_share, seed=9)
+                log(f"  {elapsed:5.0f}s {notes} credit notes issued while syncing")
             # SIGKILL mid-flight (at 15% and 45% synced, so surely while attempts run): its
             # running attempts lose their leases, its reserved messages are never acknowledged;
             # the sweeper recovers both.
@@ -398,6 +503,7 @@ def chaos(args: argparse.Namespace) -> None:
             "synced": s["synced"],
             "failed": s["failed"],
             **compare(mock_url, engine, paid_on_mock=set(pay.pop("expected_paid_on_mock", []))),
+            **compare_credit_notes(mock_url, engine),
             "duplicate_customers": duplicate_customers(mock_url),
             **pay,
             "big_invoices": big_invoices_check(mock_url, engine),
@@ -483,6 +589,9 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=5)
     parser.add_argument("--rate", type=float, default=300.0, help="Stripe calls/s for the fleet")
     parser.add_argument("--timeout", type=float, default=540.0)
+    parser.add_argument(
+        "--credit-share", type=float, default=0.2, help="share of invoices given a credit note"
+    )
     parser.add_argument("--skip-outage", action="store_true", help="the chaos phase only")
     parser.add_argument("--auth-outage", action="store_true", help="the 401 phase only")
     chaos(parser.parse_args())

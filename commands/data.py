@@ -60,7 +60,7 @@ def rollup(args: argparse.Namespace) -> int:
     for d in diffs:
         scope = "platform" if d.scope_id == rollup.PLATFORM_SCOPE else f"org {d.scope_id}"
         print(
-            f"{scope} {d.month:%Y-%m} {d.currency}: expected (count, subtotal, total) "
+            f"{scope} {d.month:%Y-%m} {d.currency}: expected (count, subtotal, total, credited) "
             f"{d.expected}, stored {d.stored}"
         )
     print(f"{len(diffs)} differing rows" if diffs else "rollup matches the invoices exactly")

@@ -17,6 +17,11 @@ from gql.core.scalars import SCALARS
 from gql.core.subtree_cache import ResultRule, Rule, SubtreeCache, caching_execution_context
 from gql.cycle.mutations import CycleMutations
 from gql.cycle.queries import CycleQueries
+from gql.invoices.credit_notes import (
+    CreditNoteMutations,
+    OutageCreditMutations,
+    OutageCreditQueries,
+)
 from gql.invoices.mutations import InvoiceMutations
 from gql.invoices.queries import InvoiceQueries
 from gql.metrics import ERRORS, REQUEST_SECONDS
@@ -84,7 +89,14 @@ class Metrics(SchemaExtension):
 
 # Field order in the SDL follows the bases: viewer, organization, invoice(s), monthlySummary.
 @strawberry.type(description="What can be read: bills, their lines and sync state, spend, prices.")
-class Query(OrganizationQueries, InvoiceQueries, SummaryQueries, PriceQueries, CycleQueries):
+class Query(
+    OrganizationQueries,
+    InvoiceQueries,
+    SummaryQueries,
+    PriceQueries,
+    CycleQueries,
+    OutageCreditQueries,
+):
     pass
 
 
@@ -93,7 +105,13 @@ class Query(OrganizationQueries, InvoiceQueries, SummaryQueries, PriceQueries, C
     "all or nothing, and takes an idempotencyKey for safe retries."
 )
 class Mutation(
-    InvoiceMutations, UsageMutations, PriceMutations, OrganizationMutations, CycleMutations
+    InvoiceMutations,
+    CreditNoteMutations,
+    OutageCreditMutations,
+    UsageMutations,
+    PriceMutations,
+    OrganizationMutations,
+    CycleMutations,
 ):
     pass
 
@@ -127,7 +145,8 @@ IMMUTABLE_SUBTREES = [
 def _summary_figures(months: Sequence[MonthlySummary]) -> object:
     """Every figure a list of MonthlySummary shows (year, monthOfYear and formatted follow)."""
     return tuple(
-        (m.month, m.currency, m.invoice_count, m.subtotal.cents, m.total.cents) for m in months
+        (m.month, m.currency, m.invoice_count, m.subtotal.cents, m.total.cents, m.credited.cents)
+        for m in months
     )
 
 

@@ -37,6 +37,8 @@ class ErrorCode(StrEnum):
     PRICE_HISTORY_FIXED = "PRICE_HISTORY_FIXED"
     ALREADY_EXISTS = "ALREADY_EXISTS"
     NOT_RECORDED = "NOT_RECORDED"
+    OVER_CREDIT = "OVER_CREDIT"
+    INVALID_SETTLEMENT = "INVALID_SETTLEMENT"
 
 
 class DomainError(Exception):
@@ -191,6 +193,20 @@ class NotRecorded(DomainError):
     support if it persists."""
 
     code = ErrorCode.NOT_RECORDED
+
+
+class OverCredit(DomainError):
+    """A credit note would credit a line, or the invoice, beyond what it billed (counting every
+    issued credit note)."""
+
+    code = ErrorCode.OVER_CREDIT
+
+
+class InvalidSettlement(DomainError):
+    """A credit note's refund / customer balance / out-of-band split does not fit the invoice:
+    required and summing to the total on a PAID invoice, absent otherwise."""
+
+    code = ErrorCode.INVALID_SETTLEMENT
 
 
 def meaning(code: ErrorCode) -> str:

@@ -2,7 +2,10 @@
 
 Counted: finalized invoices (open, paid, uncollectible) in the UTC calendar month of their
 billing period's start. A finalize adds (1, subtotal, total); a void subtracts the same; paying
-or marking uncollectible changes nothing; drafts never count. COUNTED_STATUSES and
+or marking uncollectible changes nothing; drafts never count. Issued credit notes add their
+total to `credited` of their invoice's month (not the month they were issued in, so a month's
+net = total - credited is what was finally owed for it); voiding one subtracts it. An invoice
+with issued credit notes cannot be voided (migration 0009), so credits never outlive it. COUNTED_STATUSES and
 platform_shard are the one definition of these rules: every SQL statement that counts or shards
 (here, the bulk loader in demo/generate.py, the benchmarks) is built from the helpers below.
 """
@@ -129,6 +132,50 @@ def apply_delta(session: Session, invoice: tables.Invoice, sign: int, *, shards:
         )
 
 
+_CREDIT_UPSERT = sa.text(
+    """
+    INSERT INTO invoice_monthly_rollups AS r
+        (scope_id, month, currency, shard, invoice_count, subtotal_cents, total_cents,
+         credited_cents)
+    VALUES (:scope_id, :month, :currency, :shard, 0, 0, 0, :credited)
+    ON CONFLICT (scope_id, month, currency, shard) DO UPDATE SET
+        credited_cents = r.credited_cents + EXCLUDED.credited_cents
+    """
+)
+
+
+def apply_credit(session: Session, invoice: tables.Invoice, cents: int, *, shards: int) -> None:
+    """Add `cents` (negative for a void) to `credited` of the invoice's rows: the same keys, in
+    the same order, as its finalize (`keys_for`). Caller commits (the credit note's
+    transaction)."""
+    for key in keys_for(invoice, shards=shards):
+        session.execute(
+            _CREDIT_UPSERT,
+            {
+                "scope_id": key.scope_id,
+                "month": key.month,
+                "currency": key.currency,
+                "shard": key.shard,
+                "credited": cents,
+            },
+        )
+
+
+# SELECT of the rollup rows' `credited` contributions: each issued credit note once for the
+# platform (in its invoice's shard) and once for its organization, in its invoice's month.
+def credit_contributions_sql(*, shards: str) -> str:
+    return f"""
+        SELECT CASE WHEN o.scope = 0 THEN {PLATFORM_SCOPE} ELSE i.organization_id END,
+               date_trunc('month', i.period_start)::date, i.currency,
+               CASE WHEN o.scope = 0 THEN {platform_shard_sql("i.id", shards)} ELSE 0 END,
+               0::bigint, 0::bigint, 0::bigint, sum(c.total_cents)
+        FROM credit_notes c JOIN invoices i ON i.id = c.invoice_id
+        CROSS JOIN (VALUES (0), (1)) AS o(scope)
+        WHERE c.status = 'issued'
+        GROUP BY 1, 2, 3, 4
+    """
+
+
 def apply_finalized(session: Session, invoice_ids: Sequence[int], *, shards: int) -> None:
     """Add the contribution of many just-finalized invoices at once (the month-end close): one
     upsert of their rows summed per key (`contributions_sql`), in primary-key order like
@@ -161,6 +208,12 @@ class MonthTotals:
     total_cents: int
     # False for a month that is not over (or not closed yet): its amounts include its drafts.
     complete: bool = True
+    credited_cents: int = 0
+
+    @property
+    def net_cents(self) -> int:
+        """What was finally owed for the month: total less the credits on its invoices."""
+        return self.total_cents - self.credited_cents
 
     @property
     def label(self) -> str:
@@ -172,7 +225,8 @@ _READ = sa.text(
     SELECT month, currency,
            sum(invoice_count)::bigint AS n,
            sum(subtotal_cents)::bigint AS subtotal,
-           sum(total_cents)::bigint AS total
+           sum(total_cents)::bigint AS total,
+           sum(credited_cents)::bigint AS credited
     FROM invoice_monthly_rollups
     WHERE scope_id = :scope_id AND month >= :first AND month < :last
       AND (CAST(:currency AS text) IS NULL OR currency = :currency)
@@ -224,7 +278,7 @@ def monthly_summary(
     drafts of those two months (_OPEN_DRAFTS).
     """
     wanted = sorted(set(years))
-    found: dict[tuple[date, str], tuple[int, int, int]] = {}
+    found: dict[tuple[date, str], tuple[int, int, int, int]] = {}
     drafts: dict[tuple[date, str], tuple[int, int]] = {}
     incomplete_previous = False
     this_month = month_of(today) if today else None
@@ -255,8 +309,8 @@ def monthly_summary(
                 "currency": currency,
             },
         )
-        for month, cur, n, subtotal, total in rows:
-            found[(month, cur.strip())] = (int(n), int(subtotal), int(total))
+        for month, cur, n, subtotal, total, credited in rows:
+            found[(month, cur.strip())] = (int(n), int(subtotal), int(total), int(credited))
     seen = {cur for (_, cur) in found} | {cur for (_, cur) in drafts}
     currencies = sorted(seen) or [currency or default_currency]
     out: list[MonthTotals] = []
@@ -267,10 +321,12 @@ def monthly_summary(
             if this_month is not None and _next_month(month) == this_month:
                 complete = not incomplete_previous
             for cur in currencies:
-                n, subtotal, total = found.get((month, cur), (0, 0, 0))
+                n, subtotal, total, credited = found.get((month, cur), (0, 0, 0, 0))
                 d_subtotal, d_total = drafts.get((month, cur), (0, 0))
                 out.append(
-                    MonthTotals(year, m, cur, n, subtotal + d_subtotal, total + d_total, complete)
+                    MonthTotals(
+                        year, m, cur, n, subtotal + d_subtotal, total + d_total, complete, credited
+                    )
                 )
     return out
 
@@ -286,18 +342,27 @@ def _year_runs(years: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
-# The truth the rollup must equal, recomputed from invoices (uses no rollup row).
+# The truth the rollup must equal, recomputed from invoices and credit notes (no rollup row).
 _RECOMPUTE = f"""
+    WITH credited AS (
+        SELECT invoice_id, sum(total_cents)::bigint AS credited
+        FROM credit_notes WHERE status = 'issued' GROUP BY invoice_id
+    ),
+    counted AS (
+        SELECT i.*, coalesce(c.credited, 0) AS credited
+        FROM invoices i LEFT JOIN credited c ON c.invoice_id = i.id
+        WHERE {counted_sql("i.status")}
+    )
     SELECT {PLATFORM_SCOPE}::bigint AS scope_id,
            date_trunc('month', period_start)::date AS month, currency,
            count(*)::bigint AS n, sum(subtotal_cents)::bigint AS subtotal,
-           sum(total_cents)::bigint AS total
-    FROM invoices WHERE {counted_sql()}
+           sum(total_cents)::bigint AS total, sum(credited)::bigint AS credited
+    FROM counted
     GROUP BY 2, 3
     UNION ALL
     SELECT organization_id, date_trunc('month', period_start)::date, currency,
-           count(*), sum(subtotal_cents), sum(total_cents)
-    FROM invoices WHERE {counted_sql()}
+           count(*), sum(subtotal_cents), sum(total_cents), sum(credited)
+    FROM counted
     GROUP BY 1, 2, 3
 """
 
@@ -306,17 +371,20 @@ _DIFF = sa.text(
     WITH truth AS ({_RECOMPUTE}),
     stored AS (
         SELECT scope_id, month, currency, sum(invoice_count)::bigint AS n,
-               sum(subtotal_cents)::bigint AS subtotal, sum(total_cents)::bigint AS total
+               sum(subtotal_cents)::bigint AS subtotal, sum(total_cents)::bigint AS total,
+               sum(credited_cents)::bigint AS credited
         FROM invoice_monthly_rollups GROUP BY 1, 2, 3
     )
     SELECT scope_id, month, currency,
            coalesce(t.n, 0), coalesce(s.n, 0),
            coalesce(t.subtotal, 0), coalesce(s.subtotal, 0),
-           coalesce(t.total, 0), coalesce(s.total, 0)
+           coalesce(t.total, 0), coalesce(s.total, 0),
+           coalesce(t.credited, 0), coalesce(s.credited, 0)
     FROM truth t FULL JOIN stored s USING (scope_id, month, currency)
     WHERE coalesce(t.n, 0) <> coalesce(s.n, 0)
        OR coalesce(t.subtotal, 0) <> coalesce(s.subtotal, 0)
        OR coalesce(t.total, 0) <> coalesce(s.total, 0)
+       OR coalesce(t.credited, 0) <> coalesce(s.credited, 0)
     ORDER BY scope_id, month, currency
     """
 )
@@ -327,8 +395,8 @@ class RollupDifference:
     scope_id: int
     month: date
     currency: str
-    expected: tuple[int, int, int]  # invoice count, subtotal, total
-    stored: tuple[int, int, int]
+    expected: tuple[int, int, int, int]  # invoice count, subtotal, total, credited
+    stored: tuple[int, int, int, int]
 
 
 def verify(session: Session) -> list[RollupDifference]:
@@ -338,8 +406,8 @@ def verify(session: Session) -> list[RollupDifference]:
             int(r[0]),
             r[1],
             r[2].strip(),
-            (int(r[3]), int(r[5]), int(r[7])),
-            (int(r[4]), int(r[6]), int(r[8])),
+            (int(r[3]), int(r[5]), int(r[7]), int(r[9])),
+            (int(r[4]), int(r[6]), int(r[8]), int(r[10])),
         )
         for r in session.execute(_DIFF)
     ]
@@ -362,4 +430,15 @@ def rebuild(session: Session, *, shards: int) -> int:
         ),
         {"shards": shards},
     )
-    return int(result.rowcount)
+    credits: sa.CursorResult[tuple[()]] = session.execute(  # type: ignore[assignment]
+        sa.text(
+            "INSERT INTO invoice_monthly_rollups AS r"
+            " (scope_id, month, currency, shard, invoice_count, subtotal_cents, total_cents,"
+            " credited_cents)"
+            + credit_contributions_sql(shards=":shards")
+            + " ORDER BY 1, 2, 3, 4 ON CONFLICT (scope_id, month, currency, shard) DO UPDATE"
+            " SET credited_cents = r.credited_cents + EXCLUDED.credited_cents"
+        ),
+        {"shards": shards},
+    )
+    return int(result.rowcount) + int(credits.rowcount)

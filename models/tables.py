@@ -296,6 +296,8 @@ class InvoiceMonthlyRollup(SQLModel, table=True):
     invoice_count: int = Field(default=0, sa_column=_bigint(default=0))
     subtotal_cents: int = Field(default=0, sa_column=_bigint(default=0))
     total_cents: int = Field(default=0, sa_column=_bigint(default=0))
+    # Issued credit notes' totals (models/invoices/credit_notes.py); net = total - credited.
+    credited_cents: int = Field(default=0, sa_column=_bigint(default=0))
 
 
 class Price(SQLModel, table=True):
@@ -630,3 +632,116 @@ class IdempotencyKey(SQLModel, table=True):
     created_at: datetime | None = Field(
         default=None, sa_column=_ts(nullable=False, server_default=True)
     )
+
+
+class CreditNoteStatus(StrEnum):
+    ISSUED = "issued"
+    VOID = "void"
+
+
+class CreditNoteReason(StrEnum):
+    """Stripe's set of credit note reasons."""
+
+    DUPLICATE = "duplicate"
+    FRAUDULENT = "fraudulent"
+    ORDER_CHANGE = "order_change"
+    PRODUCT_UNSATISFACTORY = "product_unsatisfactory"
+
+
+class OutageIncident(SQLModel, table=True):
+    """One outage credit run (models/invoices/outage_credits.py), once per key."""
+
+    __tablename__ = "outage_incidents"
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
+    )
+    key: str = Field(sa_column=sa.Column(sa.Text, nullable=False, unique=True))
+    region: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    window_from: datetime = Field(sa_column=_ts(nullable=False))
+    window_to: datetime = Field(sa_column=_ts(nullable=False))
+    products: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    percent: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    credit_notes: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+    draft_lines: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+    credited_cents: int = Field(default=0, sa_column=_bigint(default=0))
+    summary: list[dict[str, Any]] = Field(
+        default_factory=list,
+        sa_column=sa.Column(JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    )
+    created_by: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    created_at: datetime | None = Field(
+        default=None, sa_column=_ts(nullable=False, server_default=True)
+    )
+
+
+class CreditNote(SQLModel, table=True):
+    """A correction of a finalized invoice: immutable once issued (triggers), voidable."""
+
+    __tablename__ = "credit_notes"
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
+    )
+    public_id: str = Field(sa_column=sa.Column(sa.Text, nullable=False, unique=True))
+    organization_id: int = Field(
+        sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("organizations.id"), nullable=False)
+    )
+    invoice_id: int = Field(
+        sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("invoices.id"), nullable=False, index=True)
+    )
+    number: str = Field(sa_column=sa.Column(sa.Text, nullable=False, unique=True))
+    status: str = Field(
+        default=CreditNoteStatus.ISSUED, sa_column=sa.Column(sa.Text, nullable=False)
+    )
+    reason: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    memo: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    currency: str = Field(sa_column=sa.Column(sa.CHAR(3), nullable=False))
+    total_cents: int = Field(sa_column=_bigint())
+    # The invoice was PAID when this was issued: the total is settled as below (Stripe's rule).
+    post_payment: bool = Field(sa_column=sa.Column(sa.Boolean, nullable=False))
+    refund_cents: int = Field(default=0, sa_column=_bigint(default=0))
+    credit_balance_cents: int = Field(default=0, sa_column=_bigint(default=0))
+    out_of_band_cents: int = Field(default=0, sa_column=_bigint(default=0))
+    created_by: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    issued_at: datetime = Field(sa_column=_ts(nullable=False))
+    voided_at: datetime | None = Field(default=None, sa_column=_ts())
+    incident_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("outage_incidents.id")),
+    )
+    stripe_credit_note_id: str | None = Field(
+        default=None, sa_column=sa.Column(sa.Text, unique=True)
+    )
+    # When Stripe confirmed the void (the sync's void step, or a credit_note.voided event).
+    stripe_voided_at: datetime | None = Field(default=None, sa_column=_ts())
+    created_at: datetime | None = Field(
+        default=None, sa_column=_ts(nullable=False, server_default=True)
+    )
+
+
+class CreditNoteLine(SQLModel, table=True):
+    """An amount credited against one invoice line (with the quantity, if given by quantity),
+    or a custom amount with its description. Immutable (a trigger)."""
+
+    __tablename__ = "credit_note_lines"
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
+    )
+    credit_note_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger, sa.ForeignKey("credit_notes.id"), nullable=False, index=True
+        )
+    )
+    invoice_item_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("invoice_items.id"), index=True),
+    )
+    description: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    quantity: Decimal | None = Field(default=None, sa_column=sa.Column(sa.Numeric(20, 9)))
+    amount_cents: int = Field(sa_column=_bigint())

@@ -79,6 +79,12 @@ def admin_routes(state: MockState, endpoints: Sequence[str]) -> list[Route]:
         state.faults.replace([])
         return faults_view()
 
+    async def list_credit_notes(request: Request) -> JSONResponse:
+        store = state.store
+        with store.lock:
+            data = [shapes.credit_note(n) for n in store.credit_notes.values()]
+        return JSONResponse({"data": data})
+
     async def list_invoices(request: Request) -> JSONResponse:
         store = state.store
         with store.lock:
@@ -141,6 +147,7 @@ def admin_routes(state: MockState, endpoints: Sequence[str]) -> list[Route]:
         Route("/_mock/faults", clear_faults, methods=["DELETE"]),
         Route("/_mock/invoices", list_invoices, methods=["GET"]),
         Route("/_mock/customers", list_customers, methods=["GET"]),
+        Route("/_mock/credit_notes", list_credit_notes, methods=["GET"]),
         Route("/_mock/invoices/{id}/pay", pay_invoice, methods=["POST"]),
         Route("/_mock/webhooks/flush", flush_webhooks, methods=["POST"]),
         Route("/_mock/webhooks", webhook_stats, methods=["GET"]),

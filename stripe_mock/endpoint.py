@@ -31,7 +31,7 @@ from .operations import JSON, Operation
 from .params import Reader
 from .state import MockState
 from .stats import LOST, TIMEOUT
-from .store import Store
+from .store import CreditNote, Store
 
 logger = logging.getLogger("stripe_mock")
 
@@ -205,11 +205,13 @@ def publish_events(
             [
                 webhooks.event(
                     kind,
-                    shapes.invoice(inv, store.customers.get(inv.customer)),
+                    shapes.credit_note(obj)
+                    if isinstance(obj, CreditNote)
+                    else shapes.invoice(obj, store.customers.get(obj.customer)),
                     request_id=request_id,
                     key=key,
                 )
-                for kind, inv in drained
+                for kind, obj in drained
             ]
         )
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .store import Customer, Invoice, InvoiceItem
+from .store import CreditNote, CreditNoteLine, Customer, Invoice, InvoiceItem
 
 JSON = dict[str, Any]
 
@@ -199,4 +199,70 @@ def invoice(
         "total_excluding_tax": total,
         "total_taxes": [],
         "webhooks_delivered_at": None,
+    }
+
+
+def credit_note_line(line: CreditNoteLine) -> JSON:
+    return {
+        "id": line.id,
+        "object": "credit_note_line_item",
+        "amount": line.amount,
+        "description": line.description,
+        "discount_amount": 0,
+        "discount_amounts": [],
+        "invoice_line_item": line.invoice_line_item,
+        "livemode": False,
+        "metadata": dict(line.metadata),
+        "pretax_credit_amounts": [],
+        "quantity": line.quantity,
+        "tax_rates": [],
+        "taxes": [],
+        "type": line.type,
+        "unit_amount": line.amount if line.type == "custom_line_item" else None,
+        "unit_amount_decimal": None,
+    }
+
+
+def credit_note(note: CreditNote) -> JSON:
+    total = note.total
+    post = note.type == "post_payment"
+    return {
+        "id": note.id,
+        "object": "credit_note",
+        "amount": total,
+        "amount_shipping": 0,
+        "created": note.created,
+        "currency": note.currency,
+        "customer": note.customer,
+        "customer_account": None,
+        "customer_balance_transaction": None,
+        "discount_amount": 0,
+        "discount_amounts": [],
+        "effective_at": note.created,
+        "invoice": note.invoice,
+        "lines": list_object(
+            f"/v1/credit_notes/{note.id}/lines",
+            [credit_note_line(line) for line in note.lines],
+            has_more=False,
+        ),
+        "livemode": False,
+        "memo": note.memo,
+        "metadata": dict(note.metadata),
+        "number": note.number,
+        "out_of_band_amount": note.out_of_band_amount if post else None,
+        "pdf": f"https://mock.stripe.invalid/credit_notes/{note.id}.pdf",
+        "post_payment_amount": total if post else 0,
+        "pre_payment_amount": 0 if post else total,
+        "pretax_credit_amounts": [],
+        "reason": note.reason,
+        "refunds": [],
+        "shipping_cost": None,
+        "status": note.status,
+        "subtotal": total,
+        "subtotal_excluding_tax": total,
+        "total": total,
+        "total_excluding_tax": total,
+        "total_taxes": [],
+        "type": note.type,
+        "voided_at": note.voided_at,
     }

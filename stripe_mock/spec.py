@@ -53,6 +53,10 @@ REQUESTS: dict[str, type[Any]] = {
     "POST /v1/invoices/{id}/mark_uncollectible": sp.InvoiceMarkUncollectibleParams,
     "POST /v1/invoiceitems": sp.InvoiceItemCreateParams,
     "GET /v1/invoiceitems": sp.InvoiceItemListParams,
+    "POST /v1/credit_notes": sp.CreditNoteCreateParams,
+    "GET /v1/credit_notes": sp.CreditNoteListParams,
+    "GET /v1/credit_notes/{id}": sp.CreditNoteRetrieveParams,
+    "POST /v1/credit_notes/{id}/void": sp.CreditNoteVoidCreditNoteParams,
 }
 # `include[]=total_count` is not in the generated spec, but Stripe still honours it on lists;
 # it is the only way to get a count, so the mock accepts exactly that and nothing else.
@@ -66,6 +70,8 @@ RESOURCES: dict[str, type[StripeObject]] = {
     "invoice": stripe.Invoice,
     "line_item": stripe.InvoiceLineItem,
     "invoiceitem": stripe.InvoiceItem,
+    "credit_note": stripe.CreditNote,
+    "credit_note_line_item": stripe.CreditNoteLineItem,
     "event": stripe.Event,
     "list": ListObject,
     "search_result": SearchResultObject,

@@ -84,6 +84,43 @@ class Invoice:
         return sum(item.amount for item in self.items)
 
 
+@dataclass
+class CreditNoteLine:
+    id: str
+    type: str  # invoice_line_item | custom_line_item
+    amount: int
+    description: str | None
+    invoice_line_item: str | None
+    quantity: int | None
+    metadata: dict[str, str]
+
+
+@dataclass
+class CreditNote:
+    """Stripe's credit note on a finalized invoice: issued, then maybe void."""
+
+    id: str
+    number: str
+    created: int
+    invoice: str
+    customer: str
+    currency: str
+    lines: list[CreditNoteLine]
+    memo: str | None
+    reason: str | None
+    metadata: dict[str, str]
+    type: str  # pre_payment | post_payment
+    refund_amount: int = 0
+    credit_amount: int = 0
+    out_of_band_amount: int = 0
+    status: str = "issued"
+    voided_at: int | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(line.amount for line in self.lines)
+
+
 @dataclass(frozen=True)
 class NewLine:
     amount: int
@@ -111,9 +148,10 @@ class Store:
         self.customers: dict[str, Customer] = {}
         self.invoices: dict[str, Invoice] = {}
         self.invoice_items: dict[str, InvoiceItem] = {}
-        # (event type, invoice) of the changes a request made, drained under the lock by the
+        self.credit_notes: dict[str, CreditNote] = {}
+        # (event type, invoice or credit note) of the changes a request made, drained under the lock by the
         # caller, which turns them into webhook events with the object as it is at that moment.
-        self.events: list[tuple[str, Invoice]] = []
+        self.events: list[tuple[str, Invoice | CreditNote]] = []
         self.unsupported_currencies: set[str] = set()
         self.journal = journal
         if journal is not None:
@@ -124,8 +162,8 @@ class Store:
             for obj in objects:
                 self.journal.put(obj)
 
-    def _emit(self, event_type: str, invoice: Invoice) -> None:
-        self.events.append((event_type, invoice))
+    def _emit(self, event_type: str, obj: Invoice | CreditNote) -> None:
+        self.events.append((event_type, obj))
 
     def restore(self, kind: str, record: dict[str, Any]) -> None:
         """Put back one object read from the journal (later records replace earlier ones)."""
@@ -364,6 +402,139 @@ class Store:
         self._saved(invoice)
         self._emit("invoice.marked_uncollectible", invoice)
         return invoice
+
+    # Credit notes (not journaled: a restarted mock forgets them, as it forgets idempotency keys)
+
+    def credited(self, invoice: Invoice, *, line_id: str | None = None) -> int:
+        """What issued credit notes took off the invoice (or off one of its lines)."""
+        return sum(
+            line.amount
+            for note in self.credit_notes.values()
+            if note.invoice == invoice.id and note.status == "issued"
+            for line in note.lines
+            if line_id is None or line.invoice_line_item == line_id
+        )
+
+    def create_credit_note(
+        self,
+        *,
+        invoice_id: str,
+        lines: list[CreditNoteLine],
+        memo: str | None,
+        reason: str | None,
+        metadata: dict[str, str],
+        refund_amount: int,
+        credit_amount: int,
+        out_of_band_amount: int,
+    ) -> CreditNote:
+        """Stripe's rules: a finalized, not void invoice; no line or invoice credited beyond
+        its amount; on a paid invoice the total is split into refund, customer balance and out
+        of band; on an unpaid one it lowers what is due (and an invoice left owing nothing is
+        paid)."""
+        invoice = self.invoice(invoice_id, param="invoice")
+        if invoice.status not in ("open", "paid", "uncollectible"):
+            raise errors.ParamError(
+                f"Invoice {invoice.id} is {invoice.status}: credit notes need a finalized invoice "
+                "that is not void.",
+                param="invoice",
+            )
+        by_line = {item.line_id: item for item in invoice.items}
+        for i, line in enumerate(lines):
+            if line.type == "invoice_line_item":
+                item = by_line.get(line.invoice_line_item or "")
+                if item is None:
+                    raise errors.ParamError(
+                        f"No line {line.invoice_line_item} on invoice {invoice.id}.",
+                        param=f"lines[{i}][invoice_line_item]",
+                    )
+                taken = self.credited(invoice, line_id=item.line_id) + sum(
+                    other.amount
+                    for other in lines[:i]
+                    if other.invoice_line_item == line.invoice_line_item
+                )
+                if taken + line.amount > item.amount:
+                    raise errors.ParamError(
+                        f"The credit note amount for line {item.line_id} exceeds what is left "
+                        "to credit on it.",
+                        param=f"lines[{i}][amount]",
+                    )
+        total = sum(line.amount for line in lines)
+        if total <= 0 or self.credited(invoice) + total > invoice.total:
+            raise errors.ParamError(
+                "The credit note total must be positive and at most what is left to credit on "
+                "the invoice.",
+                param="lines",
+            )
+        settled = refund_amount + credit_amount + out_of_band_amount
+        post_payment = invoice.status == "paid"
+        if post_payment and settled != total:
+            raise errors.ParamError(
+                "The sum of refund_amount, credit_amount and out_of_band_amount must equal the "
+                "credit note total for a paid invoice.",
+                param="refund_amount",
+            )
+        if not post_payment and settled:
+            raise errors.ParamError(
+                "refund_amount, credit_amount and out_of_band_amount apply to paid invoices only.",
+                param="refund_amount",
+            )
+        sequence = 1 + sum(1 for n in self.credit_notes.values() if n.invoice == invoice.id)
+        note = CreditNote(
+            id=new_id("cn_"),
+            number=f"{invoice.number}-CN-{sequence:02d}",
+            created=int(time.time()),
+            invoice=invoice.id,
+            customer=invoice.customer,
+            currency=invoice.currency,
+            lines=lines,
+            memo=memo,
+            reason=reason,
+            metadata=metadata,
+            type="post_payment" if post_payment else "pre_payment",
+            refund_amount=refund_amount,
+            credit_amount=credit_amount,
+            out_of_band_amount=out_of_band_amount,
+        )
+        self.credit_notes[note.id] = note
+        if credit_amount:
+            self.customer(invoice.customer).balance -= credit_amount
+        self._emit("credit_note.created", note)
+        if not post_payment and self.credited(invoice) >= invoice.total:
+            # Stripe: an invoice credited down to nothing owes nothing, and is paid.
+            invoice.status = "paid"
+            invoice.paid_at = int(time.time())
+            invoice.next_payment_attempt = None
+            self._saved(invoice)
+            self._emit("invoice.paid", invoice)
+        return note
+
+    def credit_note(self, credit_note_id: str) -> CreditNote:
+        note = self.credit_notes.get(credit_note_id)
+        if note is None:
+            raise errors.missing("credit_note", credit_note_id)
+        return note
+
+    def void_credit_note(self, credit_note_id: str) -> CreditNote:
+        note = self.credit_note(credit_note_id)
+        if note.status != "issued":
+            raise errors.unexpected_state(f"Credit note {note.id} is already void.")
+        note.status = "void"
+        note.voided_at = int(time.time())
+        if note.credit_amount:
+            self.customer(note.customer).balance += note.credit_amount
+        self._emit("credit_note.voided", note)
+        return note
+
+    def list_credit_notes(
+        self, *, invoice: str | None = None, customer: str | None = None
+    ) -> list[CreditNote]:
+        """Newest first, like every Stripe list; consistent (no search lag)."""
+        return [
+            n
+            for n in reversed(self.credit_notes.values())
+            if (invoice is None or n.invoice == invoice)
+            and (customer is None or n.customer == customer)
+        ]
 
     # Invoice items
 

@@ -41,3 +41,11 @@ def void(invoice_public_id: str) -> str:
 
 def pay(invoice_public_id: str) -> str:
     return f"invoice:{invoice_public_id}:pay"
+
+
+def credit_note_create(credit_note_public_id: str) -> str:
+    return f"credit_note:{credit_note_public_id}:create"
+
+
+def credit_note_void(credit_note_public_id: str) -> str:
+    return f"credit_note:{credit_note_public_id}:void"

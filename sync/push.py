@@ -28,7 +28,7 @@ from sqlmodel import Session, col, select
 
 from models import tables
 from models.tables import InvoiceStatus
-from sync import due_dates, keys, lookup, memory, remote_gone, remote_ids
+from sync import credit_notes, due_dates, keys, lookup, memory, remote_gone, remote_ids
 from sync.errors import Mismatch
 from sync.grouping import LINE_KEY, RemoteLine, remote_lines
 from sync.stripe_client import RemoteInvoice, RemoteLineRef, StripeGateway
@@ -293,6 +293,11 @@ def push(
         remote_gone.check_not_voided(remote, voided_here=inv.status == InvoiceStatus.VOID)
 
     if inv.status == InvoiceStatus.VOID:
+        notes = credit_notes.pending(session, target.invoice_id) if remote else []
+        if remote is not None and remote.status != "draft" and notes:
+            # Its credit notes were voided here first (a trigger insists); so on Stripe.
+            progress.step = "credit_notes"
+            credit_notes.push(session, stripe, remote.id, notes)
         progress.step = "void"
         void_remote(session, stripe, target, remote, chunk_size=chunk_size)
         return
@@ -319,11 +324,21 @@ def push(
     # The finalize answer carries the total and the line count, so the first push verifies
     # for free; a forced re-verify lists every line (a call per 100) and compares them one by one.
     verify_remote(session, stripe, target, remote, list_lines=verify_requested)
+    # Read now, not with the invoice: the lines' Stripe ids are known only after the steps
+    # above. Credit notes issued before payment go first: on Stripe they lower what is due,
+    # and after the pay step Stripe would take them as post-payment credit.
+    notes = credit_notes.pending(session, target.invoice_id)
+    if notes:
+        progress.step = "credit_notes"
+        credit_notes.push(session, stripe, remote.id, [n for n in notes if not n.post_payment])
     if inv.status == InvoiceStatus.PAID and remote.status in ("open", "uncollectible"):
         # Paid here (markInvoicePaid): tell Stripe, so it stops collecting. Paid on Stripe
         # first (a webhook made ours PAID), the remote is already paid and nothing is sent.
         progress.step = "pay"
         stripe.pay_out_of_band(remote.id, key=target.memory.key("pay", keys.pay(target.public_id)))
+    if notes:
+        progress.step = "credit_notes"
+        credit_notes.push(session, stripe, remote.id, [n for n in notes if n.post_payment])
 
 
 # Helpers ------------------------------------------------------------------------------------

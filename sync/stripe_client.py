@@ -30,7 +30,7 @@ from sync.limiter import RateLimiter
 from sync.metrics import STRIPE_CALL_SECONDS, STRIPE_CALLS
 
 if TYPE_CHECKING:
-    from stripe.params import InvoiceAddLinesParams, InvoiceCreateParams
+    from stripe.params import CreditNoteCreateParams, InvoiceAddLinesParams, InvoiceCreateParams
 
 T = TypeVar("T")
 LIST_PAGE = 100  # Stripe's largest page
@@ -365,3 +365,57 @@ class StripeGateway:
                 ),
             )
         )
+
+    # Credit notes ------------------------------------------------------------------------
+    def list_credit_notes(self, remote_invoice_id: str) -> list[RemoteCreditNote]:
+        """Every credit note of a Stripe invoice (a list: consistent, unlike search)."""
+        out: list[RemoteCreditNote] = []
+        params: dict[str, Any] = {"invoice": remote_invoice_id, "limit": LIST_PAGE}
+        while True:
+            page = self._call(
+                "GET /v1/credit_notes",
+                lambda p=dict(params): self.client.v1.credit_notes.list(params=p),  # type: ignore[misc]
+            )
+            batch = [_credit_note(n) for n in page.data]
+            out.extend(batch)
+            if not page.has_more or not batch:
+                return out
+            params["starting_after"] = batch[-1].id
+
+    def create_credit_note(self, params: CreditNoteCreateParams, *, key: str) -> RemoteCreditNote:
+        return _credit_note(
+            self._call(
+                "POST /v1/credit_notes",
+                lambda: self.client.v1.credit_notes.create(
+                    params=params, options={"idempotency_key": key}
+                ),
+            )
+        )
+
+    def void_credit_note(self, remote_id: str, *, key: str) -> RemoteCreditNote:
+        return _credit_note(
+            self._call(
+                "POST /v1/credit_notes/{id}/void",
+                lambda: self.client.v1.credit_notes.void_credit_note(
+                    remote_id, options={"idempotency_key": key}
+                ),
+            )
+        )
+
+
+@dataclass(frozen=True)
+class RemoteCreditNote:
+    id: str
+    status: str
+    total: int
+    metadata: dict[str, str]
+
+
+def _credit_note(raw: Any) -> RemoteCreditNote:
+    obj = _plain(raw)
+    return RemoteCreditNote(
+        id=str(obj["id"]),
+        status=str(obj.get("status")),
+        total=int(obj.get("total") or 0),
+        metadata=_meta(obj),
+    )

@@ -42,7 +42,8 @@ ALL_TABLES = (
     "invoice_number_sequences, api_tokens, organizations, "
     "usage_events, usage_event_ids, usage_drafts, prices, stripe_events, invoice_payments, "
     "subscriptions, billing_runs, usage_audit, "
-    "billing_run_invoices, spend_alert_firings, spend_alerts, notification_outbox, idempotency_keys"
+    "billing_run_invoices, spend_alert_firings, spend_alerts, notification_outbox, idempotency_keys, "
+    "credit_note_lines, credit_notes, outage_incidents"
 )
 
 
@@ -97,7 +98,9 @@ _EMBEDDED_WERE_UP = pytest.StashKey[bool]()
 # Every test in these files is marked slow: they start real Celery worker and beat processes,
 # or a browser, and take seconds each. Kept here rather than as `pytestmark` lines so that the
 # list of what the quick loop leaves out is in one place.
-SLOW_MODULES = frozenset({"test_sync_worker.py", "test_dashboard_browser.py"})
+SLOW_MODULES = frozenset(
+    {"test_sync_worker.py", "test_dashboard_browser.py", "test_credit_notes_sync.py"}
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -32,7 +32,8 @@ from gql.app import create_app
 from models import alerts, rollup, tables
 from models.close import cycle
 from models.db import make_engine
-from models.invoices import lifecycle
+from models.invoices import credit_notes, lifecycle
+from models.invoices.credit_notes import CreditLineInput
 from models.sync_state import outbox
 from settings import PROJECT_ROOT, Settings
 from tests.factories import SHARDS, make_org, make_token, usage_line
@@ -95,6 +96,18 @@ def _make_data(factory: sessionmaker[Session]) -> tuple[str, str, str, int]:
             ]
             lifecycle.add_lines(s, inv, lines, now=now)
             inv = lifecycle.finalize(s, inv, now=now, rollup_shards=SHARDS)
+            if i == 4:  # May: the first row of page 2, the invoice the test opens
+                credit_notes.issue(
+                    s,
+                    inv,
+                    reason="duplicate",
+                    memo="ipv4 billed twice",
+                    lines=[CreditLineInput(description="ipv4 billed twice", amount_cents=100)],
+                    settlement=None,
+                    created_by="test",
+                    now=now,
+                    rollup_shards=SHARDS,
+                )
             if i == 3:
                 failed_id = inv.public_id
                 row = outbox.get(s, inv.id or 0)
@@ -336,6 +349,11 @@ def test_dashboard_in_a_real_browser(world: World, committed: sessionmaker[Sessi
                 int(table.locator("tfoot [data-cents]").get_attribute("data-cents") or "-1")
                 == invoice_cents
             )
+        # Its credit note, and the amount due after it.
+        expect(page.locator(".credit-notes tr.credit-note")).to_have_count(1)
+        expect(page.locator(".credit-notes")).to_contain_text("-CN1")
+        due = page.locator(".invoice-head .amount-due")
+        assert int(due.get_attribute("data-cents") or "-1") == invoice_cents - 100
         page.screenshot(path=SHOTS / "invoice.png", full_page=True)
 
         # Operator: the failed sync with Stripe's message, and Resync moves it to PENDING.

@@ -26,12 +26,18 @@ from gql.core.pagination import (
 )
 from gql.core.pagination import page as page_of  # `page` is an Invoice field here
 from gql.core.scalars import DecimalString
+from gql.invoices.credit_notes import (
+    CreditedByInvoiceIdLoader,
+    CreditNote,
+    CreditNotesByInvoiceIdLoader,
+)
 from gql.invoices.dataloaders import LineItemsByInvoiceIdLoader, SyncStateByInvoiceIdLoader
 from gql.invoices.enums import InvoiceStatus, LineItemKind
 from gql.invoices.payment import InvoicePayment, resolve_payment
 from gql.invoices.sync_state import SyncState
 from gql.organizations.dataloaders import OrganizationByIdLoader
 from models import tables
+from models.invoices import credit_notes
 
 if TYPE_CHECKING:  # only for strawberry.lazy: gql.organizations.types imports this module
     from gql.organizations.types import Organization
@@ -220,6 +226,42 @@ class Invoice:
         )
         assert org is not None
         return org
+
+    def _amounts(self, info: Info) -> credit_notes.InvoiceAmounts:
+        credited = info.context.loader(CreditedByInvoiceIdLoader).load(
+            self.row.id, [r.id for r in self.page]
+        )
+        return credit_notes.invoice_amounts(self.row, credited)
+
+    @strawberry.field(
+        description="Sum of the issued (not void) credit notes' totals; counted in the month of "
+        "this invoice's period by monthlySummary.credited."
+    )
+    def credited_total(self, info: Info) -> Money:
+        return money(self._amounts(info).credited_cents, self.currency)
+
+    @strawberry.field(
+        description="What the customer paid, net of the refunds and balance credits of credit "
+        "notes issued after payment: total - creditedTotal for a PAID invoice, else 0."
+    )
+    def amount_paid(self, info: Info) -> Money:
+        return money(self._amounts(info).paid_cents, self.currency)
+
+    @strawberry.field(
+        description="What is still owed: total - creditedTotal - amountPaid (0 for PAID and "
+        "VOID invoices)."
+    )
+    def amount_due(self, info: Info) -> Money:
+        return money(self._amounts(info).due_cents, self.currency)
+
+    @strawberry.field(description="Credit notes issued against this invoice, oldest first.")
+    def credit_notes(self, info: Info) -> list[CreditNote]:
+        if self.row.status == InvoiceStatus.DRAFT:
+            return []
+        rows = info.context.loader(CreditNotesByInvoiceIdLoader).load(
+            self.row.id, [r.id for r in self.page if r.status != InvoiceStatus.DRAFT]
+        )
+        return [CreditNote.from_row(r, rows) for r in rows]
 
     @strawberry.field(description="Where this invoice stands with Stripe.")
     def sync_state(self, info: Info) -> SyncState:

@@ -16,6 +16,7 @@ from gql.core.money import CurrencyFilter
 from gql.core.pagination import After, Before, First, Last, window
 from gql.cycle.queries import spend_alerts
 from gql.cycle.types import SpendAlert
+from gql.invoices.credit_notes import CreditNoteConnection, resolve_organization_credit_notes
 from gql.invoices.filters import Filter
 from gql.invoices.resolvers import invoice_page, sync_health
 from gql.invoices.sync_state import SyncHealth
@@ -109,6 +110,10 @@ class Organization:
     invoices: InvoiceConnection = strawberry.field(
         resolver=_invoices,
         description="This organization's invoices, newest first; `first` at most 100.",
+    )
+    credit_notes: CreditNoteConnection = strawberry.field(
+        resolver=resolve_organization_credit_notes,
+        description="The organization's credit notes, newest first; pages of at most 100.",
     )
     monthly_summary: list[MonthlySummary] = strawberry.field(
         resolver=_monthly_summary,

@@ -63,6 +63,8 @@ def summary_for(
             subtotal=money(r.subtotal_cents, r.currency),
             total=money(r.total_cents, r.currency),
             complete=r.complete,
+            credited=money(r.credited_cents, r.currency),
+            net=money(r.net_cents, r.currency),
         )
         for r in rows
     ]

@@ -37,6 +37,14 @@ class MonthlySummary:
             "previous month until its close has finalized its drafts; true for closed months."
         )
     )
+    credited: Money = strawberry.field(
+        description="Issued (not void) credit notes on these invoices, counted in the month of "
+        "the invoice's billing period, not the month the credit note was issued: a credit "
+        "corrects what was owed for that month."
+    )
+    net: Money = strawberry.field(
+        description="total - credited: what was finally owed for the month."
+    )
 
 
 # The `years` argument of both monthlySummary fields.

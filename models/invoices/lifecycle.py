@@ -18,7 +18,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlmodel import Session, select
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
 
 from models import rollup, tables, text
 from models.errors import (
@@ -331,7 +332,22 @@ def void(
     session: Session, invoice: tables.Invoice, *, now: datetime, rollup_shards: int
 ) -> tables.Invoice:
     """OPEN or UNCOLLECTIBLE -> VOID: removes the invoice from the rollup and makes its sync row
-    due again, so the worker voids it on Stripe too. Caller commits, then enqueues the sync."""
+    due again, so the worker voids it on Stripe too. Caller commits, then enqueues the sync.
+    An invoice with issued credit notes is not voided (a trigger refuses it too): its credit
+    notes are voided first, so no credit outlives its invoice."""
+    assert invoice.id is not None
+    issued = session.execute(
+        sa.select(sa.func.count()).where(
+            col(tables.CreditNote.invoice_id) == invoice.id,
+            col(tables.CreditNote.status) == tables.CreditNoteStatus.ISSUED,
+        )
+    ).scalar_one()
+    if issued:
+        raise InvalidTransition(
+            f"invoice {invoice.number or invoice.public_id} has {issued} issued credit notes; "
+            "void them before the invoice",
+            field=("invoiceId",),
+        )
     invoice = _transition(
         session,
         invoice,

@@ -19,7 +19,7 @@ check is `sync.webhooks`' job.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -33,6 +33,7 @@ from models.sync_state import outbox
 from models.tables import InvoiceStatus, PaymentStatus, SyncStatus
 
 # Events whose data.object is an invoice and that we act on; others are stored and ignored.
+CREDIT_NOTE_EVENTS = ("credit_note.created", "credit_note.voided")
 HANDLED = (
     "invoice.paid",
     "invoice.payment_failed",
@@ -40,6 +41,8 @@ HANDLED = (
     "invoice.marked_uncollectible",
     "invoice.updated",
 )
+# Events whose data.object is a credit note (models/invoices/credit_notes.py).
+CREDIT_NOTE_EVENTS = ("credit_note.created", "credit_note.voided")
 REMOTE_ACTION = (
     "if the invoice should still be billed, run resyncInvoice(input: {invoiceId, recreate: "
     "true}) to create a new Stripe invoice for it; otherwise void it here"
@@ -117,6 +120,8 @@ def handle(session: Session, event: Event, *, now: datetime) -> Handled:
 
 
 def _apply(session: Session, event: Event, *, now: datetime) -> Handled:
+    if event.type in CREDIT_NOTE_EVENTS:
+        return _credit_note_event(session, event, now=now)
     obj = event.invoice
     if event.type not in HANDLED or obj is None:
         return Handled(events.IGNORED, "ignored: not an event we act on")
@@ -282,3 +287,57 @@ def _fail_sync(
         row.state = SyncStatus.FAILED
         row.next_attempt_at = None
     session.flush()
+
+
+def _credit_note_event(session: Session, event: Event, *, now: datetime) -> Handled:
+    """A credit note event, acted on against our credit note as it is now: its Stripe id is
+    recorded if a lost answer kept it from us; a void on Stripe of a credit note still issued
+    here is an operator's matter (surfaced on the invoice's sync, never copied silently)."""
+    data = event.payload.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict) or obj.get("object") != "credit_note":
+        return Handled(events.MALFORMED, "malformed: data.object is not a credit note")
+    metadata = obj.get("metadata")
+    voided_at = obj.get("voided_at")
+    if not isinstance(obj.get("id"), str) or not isinstance(metadata, dict | None):
+        return Handled(events.MALFORMED, "malformed: a credit note needs an id and metadata")
+    if voided_at is not None and (isinstance(voided_at, bool) or not isinstance(voided_at, int)):
+        return Handled(events.MALFORMED, "malformed: voided_at is not a Unix timestamp")
+    remote_id = str(obj["id"])
+    public_id = str((metadata or {}).get("credit_note_id") or "")
+    cn = tables.CreditNote
+    note = session.exec(
+        select(cn)
+        .where(sa.or_(col(cn.stripe_credit_note_id) == remote_id, col(cn.public_id) == public_id))
+        .with_for_update()
+    ).first()
+    if note is None:
+        return Handled(events.IGNORED, "ignored: not one of our credit notes")
+    if note.stripe_credit_note_id is None:
+        note.stripe_credit_note_id = remote_id
+    elif note.stripe_credit_note_id != remote_id:
+        return Handled(
+            events.IGNORED,
+            f"ignored: {note.number} is Stripe credit note {note.stripe_credit_note_id}",
+        )
+    if event.type == "credit_note.created" or obj.get("status") != "void":
+        session.flush()
+        return Handled(
+            events.APPLIED, "ok: recorded" if note.stripe_voided_at is None else "ok: void here"
+        )
+    if note.status == tables.CreditNoteStatus.VOID:
+        if note.stripe_voided_at is None:
+            note.stripe_voided_at = datetime.fromtimestamp(voided_at, UTC) if voided_at else now
+        session.flush()
+        return Handled(events.APPLIED, "ok: void here too")
+    session.flush()
+    invoice = lifecycle.get_for_update(session, note.invoice_id)
+    _fail_sync(
+        session,
+        invoice,
+        code="REMOTE_CREDIT_NOTE_VOIDED",
+        message=f"Stripe credit note {remote_id} ({note.number}) was voided on Stripe while it "
+        "is issued here: void it here too (voidCreditNote), or issue it again",
+        now=now,
+    )
+    return Handled(events.APPLIED, "sync failed: REMOTE_CREDIT_NOTE_VOIDED")

@@ -30,6 +30,9 @@ const Q_INVOICES = `query($first: Int!, $after: String, $filter: InvoiceFilter) 
 const Q_INVOICE = `query($id: ID!, $after: String) { invoice(id: $id) {
   id number status currency periodStart periodEnd finalizedAt dueDate paidAt voidedAt
   subtotal { ${MONEY} } total { ${MONEY} } lineItemCount stripeInvoiceId organization { slug name }
+  creditedTotal { ${MONEY} } amountDue { ${MONEY} }
+  creditNotes { id number status reason memo issuedAt voidedAt stripeCreditNoteId total { ${MONEY} }
+    refund { ${MONEY} } customerBalance { ${MONEY} } outOfBand { ${MONEY} } }
   payment { status attemptCount lastFailureMessage nextAttemptAt }
   syncState { ${SYNC} remoteDueDate history(last: 5) { startedAt step outcome errorCode errorMessage httpStatus } }
   lineItems(first: 100, after: $after) { pageInfo { hasNextPage endCursor }
@@ -320,6 +323,23 @@ function groupBy(lines, key, currency) {
     <tfoot><tr><th>Total</th><th></th><th class="num" data-cents="${sumCents(rows.map((r) => r.cents))}">${escapeHtml(formatCents(sumCents(rows.map((r) => r.cents)), currency))}</th></tr></tfoot></table>`;
 }
 
+// Corrections of a finalized invoice: each credit note with its number, state and settlement.
+function creditNotesCard(notes) {
+  if (!notes.length) return "";
+  const settled = (n) =>
+    [["refund", n.refund], ["to balance", n.customerBalance], ["out of band", n.outOfBand]]
+      .filter(([, m]) => m.cents !== "0")
+      .map(([label, m]) => `${label} ${escapeHtml(m.formatted)}`)
+      .join(", ");
+  return `<section class="card credit-notes"><h2>Credit notes <span class="muted">(${notes.length})</span></h2>
+    <table><thead><tr><th>Number</th><th>Status</th><th>Reason</th><th>Memo</th><th>Issued</th><th>Settled</th><th>Stripe</th><th class="num">Amount</th></tr></thead>
+    <tbody>${notes.map((n) => `<tr class="credit-note status-${escapeHtml(n.status.toLowerCase())}"><td>${escapeHtml(n.number)}</td>
+      <td>${badge("status", n.status)}</td><td>${escapeHtml(n.reason.toLowerCase().replaceAll("_", " "))}</td><td>${escapeHtml(n.memo ?? "")}</td>
+      <td>${when(n.issuedAt)}${n.voidedAt ? ` · voided ${when(n.voidedAt)}` : ""}</td><td>${settled(n) || "lowers the amount due"}</td>
+      <td>${escapeHtml(n.stripeCreditNoteId ?? "not on Stripe yet")}</td>
+      <td class="num" data-cents="${escapeHtml(n.total.cents)}">-${escapeHtml(n.total.formatted)}</td></tr>`).join("")}</tbody></table></section>`;
+}
+
 async function renderInvoice(id) {
   main.innerHTML = `<p class="muted">Loading invoice…</p>`;
   let data = await gql(Q_INVOICE, { id, after: null });
@@ -352,10 +372,13 @@ async function renderInvoice(id) {
         ${inv.paidAt ? `<dt>Paid</dt><dd>${when(inv.paidAt)}</dd>` : ""}
         ${inv.voidedAt ? `<dt>Voided</dt><dd>${when(inv.voidedAt)}</dd>` : ""}
         <dt>Total</dt><dd class="total" data-cents="${escapeHtml(inv.total.cents)}">${escapeHtml(inv.total.formatted)}</dd>
+        ${inv.creditNotes.length ? `<dt>Credited</dt><dd class="credited" data-cents="${escapeHtml(inv.creditedTotal.cents)}">${escapeHtml(inv.creditedTotal.formatted)}</dd>` : ""}
+        <dt>Amount due</dt><dd class="amount-due" data-cents="${escapeHtml(inv.amountDue.cents)}">${escapeHtml(inv.amountDue.formatted)}</dd>
         <dt>Stripe</dt><dd>${escapeHtml(inv.stripeInvoiceId ?? "not on Stripe yet")} · ${sync.attempts} attempts
           ${sync.nextAttemptAt ? `· next try ${when(sync.nextAttemptAt)}` : ""}${errorDetail(sync)}</dd>
       </dl>
     </section>
+    ${creditNotesCard(inv.creditNotes)}
     <section class="grid2">
       <div class="card"><h2>By app</h2>${groupBy(lines, "app", inv.currency)}</div>
       <div class="card"><h2>By region</h2>${groupBy(lines, "region", inv.currency)}</div>
