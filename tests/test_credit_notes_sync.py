@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 from models import tables
 from models.invoices import credit_notes
 from models.invoices.credit_notes import CreditLineInput, Settlement
-from models.payments import collection
+from models.payments import collection, events
 from sync import runtime
 from sync.attempt import Outcome
 from sync.config import SyncConfig
@@ -182,9 +182,9 @@ def test_paid_invoice_credit_goes_to_stripe_with_its_settlement(
 
 
 def _event(event_id: str, kind: str, obj: dict[str, Any]) -> collection.Event:
-    return collection.Event(
-        id=event_id, type=kind, created=NOW, object=obj, payload={"id": event_id, "type": kind}
-    )
+    body = {"id": event_id, "object": "event", "type": kind, "created": int(NOW.timestamp()),
+            "data": {"object": obj}}  # fmt: skip
+    return events.read(body, handled=collection.HANDLED, now=NOW, skew=timedelta(minutes=5))
 
 
 def test_webhooks_duplicate_and_out_of_order(db: Session) -> None:
@@ -211,17 +211,18 @@ def test_webhooks_duplicate_and_out_of_order(db: Session) -> None:
     # Voided here first, then Stripe's events arrive out of order (void before created).
     credit_notes.void(db, note, now=NOW, rollup_shards=SHARDS)
     assert (
-        collection.handle(db, _event("evt_2", "credit_note.voided", voided), now=NOW)
+        collection.handle(db, _event("evt_2", "credit_note.voided", voided), now=NOW).outcome
         == "ok: void here too"
     )
     db.refresh(note)
     assert note.stripe_credit_note_id == "cn_remote1" and note.stripe_voided_at is not None
     assert (
-        collection.handle(db, _event("evt_1", "credit_note.created", obj), now=NOW)
+        collection.handle(db, _event("evt_1", "credit_note.created", obj), now=NOW).outcome
         == "ok: void here"
     )
     assert (
-        collection.handle(db, _event("evt_2", "credit_note.voided", voided), now=NOW) == "duplicate"
+        collection.handle(db, _event("evt_2", "credit_note.voided", voided), now=NOW).outcome
+        == "duplicate"
     )
 
 
@@ -246,7 +247,7 @@ def test_webhook_void_on_stripe_of_an_issued_credit_note_is_surfaced(db: Session
         "voided_at": 1_800_000_000,
         "metadata": {"credit_note_id": note.public_id},
     }
-    out = collection.handle(db, _event("evt_9", "credit_note.voided", obj), now=NOW)
+    out = collection.handle(db, _event("evt_9", "credit_note.voided", obj), now=NOW).outcome
     assert out == "sync failed: REMOTE_CREDIT_NOTE_VOIDED"
     db.refresh(note)
     assert note.status == "issued"  # never copied silently
