@@ -113,6 +113,7 @@ def banner(
    Operators    {base}/dashboard#token={admin}
    Metrics      {base}/metrics     Health {base}/healthz  {base}/readyz
    Mock Stripe  http://127.0.0.1:12111/_mock/invoices
+   Webhooks     deliveries print as "webhook sink: ..." lines; `billing webhooks-out list`
 
  Try it:
    curl -s {base}/graphql -H 'Authorization: Bearer {member}' \\
@@ -152,6 +153,13 @@ def run_stack(
         out=out,
         tokens_file=tokens_file(cfg),
     )
+    # One outbound webhook endpoint on a local sink, so the demo shows deliveries.
+    from devstack.webhook_sink import register_demo_endpoint
+
+    sink_secret = cfg.local_dir / "webhook-sink-secret"
+    register_demo_endpoint(
+        session_factory(engine), port=cfg.webhook_sink_port, secret_file=sink_secret
+    )
     engine.dispose()
 
     env = _dev_env()
@@ -160,6 +168,16 @@ def run_stack(
         Child("api", _cli("serve", "--host", host, "--port", str(port))),
         Child("worker", _cli("worker", "--concurrency", "2")),
         Child("beat", _cli("beat")),
+        Child(
+            "webhook-sink",
+            _cli(
+                "webhook-sink",
+                "--port",
+                str(cfg.webhook_sink_port),
+                "--secret-file",
+                str(sink_secret),
+            ),
+        ),
     ]
     if tokens and "admin" in tokens:
         # A simulated metering feed, so that the month so far moves while you watch.

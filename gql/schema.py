@@ -27,6 +27,8 @@ from gql.prices.queries import PriceQueries
 from gql.summary.queries import SummaryQueries
 from gql.summary.types import MonthlySummary
 from gql.usage.mutations import UsageMutations
+from gql.webhooks_out.mutations import WebhookMutations
+from gql.webhooks_out.queries import WebhookQueries
 from models import tables
 
 
@@ -84,7 +86,14 @@ class Metrics(SchemaExtension):
 
 # Field order in the SDL follows the bases: viewer, organization, invoice(s), monthlySummary.
 @strawberry.type(description="What can be read: bills, their lines and sync state, spend, prices.")
-class Query(OrganizationQueries, InvoiceQueries, SummaryQueries, PriceQueries, CycleQueries):
+class Query(
+    OrganizationQueries,
+    InvoiceQueries,
+    SummaryQueries,
+    PriceQueries,
+    CycleQueries,
+    WebhookQueries,
+):
     pass
 
 
@@ -93,7 +102,12 @@ class Query(OrganizationQueries, InvoiceQueries, SummaryQueries, PriceQueries, C
     "all or nothing, and takes an idempotencyKey for safe retries."
 )
 class Mutation(
-    InvoiceMutations, UsageMutations, PriceMutations, OrganizationMutations, CycleMutations
+    InvoiceMutations,
+    UsageMutations,
+    PriceMutations,
+    OrganizationMutations,
+    CycleMutations,
+    WebhookMutations,
 ):
     pass
 

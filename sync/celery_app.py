@@ -80,11 +80,20 @@ def celery_settings(cfg: SyncConfig) -> dict[str, Any]:
             "close-period": {"task": "sync.close_period", "schedule": cfg.close_every_seconds},
             # Idempotency keys past their keep (sync/housekeeping.py).
             "purge-idempotency-keys": {"task": "sync.purge_idempotency_keys", "schedule": 3600},
+            # Outbound webhooks: spend alerts' notifications become events, due deliveries go
+            # to the queue (sync/webhooks_out/).
+            "sweep-webhooks": {
+                "task": "sync.sweep_webhooks",
+                "schedule": cfg.webhooks_out_sweep_every_seconds,
+            },
         },
     }
 
 
-app = Celery("billing", include=["sync.tasks", "sync.close_task", "sync.housekeeping"])
+app = Celery(
+    "billing",
+    include=["sync.tasks", "sync.close_task", "sync.housekeeping", "sync.webhooks_out.tasks"],
+)
 
 
 def configure(cfg: SyncConfig) -> Celery:

@@ -91,7 +91,9 @@ def configure(config: SyncConfig) -> None:
 
 def config() -> SyncConfig:
     if _config is None:
-        raise RuntimeError("the sync is not configured: start it through `billing ...` (bootstrap.sync_config)")
+        raise RuntimeError(
+            "the sync is not configured: start it through `billing ...` (bootstrap.sync_config)"
+        )
     return _config
 
 

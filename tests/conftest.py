@@ -42,7 +42,8 @@ ALL_TABLES = (
     "invoice_number_sequences, api_tokens, organizations, "
     "usage_events, usage_event_ids, usage_drafts, prices, stripe_events, invoice_payments, "
     "subscriptions, billing_runs, "
-    "billing_run_invoices, spend_alert_firings, spend_alerts, notification_outbox, idempotency_keys"
+    "billing_run_invoices, spend_alert_firings, spend_alerts, notification_outbox, idempotency_keys, "
+    "webhook_delivery_attempts, webhook_deliveries, webhook_events, webhook_endpoints"
 )
 
 

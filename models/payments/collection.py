@@ -26,6 +26,7 @@ from models import tables
 from models.invoices import lifecycle
 from models.sync_state import outbox
 from models.tables import InvoiceStatus, PaymentStatus, SyncStatus
+from models.webhooks_out import events as webhook_events
 
 # Events whose data.object is an invoice and that we act on; others are stored and ignored.
 HANDLED = (
@@ -127,7 +128,7 @@ def _apply(session: Session, event: Event, *, now: datetime) -> str:
     if event.type == "invoice.paid":
         return _paid(session, invoice, event)
     if event.type == "invoice.payment_failed":
-        return _payment_failed(session, invoice, event)
+        return _payment_failed(session, invoice, event, now=now)
     if event.type == "invoice.voided":
         if invoice.status == InvoiceStatus.VOID:
             return "ok: void here too"
@@ -172,11 +173,29 @@ def _paid(session: Session, invoice: tables.Invoice, event: Event) -> str:
     return "paid"
 
 
-def _payment_failed(session: Session, invoice: tables.Invoice, event: Event) -> str:
+def _payment_failed(
+    session: Session, invoice: tables.Invoice, event: Event, *, now: datetime
+) -> str:
     if invoice.status == InvoiceStatus.PAID:
         return "ignored: already paid"
     applied = _upsert_payment(session, invoice, event, status=PaymentStatus.FAILED, force=False)
-    return "payment failed" if applied else "ignored: older than the payment state"
+    if not applied:
+        return "ignored: older than the payment state"
+    assert invoice.id is not None
+    # Told to the platform's endpoints in this transaction (models/webhooks_out/events.py).
+    obj = event.object
+    webhook_events.emit_for_invoice(
+        session,
+        webhook_events.INVOICE_PAYMENT_FAILED,
+        invoice.id,
+        extra={
+            "attempt_count": int(obj.get("attempt_count") or 0),
+            "failure": _failure_message(obj),
+            "stripe_event_id": event.id,
+        },
+        now=now,
+    )
+    return "payment failed"
 
 
 def _updated(session: Session, invoice: tables.Invoice, event: Event, *, now: datetime) -> str:
