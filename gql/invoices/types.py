@@ -221,6 +221,29 @@ class Invoice:
         assert org is not None
         return org
 
+    def _synced_row(self, info: Info) -> Any:
+        if self.row.status == InvoiceStatus.DRAFT:
+            return None
+        return info.context.loader(SyncStateByInvoiceIdLoader).load(
+            self.row.id, [r.id for r in self.page if r.status != InvoiceStatus.DRAFT]
+        )
+
+    @strawberry.field(
+        description="Stripe's page where the customer pays this invoice (and sees it paid); "
+        "null for drafts and until the sync has finalized it on Stripe."
+    )
+    def hosted_invoice_url(self, info: Info) -> str | None:
+        row = self._synced_row(info)
+        return row.hosted_invoice_url if row is not None else None
+
+    @strawberry.field(
+        description="Stripe's PDF of this invoice; null for drafts and until the sync has "
+        "finalized it on Stripe."
+    )
+    def pdf_url(self, info: Info) -> str | None:
+        row = self._synced_row(info)
+        return row.invoice_pdf_url if row is not None else None
+
     @strawberry.field(description="Where this invoice stands with Stripe.")
     def sync_state(self, info: Info) -> SyncState:
         row = None

@@ -30,6 +30,7 @@ const Q_INVOICES = `query($first: Int!, $after: String, $filter: InvoiceFilter) 
 const Q_INVOICE = `query($id: ID!, $after: String) { invoice(id: $id) {
   id number status currency periodStart periodEnd finalizedAt dueDate paidAt voidedAt
   subtotal { ${MONEY} } total { ${MONEY} } lineItemCount stripeInvoiceId organization { slug name }
+  hostedInvoiceUrl pdfUrl
   payment { status attemptCount lastFailureMessage nextAttemptAt }
   syncState { ${SYNC} remoteDueDate history(last: 5) { startedAt step outcome errorCode errorMessage httpStatus } }
   lineItems(first: 100, after: $after) { pageInfo { hasNextPage endCursor }
@@ -317,6 +318,19 @@ function groupBy(lines, key, currency) {
     <tfoot><tr><th>Total</th><th></th><th class="num" data-cents="${sumCents(rows.map((r) => r.cents))}">${escapeHtml(formatCents(sumCents(rows.map((r) => r.cents)), currency))}</th></tr></tfoot></table>`;
 }
 
+// Stripe's hosted page and PDF, once the sync has finalized the invoice there; "Pay" only
+// while something is left to pay.
+function payLinks(inv) {
+  const links = [];
+  if (inv.hostedInvoiceUrl && ["OPEN", "UNCOLLECTIBLE"].includes(inv.status)) {
+    links.push(`<a class="pay" href="${escapeHtml(inv.hostedInvoiceUrl)}" target="_blank" rel="noopener">Pay</a>`);
+  }
+  if (inv.pdfUrl) {
+    links.push(`<a class="pdf" href="${escapeHtml(inv.pdfUrl)}" target="_blank" rel="noopener">PDF</a>`);
+  }
+  return links.length ? `<dt>Links</dt><dd class="links">${links.join(" · ")}</dd>` : "";
+}
+
 async function renderInvoice(id) {
   main.innerHTML = `<p class="muted">Loading invoice…</p>`;
   let data = await gql(Q_INVOICE, { id, after: null });
@@ -349,6 +363,7 @@ async function renderInvoice(id) {
         ${inv.paidAt ? `<dt>Paid</dt><dd>${when(inv.paidAt)}</dd>` : ""}
         ${inv.voidedAt ? `<dt>Voided</dt><dd>${when(inv.voidedAt)}</dd>` : ""}
         <dt>Total</dt><dd class="total" data-cents="${escapeHtml(inv.total.cents)}">${escapeHtml(inv.total.formatted)}</dd>
+        ${payLinks(inv)}
         <dt>Stripe</dt><dd>${escapeHtml(inv.stripeInvoiceId ?? "not on Stripe yet")} · ${sync.attempts} attempts
           ${sync.nextAttemptAt ? `· next try ${when(sync.nextAttemptAt)}` : ""}${errorDetail(sync)}</dd>
       </dl>
