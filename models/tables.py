@@ -316,8 +316,10 @@ class Price(SQLModel, table=True):
     created_at: datetime | None = Field(
         default=None, sa_column=_ts(nullable=False, server_default=True)
     )
-    # How people read the unit: "GB-month" for a price per "GB-second", with the factor of
-    # stored units per display unit (2,592,000). Both or neither (models/units.py).
+    # How people read the product ("Shared CPU") and the unit: "GB-month" for a price per
+    # "GB-second", with the factor of stored units per display unit (2,592,000); unit and
+    # factor both or neither (models/units.py).
+    display_name: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     display_unit: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     display_factor: Decimal | None = Field(default=None, sa_column=sa.Column(sa.Numeric(24, 12)))
 

@@ -26,12 +26,16 @@ from gql.core.pagination import (
 )
 from gql.core.pagination import page as page_of  # `page` is an Invoice field here
 from gql.core.scalars import DecimalString
-from gql.invoices.dataloaders import LineItemsByInvoiceIdLoader, SyncStateByInvoiceIdLoader
+from gql.invoices.dataloaders import (
+    LineItemsByInvoiceIdLoader,
+    SyncStateByInvoiceIdLoader,
+)
 from gql.invoices.enums import InvoiceStatus, LineItemKind
 from gql.invoices.payment import InvoicePayment, resolve_payment
 from gql.invoices.sync_state import SyncState
 from gql.organizations.dataloaders import OrganizationByIdLoader
 from models import tables
+from models.units import DisplayUnit, to_display
 
 if TYPE_CHECKING:  # only for strawberry.lazy: gql.organizations.types imports this module
     from gql.organizations.types import Organization
@@ -62,6 +66,21 @@ class LineItem:
     amount: Money = strawberry.field(
         description="The quantity times unitPrice, rounded half-even to a whole minor unit, once."
     )
+    display_quantity: DecimalString = strawberry.field(
+        description="The quantity in displayUnit, as people read it: quantity / the product's "
+        "display factor (2,592,000 GB-seconds per GB-month), rounded half-even to 6 decimal "
+        "places, trailing zeros dropped; the quantity itself when the product has no display "
+        "unit. Exact decimal text, never a float."
+    )
+    display_unit: str = strawberry.field(
+        description="The unit people read (GB-month, vCPU-month), or `unit` when the product "
+        "has no display unit."
+    )
+    display_unit_price: DecimalString = strawberry.field(
+        description="Minor units (cents) per displayUnit: unitPrice x the display factor, rounded "
+        "half-even to 4 decimal places (70 for 0.000027006173 per second over a 30-day month). "
+        "For reading only: amount is computed from the exact stored values."
+    )
     period_start: date | None = strawberry.field(
         description="Start of the service period (inclusive), if given."
     )
@@ -74,7 +93,12 @@ class LineItem:
 
     @classmethod
     def from_row(cls, row: Any, currency: str) -> LineItem:
-        """From an InvoiceItem or a result row with the same attribute names."""
+        """From an InvoiceItem or a result row with the same attribute names; a row that also
+        has display_unit and display_factor (its price version's, LineItemsByInvoiceIdLoader)
+        is read in that unit (models/units.py)."""
+        unit, factor = getattr(row, "display_unit", None), getattr(row, "display_factor", None)
+        display = DisplayUnit(unit, factor) if unit is not None and factor is not None else None
+        shown = to_display(row.quantity, row.unit_price, row.unit, display)
         return cls(
             id=strawberry.ID(row.public_id),
             kind=LineItemKind(row.kind),
@@ -89,6 +113,9 @@ class LineItem:
             period_start=row.period_start,
             period_end=row.period_end,
             metadata=cast(JSON, row.metadata_),
+            display_quantity=DecimalString(str(shown.quantity)),
+            display_unit=shown.unit,
+            display_unit_price=DecimalString(str(shown.unit_price)),
         )
 
 

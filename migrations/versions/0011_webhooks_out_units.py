@@ -20,8 +20,10 @@ Outbound webhooks (docs/webhooks-out.md has the design):
 - `webhook_invoice_json(invoices)`: the invoice object of invoice.* events, one definition for
   the trigger and for the Python emitters.
 
-Human units: `prices.display_unit` and `prices.display_factor` (stored units per display unit,
-e.g. 2,592,000 GB-seconds per GB-month), both or neither.
+Human units: `prices.display_name` ("Shared CPU"), `prices.display_unit` and
+`prices.display_factor` (stored units per display unit, e.g. 2,592,000 GB-seconds per GB-month),
+unit and factor both or neither. Existing rows keep NULL (lines then read in stored units);
+`setPrice` with the display fields adds a version that has them.
 
 Pay links: `invoice_sync.hosted_invoice_url` and `invoice_sync.invoice_pdf_url`, from Stripe's
 finalized invoice (on the sync row: `invoices` is guarded once finalized).
@@ -176,6 +178,7 @@ def upgrade() -> None:
     )
     op.execute(FUNCTIONS)
 
+    op.add_column("prices", sa.Column("display_name", sa.Text))
     op.add_column("prices", sa.Column("display_unit", sa.Text))
     op.add_column("prices", sa.Column("display_factor", sa.Numeric(24, 12)))
     op.create_check_constraint(
@@ -194,6 +197,7 @@ def downgrade() -> None:
     # The CHECK on them goes with the columns.
     op.drop_column("prices", "display_factor")
     op.drop_column("prices", "display_unit")
+    op.drop_column("prices", "display_name")
     op.execute("DROP TRIGGER IF EXISTS invoices_emit_finalized ON invoices")
     op.execute("DROP FUNCTION IF EXISTS invoices_emit_finalized()")
     op.execute("DROP TRIGGER IF EXISTS webhook_events_fan_out ON webhook_events")

@@ -37,7 +37,7 @@ from sqlmodel import Session, col, select
 from models import tables
 from models.errors import DomainError, InvalidValue, UnknownProduct
 from models.ids import new_public_id
-from models.invoices import lifecycle
+from models.invoices import describe, lifecycle
 from models.invoices.lifecycle import LineInput
 from models.prices import PriceBook, load_book
 from models.tables import InvoiceStatus, LineItemKind
@@ -304,7 +304,7 @@ def plan_lines(
         lines.append(
             LineInput(
                 kind=LineItemKind.SUBSCRIPTION,
-                description=f"{sub.description} ({period_start:%Y-%m})",
+                description=describe.recurring_line(sub.description, period_start),
                 product=sub.product,
                 unit=price.unit,
                 quantity=sub.quantity,

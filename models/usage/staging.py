@@ -24,7 +24,7 @@ from sqlmodel import Session
 from models import tables
 from models.errors import PeriodClosed
 from models.ids import new_public_id
-from models.invoices import lifecycle
+from models.invoices import describe, lifecycle
 from models.money import line_amount_cents
 from models.prices import PriceVersion
 from models.tables import InvoiceStatus
@@ -225,15 +225,6 @@ def _any(
     return next(k for k, t in target.items() if t == tkey)
 
 
-def describe(key: LineKey, invoice_period: date | None = None) -> str:
-    """What a usage line is for; late usage says which month it belongs to."""
-    where = ", ".join(x for x in (key.app, key.region) if x)
-    text = f"{key.product}, {where}" if where else key.product
-    if invoice_period is not None and key.period_start != invoice_period:
-        text += f" (late usage of {key.period_start:%Y-%m})"
-    return text
-
-
 def add_quantities(
     session: Session,
     totals: Mapping[LineKey, Aggregate],
@@ -276,7 +267,13 @@ def add_quantities(
                 n,
                 new_public_id("li"),
                 k.invoice_id,
-                describe(k, periods.get(k.invoice_id)),
+                describe.usage_line(
+                    prices[k.price_id].display_name or k.product,
+                    k.app,
+                    k.region,
+                    period=k.period_start,
+                    invoice_period=periods.get(k.invoice_id),
+                ),
                 k.product,
                 k.app,
                 k.region,
