@@ -69,7 +69,7 @@ def shop(committed: sessionmaker[Session], database_url: str, redis_url: str) ->
                         occurred_at=at,
                         app=app,
                         region=region,
-                    )  # fmt: skip
+                    )
                 )
         assert ingest.record_usage(s, events, now=now).rejected == []
         done = make_invoice(s, org, status="open", lines=2)
