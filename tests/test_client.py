@@ -185,6 +185,11 @@ def test_a_bad_token_and_an_unreachable_api_are_clear_errors_with_exit_codes(liv
     assert out.returncode == 1 and "no invoice" in out.stderr
     out = bill(live, "alerts", "set", "12.345")
     assert out.returncode == 2 and "at most 2 decimals" in out.stderr
+    # FORECAST alerts come from another branch: without them, a clear refusal, not a crash.
+    out = bill(live, "alerts", "set", "300", "--forecast")
+    assert out.returncode in (0, 1), out.stderr
+    if out.returncode == 1:
+        assert "no forecast alerts yet" in out.stderr
     out = bill(live, "now", token=live.admin)  # an admin names the organization
     assert out.returncode == 2 and "--org" in out.stderr
     assert as_json(live, "now", "--org", "acme", token=live.admin)["organization"] == "acme"

@@ -460,3 +460,50 @@ def test_a_failed_payment_from_stripe_emits_invoice_payment_failed_once(db: Sess
     assert event.type == "invoice.payment_failed" and event.deliveries == 1
     assert event.payload["id"] == inv.public_id and event.payload["attempt_count"] == 2
     assert event.payload["stripe_event_id"] == "evt_s1"
+
+
+def test_make_runs_sink_is_registered_once_and_verifies_what_it_receives(
+    committed: sessionmaker[Session], tmp_path: Any, database_url: str, redis_url: str
+) -> None:
+    """The dev stack's part: one endpoint on the sink (reused by the next start), its secret in
+    a file only the user reads, and the sink process printing each verified delivery."""
+    from devstack.webhook_sink import register_demo_endpoint
+    from tests.live_server import free_port
+
+    port = free_port()
+    secret_file = tmp_path / "sink-secret"
+    url = register_demo_endpoint(committed, port=port, secret_file=secret_file)
+    assert register_demo_endpoint(committed, port=port, secret_file=secret_file) == url
+    with committed() as s:
+        (ep,) = endpoints.live_endpoints(s)
+    assert ep.url == url and sorted(ep.event_types) == sorted(ALL)
+    assert secret_file.read_text() == ep.secret and secret_file.stat().st_mode & 0o077 == 0
+
+    sink = subprocess.Popen(
+        [sys.executable, "-m", "cli", "webhook-sink", "--port", str(port),
+         "--secret-file", str(secret_file)],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert sink.stdout is not None
+        assert "listening" in sink.stdout.readline()
+        with committed() as s, s.begin():
+            make_invoice(s, make_org(s, slug="acme"), status="open")
+        with committed() as s, s.begin():
+            (delivery_id,) = deliveries.claim_due(
+                s, batch=10, hold_seconds=60, now=datetime.now(UTC)
+            )
+        with deliver.client(OutConfig()) as http:
+            outcome = deliver.attempt_delivery(
+                committed, delivery_id, OutConfig(), rng=random.Random(1), http=http
+            )
+        assert outcome == "delivered"
+        line = sink.stdout.readline()
+        assert "invoice.finalized" in line and "acme" in line and "(signature ok)" in line
+    finally:
+        sink.terminate()
+        sink.wait(timeout=10)
