@@ -284,7 +284,7 @@ def test_an_endpoint_that_never_answers_cannot_hold_a_worker(
     try:
         with committed() as s, s.begin():
             endpoints.create_endpoint(s, url=f"http://127.0.0.1:{port}/", event_types=ALL, now=NOW)
-            make_invoice(s, make_org(s, slug="acme"), status="open")
+            make_invoice(s, make_org(s, slug="acme"), status="open", now=datetime.now(UTC))
         cfg = OutConfig(timeout_seconds=0.5, connect_timeout_seconds=0.5)
         with committed() as s, s.begin():
             (delivery_id,) = deliveries.claim_due(
@@ -492,7 +492,7 @@ def test_make_runs_sink_is_registered_once_and_verifies_what_it_receives(
         assert sink.stdout is not None
         assert "listening" in sink.stdout.readline()
         with committed() as s, s.begin():
-            make_invoice(s, make_org(s, slug="acme"), status="open")
+            make_invoice(s, make_org(s, slug="acme"), status="open", now=datetime.now(UTC))
         with committed() as s, s.begin():
             (delivery_id,) = deliveries.claim_due(
                 s, batch=10, hold_seconds=60, now=datetime.now(UTC)

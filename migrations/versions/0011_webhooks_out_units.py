@@ -10,15 +10,11 @@ Outbound webhooks (docs/webhooks-out.md has the design):
 - `webhook_deliveries`: one row per (event, endpoint), the outbox the beat sweep claims with
   `FOR UPDATE SKIP LOCKED` (`ix_webhook_deliveries_due`, partial on pending rows).
 - `webhook_delivery_attempts`: one row per HTTP attempt, the operator's log.
-- Triggers, by hand: an AFTER INSERT statement trigger on `webhook_events` fans each new event
-  out to the live endpoints that want its type (the one place that rule lives, so every emitter,
-  Python or SQL, gets it); an AFTER UPDATE statement trigger on `invoices` emits
-  `invoice.finalized` for every draft -> open transition of the statement (the per-invoice
-  finalize and the set-based close alike), in their transaction. Both are set-based (transition
-  tables) and both return at once when no endpoint wants the type, so the close pays a
-  transition table and one index probe per statement.
+- A trigger, by hand: an AFTER INSERT statement trigger on `webhook_events` fans each new event
+  out to the live endpoints that want its type (the one place that rule lives, so every
+  emitter, Python or SQL, gets it), set-based (a transition table).
 - `webhook_invoice_json(invoices)`: the invoice object of invoice.* events, one definition for
-  the trigger and for the Python emitters.
+  every emitter.
 
 Human units: `prices.display_name` ("Shared CPU"), `prices.display_unit` and
 `prices.display_factor` (stored units per display unit, e.g. 2,592,000 GB-seconds per GB-month),
@@ -78,24 +74,6 @@ CREATE TRIGGER webhook_events_fan_out AFTER INSERT ON webhook_events
     REFERENCING NEW TABLE AS new_events
     FOR EACH STATEMENT EXECUTE FUNCTION webhook_events_fan_out();
 
-CREATE FUNCTION invoices_emit_finalized() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    -- No endpoint wants it: no event (as on Stripe, an endpoint added later gets no history).
-    IF NOT EXISTS (SELECT 1 FROM webhook_endpoints
-                   WHERE deleted_at IS NULL AND 'invoice.finalized' = ANY (event_types)) THEN
-        RETURN NULL;
-    END IF;
-    INSERT INTO webhook_events (type, organization_id, object_id, payload, created_at)
-    SELECT 'invoice.finalized', n.organization_id, n.public_id, webhook_invoice_json(n), now()
-    FROM new_rows n JOIN old_rows o ON o.id = n.id
-    WHERE o.status = 'draft' AND n.status = 'open'
-    ORDER BY n.id;
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER invoices_emit_finalized AFTER UPDATE ON invoices
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION invoices_emit_finalized();
 """
 
 
@@ -198,8 +176,6 @@ def downgrade() -> None:
     op.drop_column("prices", "display_factor")
     op.drop_column("prices", "display_unit")
     op.drop_column("prices", "display_name")
-    op.execute("DROP TRIGGER IF EXISTS invoices_emit_finalized ON invoices")
-    op.execute("DROP FUNCTION IF EXISTS invoices_emit_finalized()")
     op.execute("DROP TRIGGER IF EXISTS webhook_events_fan_out ON webhook_events")
     op.execute("DROP FUNCTION IF EXISTS webhook_events_fan_out()")
     op.drop_table("webhook_delivery_attempts")

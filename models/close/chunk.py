@@ -47,6 +47,7 @@ from models.ids import new_public_id
 from models.invoices import lifecycle, numbering
 from models.prices import load_book
 from models.sync_state import outbox
+from models.webhooks_out import events as webhook_events
 
 
 @dataclass
@@ -223,4 +224,5 @@ def _finalize(
         # Every row is locked and was a draft; anything else is a bug, and rolls the chunk back.
         raise RuntimeError(f"finalized {updated.rowcount} of {len(ids)} locked drafts")  # type: ignore[attr-defined]
     outbox.write_pending_many(session, ids, now=now)
+    webhook_events.emit_finalized(session, ids, now=now)
     rollup.apply_finalized(session, ids, shards=rollup_shards)

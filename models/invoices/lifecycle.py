@@ -46,6 +46,7 @@ from models.money import (
 )
 from models.sync_state import outbox
 from models.tables import InvoiceStatus, LineItemKind
+from models.webhooks_out import events as webhook_events
 
 MAX_ITEMS_PER_CALL = 1_000
 MAX_ITEMS_PER_INVOICE = 20_000
@@ -324,6 +325,8 @@ def finalize(
     invoice.updated_at = now
     session.flush()
     outbox.write_pending(session, invoice, now=now)
+    assert invoice.id is not None
+    webhook_events.emit_finalized(session, [invoice.id], now=now)  # after the flush above
     rollup.apply_delta(session, invoice, +1, shards=rollup_shards)
     session.flush()
     return invoice

@@ -1,11 +1,16 @@
 """Events: written in the transaction of what they announce, then delivered after commit.
 
-`emit` is the one way Python code announces something (`credit_note.issued` once credit notes
+`emit` is the one way code announces something (`credit_note.issued` once credit notes
 exist: call `emit(session, CREDIT_NOTE_ISSUED, ...)` in the transaction that issues the note).
-`invoice.finalized` is emitted by a database trigger on every draft -> open transition
-(migrations 0011), because the month-end close finalizes in set-based statements that no
-per-invoice Python code sees; `webhook_invoice_json` gives both the same invoice object.
-Fan-out to endpoints is a trigger on webhook_events too, so every emitter gets it.
+`emit_finalized` announces many finalized invoices in one statement: the month-end close calls
+it per chunk, `lifecycle.finalize` with one id (N = 1 is the single case). Every invoice.*
+event carries the same invoice object (SQL `webhook_invoice_json`, migration 0011). Fan-out to
+endpoints is a trigger on webhook_events, so every emitter gets it.
+
+(A trigger on invoices was measured first and dropped: a statement trigger with transition
+tables made every UPDATE of invoices, the ingest's totals included, pay for them; a row trigger
+WHEN draft -> open cost ~1.3 ms per finalized invoice with an endpoint subscribed, under load
+22 — docs/webhooks-out.md.)
 
 Spend alerts (threshold and forecast alike) keep writing notification_outbox rows in the ingest
 transaction, as they did: that row already is a transactional outbox record. The sweep turns
@@ -89,6 +94,26 @@ def emit_for_invoice(
         payload={**row[2], **extra},
         now=now,
     )
+
+
+def emit_finalized(session: Session, invoice_ids: list[int], *, now: datetime) -> int:
+    """`invoice.finalized` for each of these (just finalized) invoices, in one INSERT ... SELECT
+    in the caller's transaction; nothing when no endpoint wants the type. Returns how many
+    events were written. Caller commits."""
+    if not invoice_ids:
+        return 0
+    written = session.execute(
+        sa.text(
+            "INSERT INTO webhook_events (type, organization_id, object_id, payload, created_at)"
+            " SELECT :t, i.organization_id, i.public_id, webhook_invoice_json(i), :now"
+            " FROM invoices i WHERE i.id = ANY(CAST(:ids AS bigint[]))"
+            " AND EXISTS (SELECT 1 FROM webhook_endpoints"
+            " WHERE deleted_at IS NULL AND :t = ANY (event_types))"
+            " ORDER BY i.id"
+        ),
+        {"t": INVOICE_FINALIZED, "ids": sorted(invoice_ids), "now": now},
+    )
+    return int(written.rowcount)  # type: ignore[attr-defined]
 
 
 def promote_notifications(session: Session, *, batch: int, now: datetime) -> int:
