@@ -364,9 +364,10 @@ def _wait(predicate: Any, *, seconds: float) -> bool:
 
 
 def test_a_spend_alert_is_delivered_signed_and_again_after_the_endpoint_fails_once(
+    # `committed` first: set up before, so torn down (TRUNCATE) after, the worker and beat stop.
+    committed: sessionmaker[Session],
     spawn: Spawn,  # noqa: F811
     sync_config: SyncConfig,  # noqa: F811
-    committed: sessionmaker[Session],
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
