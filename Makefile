@@ -33,7 +33,7 @@ lint: install
 	$(RUN) ruff format --check .
 
 typecheck: install
-	$(RUN) mypy gql models sync stripe_mock devstack demo commands cli.py bootstrap.py settings.py outage.py migrations_runner.py
+	$(RUN) mypy gql models sync stripe_mock devstack demo commands client cli.py bootstrap.py settings.py outage.py migrations_runner.py
 
 check: lint typecheck test
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from commands import accounts, close, credit, data, stack, webhooks
+from commands import accounts, close, credit, data, stack, webhooks, webhooks_out
 
 # models.payments.events.VERDICTS, spelled here so that `billing --help` imports no models.
 WEBHOOK_VERDICTS = (
@@ -152,6 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--key", help="incident key (default: from region, window, products, percent)")
     c.add_argument("--dry-run", action="store_true", help="print per organization, write nothing")
     c.set_defaults(func=credit.outage)
+
+    s = sub.add_parser("webhooks-out", help="outbound webhooks: the delivery log")
+    wsub = s.add_subparsers(dest="webhooks_command", required=True)
+    w = wsub.add_parser("list", help="the newest deliveries, every attempt, newest first")
+    w.add_argument("--limit", type=int, default=50, help="deliveries (each with its attempts)")
+    w.add_argument("--event", help="only this event id (evt_...)")
+    w.add_argument("--state", choices=["pending", "delivered", "failed", "cancelled"])
+    w.set_defaults(func=webhooks_out.list_deliveries)
+
+    s = sub.add_parser("webhook-sink", help="a demo receiver of outbound webhooks (make run)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--secret-file", required=True, help="file holding the endpoint's secret")
+    s.set_defaults(func=webhooks_out.sink)
 
     s = sub.add_parser("serve", help="the GraphQL API (uvicorn)")
     s.add_argument("--host", default="127.0.0.1")

@@ -163,6 +163,29 @@ class Settings(BaseSettings):
     )
     sync_reconcile_batch: int = Field(20, ge=1, validation_alias=_env("SYNC_RECONCILE_BATCH"))
 
+    # Outbound webhooks (docs/webhooks-out.md): how long one attempt may take in all, the
+    # capped exponential backoff between attempts, when a delivery is given up ("24h": a day
+    # after its event), and how often beat sweeps for due deliveries.
+    webhooks_out_timeout_seconds: float = Field(
+        10.0, gt=0, le=60, validation_alias=_env("WEBHOOKS_OUT_TIMEOUT")
+    )
+    webhooks_out_backoff_base_seconds: Annotated[float, BeforeValidator(_duration_seconds)] = Field(
+        30.0, ge=0, validation_alias=_env("WEBHOOKS_OUT_BACKOFF_BASE")
+    )
+    webhooks_out_backoff_cap_seconds: Annotated[float, BeforeValidator(_duration_seconds)] = Field(
+        3600.0, ge=0, validation_alias=_env("WEBHOOKS_OUT_BACKOFF_CAP")
+    )
+    webhooks_out_give_up_seconds: Annotated[float, BeforeValidator(_duration_seconds)] = Field(
+        86400.0, gt=0, validation_alias=_env("WEBHOOKS_OUT_GIVE_UP")
+    )
+    webhooks_out_sweep_every_seconds: float = Field(
+        2.0, gt=0, validation_alias=_env("WEBHOOKS_OUT_SWEEP_EVERY")
+    )
+    # `make run`'s demo receiver of outbound webhooks (devstack/webhook_sink.py).
+    webhook_sink_port: int = Field(
+        12113, ge=1, le=65535, validation_alias=_env("WEBHOOK_SINK_PORT")
+    )
+
     @classmethod
     def from_env(cls) -> Settings:
         """Parse the environment; SettingsError naming each bad variable and why."""

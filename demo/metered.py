@@ -37,6 +37,23 @@ METERED: dict[str, tuple[str, Decimal]] = {
 }
 
 
+# product -> (name people read, display unit, stored units per display unit): the price list
+# (PRICING.md) states machines per vCPU-month and memory per GB-month, billed per second over a
+# 30-day month. Products already priced in a human unit have no display unit.
+SECONDS_PER_MONTH = str(demo_prices.SECONDS_PER_MONTH)
+DISPLAY: dict[str, tuple[str, str | None, str | None]] = {
+    "machines-shared-cpu": ("Shared CPU", "vCPU-month", SECONDS_PER_MONTH),
+    "machines-performance-cpu": ("Performance CPU", "vCPU-month", SECONDS_PER_MONTH),
+    "machines-memory": ("Memory", "GB-month", SECONDS_PER_MONTH),
+    "volume-storage": ("Volume storage", None, None),
+    "volume-snapshots": ("Volume snapshots", None, None),
+    "ssl-certificate": ("SSL certificates", None, None),
+    "egress-na-eu": ("Egress (North America, Europe)", None, None),
+    "egress-apac": ("Egress (Asia Pacific, South America, Oceania)", None, None),
+    "egress-africa-india": ("Egress (Africa, India)", None, None),
+}
+
+
 def seed_prices(session: Session, *, currencies: set[str], effective_from: datetime) -> int:
     """One list-price version per metered product and currency (the demo bills EUR at the same
     numbers). The first version of a product may start in the past. Caller commits."""
@@ -51,6 +68,9 @@ def seed_prices(session: Session, *, currencies: set[str], effective_from: datet
                 unit_price=price,
                 effective_from=effective_from,
                 now=effective_from,
+                display_name=DISPLAY[product][0],
+                display_unit=DISPLAY[product][1],
+                display_factor=DISPLAY[product][2],
             )
             n += 1
     return n

@@ -463,6 +463,7 @@ def _seed_support_plans(
             unit_price=prices.SUPPORT_PLANS[LIST_PLAN],
             effective_from=effective_from,
             now=effective_from,
+            display_name="Support plan",
         )
     for p, org in zip(profiles, orgs, strict=True):
         if not p.support:

@@ -69,6 +69,7 @@ def check_ports(cfg: Settings, *, host: str) -> None:
     for name, port, variable in (
         ("the API", cfg.api_port, "BILLING_API_PORT"),
         ("the mock Stripe", cfg.mock_port, "BILLING_MOCK_PORT"),
+        ("the demo's webhook sink", cfg.webhook_sink_port, "WEBHOOK_SINK_PORT"),
     ):
         if not port_is_free(host, port):
             raise PortTaken(
@@ -165,6 +166,7 @@ def banner(
    Operators    {base}/dashboard#token={admin}
    Metrics      {base}/metrics     Health {base}/healthz  {base}/readyz
    Mock Stripe  http://127.0.0.1:{mock_port}/_mock/invoices
+   Webhooks     deliveries print as "webhook sink: ..." lines; `billing webhooks-out list`
 
  Try it:
    curl -s {base}/graphql -H 'Authorization: Bearer {member}' \\
@@ -187,6 +189,9 @@ def banner(
     out.flush()
 
 
+SINK_SECRET_FILE = "webhook-sink-secret"
+
+
 def children(cfg: Settings, *, host: str, port: int, tokens: dict[str, str]) -> list[Child]:
     """The processes of the stack, in start order; `after_api` ones wait for the API."""
     api = f"http://{host}:{port}"
@@ -205,6 +210,17 @@ def children(cfg: Settings, *, host: str, port: int, tokens: dict[str, str]) -> 
         Child("api", _cli("serve", "--host", host, "--port", str(port))),
         Child("worker", _cli("worker", "--concurrency", "2")),
         Child("beat", _cli("beat")),
+        # Receives the demo's outbound webhooks (registered by run_stack) and prints each one.
+        Child(
+            "webhook-sink",
+            _cli(
+                "webhook-sink",
+                "--port",
+                str(cfg.webhook_sink_port),
+                "--secret-file",
+                str(cfg.local_dir / SINK_SECRET_FILE),
+            ),
+        ),
     ]
     if "admin" in tokens:
         # A simulated metering feed, so that the month so far moves while you watch.
@@ -264,6 +280,13 @@ def run_stack(
         shards=cfg.rollup_platform_shards,
         out=out,
         tokens_file=tokens_file(cfg),
+    )
+    # One outbound webhook endpoint on a local sink, so the demo shows deliveries.
+    from devstack.webhook_sink import register_demo_endpoint
+
+    sink_secret = cfg.local_dir / SINK_SECRET_FILE
+    register_demo_endpoint(
+        session_factory(engine), port=cfg.webhook_sink_port, secret_file=sink_secret
     )
     engine.dispose()
 

@@ -32,6 +32,8 @@ from gql.prices.queries import PriceQueries
 from gql.summary.queries import SummaryQueries
 from gql.summary.types import MonthlySummary
 from gql.usage.mutations import UsageMutations
+from gql.webhooks_out.mutations import WebhookMutations
+from gql.webhooks_out.queries import WebhookQueries
 from models import tables
 
 
@@ -96,6 +98,7 @@ class Query(
     PriceQueries,
     CycleQueries,
     OutageCreditQueries,
+    WebhookQueries,
 ):
     pass
 
@@ -112,6 +115,7 @@ class Mutation(
     PriceMutations,
     OrganizationMutations,
     CycleMutations,
+    WebhookMutations,
 ):
     pass
 

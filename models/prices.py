@@ -21,6 +21,8 @@ from sqlmodel import Session, col, select
 from models import tables, text
 from models.errors import InvalidValue, NegativePrice, PriceHistoryFixed
 from models.money import UNIT_PRICE_MAX, UNIT_PRICE_PLACES, normalize_currency, parse_decimal
+from models.units import DisplayUnit
+from models.units import check as check_display
 
 MAX_TEXT = 100
 
@@ -34,6 +36,9 @@ class PriceVersion:
     unit_price: Decimal
     effective_from: datetime
     organization_id: int | None
+    # How people read it (models/units.py, models/invoices/describe.py); None: the codes.
+    display_name: str | None = None
+    display: DisplayUnit | None = None
 
     @classmethod
     def from_row(cls, r: tables.Price) -> PriceVersion:
@@ -46,6 +51,12 @@ class PriceVersion:
             unit_price=r.unit_price,
             effective_from=r.effective_from,
             organization_id=r.organization_id,
+            display_name=r.display_name,
+            display=(
+                DisplayUnit(r.display_unit, r.display_factor)
+                if r.display_unit is not None and r.display_factor is not None
+                else None
+            ),
         )
 
 
@@ -65,6 +76,9 @@ def set_price(
     effective_from: datetime,
     organization_id: int | None = None,
     now: datetime,
+    display_name: str | None = None,
+    display_unit: str | None = None,
+    display_factor: Decimal | str | None = None,
 ) -> tables.Price:
     """Append a price version in effect from `effective_from`. Caller commits.
 
@@ -72,6 +86,9 @@ def set_price(
     this product for the organizations it applies to: otherwise events already counted at the old
     price would silently belong to the new one. Raises PriceHistoryFixed, NegativePrice,
     TooManyDecimals, InvalidValue (also when the unit differs from earlier versions').
+
+    The display name, unit and factor (how people read the product and its unit) are kept from
+    the product's newest version when not given, so a new price does not lose them.
     """
     product = _text(product, "product")
     unit = _text(unit, "unit")
@@ -109,6 +126,26 @@ def set_price(
                 "earlier version; start the new version now or later",
                 field=("effectiveFrom",),
             )
+    display = check_display(display_unit, display_factor)
+    name = _text(display_name, "displayName") if display_name is not None else None
+    if display is None or name is None:
+        newest = session.exec(
+            select(p)
+            .where(col(p.product) == product, col(p.display_unit).is_not(None))
+            .order_by(col(p.id).desc())
+            .limit(1)
+        ).first()
+        newest_named = session.exec(
+            select(p)
+            .where(col(p.product) == product, col(p.display_name).is_not(None))
+            .order_by(col(p.id).desc())
+            .limit(1)
+        ).first()
+        if display is None and newest is not None:
+            assert newest.display_unit is not None and newest.display_factor is not None
+            display = (newest.display_unit, newest.display_factor)
+        if name is None and newest_named is not None:
+            name = newest_named.display_name
     row = tables.Price(
         product=product,
         unit=unit,
@@ -117,6 +154,9 @@ def set_price(
         effective_from=effective_from,
         organization_id=organization_id,
         created_at=now,
+        display_name=name,
+        display_unit=display[0] if display else None,
+        display_factor=display[1] if display else None,
     )
     session.add(row)
     session.flush()

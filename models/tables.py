@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
 SQLModel.metadata.naming_convention = {
@@ -254,6 +254,9 @@ class InvoiceSync(SQLModel, table=True):
         default_factory=list,
         sa_column=sa.Column(JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
     )
+    # Stripe's page where the customer pays, and its PDF: stored when the sync finalizes.
+    hosted_invoice_url: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    invoice_pdf_url: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
 
 
 class SyncAttempt(SQLModel, table=True):
@@ -320,6 +323,12 @@ class Price(SQLModel, table=True):
     created_at: datetime | None = Field(
         default=None, sa_column=_ts(nullable=False, server_default=True)
     )
+    # How people read the product ("Shared CPU") and the unit: "GB-month" for a price per
+    # "GB-second", with the factor of stored units per display unit (2,592,000); unit and
+    # factor both or neither (models/units.py).
+    display_name: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    display_unit: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    display_factor: Decimal | None = Field(default=None, sa_column=sa.Column(sa.Numeric(24, 12)))
 
 
 class UsageDraft(SQLModel, table=True):
@@ -745,3 +754,116 @@ class CreditNoteLine(SQLModel, table=True):
     description: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     quantity: Decimal | None = Field(default=None, sa_column=sa.Column(sa.Numeric(20, 9)))
     amount_cents: int = Field(sa_column=_bigint())
+
+
+class WebhookDeliveryState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # given up: a day of retries without a 2xx
+    CANCELLED = "cancelled"  # its endpoint was deleted first
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """A URL an admin registered for outbound webhooks, with the event types it wants and the
+    secret its deliveries are signed with. Deleted endpoints keep their row (deleted_at)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
+    )
+    public_id: str = Field(sa_column=sa.Column(sa.Text, nullable=False, unique=True))
+    url: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    event_types: list[str] = Field(sa_column=sa.Column(ARRAY(sa.Text), nullable=False))
+    secret: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    created_at: datetime | None = Field(
+        default=None, sa_column=_ts(nullable=False, server_default=True)
+    )
+    deleted_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class WebhookEvent(SQLModel, table=True):
+    """Something that happened, written in the transaction that made it happen; its id is what
+    receivers deduplicate on (every attempt of every delivery sends the same one)."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (sa.Index("ix_webhook_events_created_at", "created_at"),)
+
+    id: str | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.Text,
+            primary_key=True,
+            server_default=sa.text("'evt_' || replace(gen_random_uuid()::text, '-', '')"),
+        ),
+    )
+    type: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    organization_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("organizations.id", ondelete="CASCADE")),
+    )
+    object_id: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    payload: dict[str, Any] = Field(sa_column=sa.Column(JSONB, nullable=False))
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event for one endpoint: the outbox row the sweep claims and the task sends."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("event_id", "endpoint_id"),
+        sa.Index("ix_webhook_deliveries_endpoint_id", "endpoint_id"),
+    )
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
+    )
+    event_id: str = Field(
+        sa_column=sa.Column(
+            sa.Text, sa.ForeignKey("webhook_events.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    endpoint_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger,
+            sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+            nullable=False,
+        )
+    )
+    state: str = Field(
+        default=WebhookDeliveryState.PENDING,
+        sa_column=sa.Column(sa.Text, nullable=False, server_default="pending"),
+    )
+    attempts: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+    next_attempt_at: datetime = Field(sa_column=_ts(nullable=False))
+    locked_until: datetime | None = Field(default=None, sa_column=_ts())
+    delivered_at: datetime | None = Field(default=None, sa_column=_ts())
+    last_http_status: int | None = Field(default=None, sa_column=sa.Column(sa.Integer))
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+
+
+class WebhookDeliveryAttempt(SQLModel, table=True):
+    """One HTTP attempt of a delivery: the log `billing webhooks-out list` prints."""
+
+    __tablename__ = "webhook_delivery_attempts"
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
+    )
+    delivery_id: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger,
+            sa.ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+    attempt: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    started_at: datetime = Field(sa_column=_ts(nullable=False))
+    duration_ms: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    outcome: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    http_status: int | None = Field(default=None, sa_column=sa.Column(sa.Integer))
+    error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))

@@ -20,6 +20,7 @@ from .endpoint import REQUEST_ID, ApiEndpoint, encode
 from .faults import parse_rules
 from .handlers import ENDPOINTS, OPERATIONS
 from .ids import new_request_id
+from .pages import PUBLIC_BASE, page_routes
 from .state import Defaults, MockState
 from .stats import UNMATCHED
 from .webhooks import WebhookSettings
@@ -40,6 +41,8 @@ class MockStripe(Starlette):
             return await super().__call__(scope, receive, send)
         request_id = new_request_id()
         scope[REQUEST_ID] = request_id
+        # Absolute links in answers (hosted_invoice_url, invoice_pdf) name the address asked.
+        PUBLIC_BASE.set(str(Request(scope).base_url).rstrip("/"))
 
         async def send_with_request_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -95,6 +98,7 @@ def create_app(
         for op in OPERATIONS
     ]
     routes += admin_routes(state, ENDPOINTS)
+    routes += page_routes(state)
 
     async def unrecognized(request: Request, exc: Exception) -> Response:
         # Starlette answers unknown paths (404) and unsupported methods (405) here.

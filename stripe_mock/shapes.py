@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from . import pages
 from .store import CreditNote, CreditNoteLine, Customer, Invoice, InvoiceItem
 
 JSON = dict[str, Any]
@@ -161,8 +162,8 @@ def invoice(
         "effective_at": inv.finalized_at,
         "ending_balance": inv.ending_balance,
         "footer": None,
-        "hosted_invoice_url": None,
-        "invoice_pdf": None,
+        "hosted_invoice_url": pages.hosted_url(inv),
+        "invoice_pdf": pages.pdf_url(inv),
         "issuer": {"type": "self"},
         "lines": list_object(
             f"/v1/invoices/{inv.id}/lines",

@@ -99,13 +99,25 @@ def celery_settings(cfg: SyncConfig) -> dict[str, Any]:
                 "task": "sync.evaluate_forecast_alerts",
                 "schedule": FORECAST_ALERTS_EVERY,
             },
+            # Outbound webhooks: spend alerts' notifications become events, due deliveries go
+            # to the queue (sync/webhooks_out/).
+            "sweep-webhooks": {
+                "task": "sync.sweep_webhooks",
+                "schedule": cfg.webhooks_out_sweep_every_seconds,
+            },
         },
     }
 
 
 app = Celery(
     "billing",
-    include=["sync.tasks", "sync.close_task", "sync.housekeeping", "sync.forecast_alerts"],
+    include=[
+        "sync.tasks",
+        "sync.close_task",
+        "sync.housekeeping",
+        "sync.forecast_alerts",
+        "sync.webhooks_out.tasks",
+    ],
 )
 
 

@@ -5,11 +5,12 @@ reads no environment. Tests and benchmarks narrow it with `dataclasses.replace`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
 from settings import Settings
+from sync.webhooks_out.config import OutConfig
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class SyncConfig:
     close_grace_seconds: float
     idempotency_keep_seconds: float
     rollup_shards: int
+    webhooks_out_sweep_every_seconds: float = 2.0
+    webhooks_out: OutConfig = field(default_factory=OutConfig)
 
     @classmethod
     def from_settings(cls, s: Settings) -> SyncConfig:
@@ -76,4 +79,12 @@ class SyncConfig:
             close_grace_seconds=s.close_grace_seconds,
             idempotency_keep_seconds=s.idempotency_keep_seconds,
             rollup_shards=s.rollup_platform_shards,
+            webhooks_out_sweep_every_seconds=s.webhooks_out_sweep_every_seconds,
+            webhooks_out=OutConfig(
+                timeout_seconds=s.webhooks_out_timeout_seconds,
+                connect_timeout_seconds=min(3.0, s.webhooks_out_timeout_seconds),
+                backoff_base_seconds=s.webhooks_out_backoff_base_seconds,
+                backoff_cap_seconds=s.webhooks_out_backoff_cap_seconds,
+                give_up_after_seconds=s.webhooks_out_give_up_seconds,
+            ),
         )

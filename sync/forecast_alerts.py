@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 from models import alerts
 from models.db import transaction
 from sync import runtime
-from sync.celery_app import app
+from sync.celery_app import app, quiet_outages
 
 log = logging.getLogger("billing.forecast_alerts")
 
 
 @app.task(name="sync.evaluate_forecast_alerts")
+@quiet_outages
 def evaluate_forecast_alerts() -> int:
     rt = runtime.current()
     with transaction(rt.sessions) as s:

@@ -191,6 +191,7 @@ def finalize_remote(
         key=target.memory.key("finalize", keys.finalize(target.public_id)),
     )
     _store_line_ids(session, target, finalized.lines)
+    _store_links(session, target, finalized)
     return finalized
 
 
@@ -331,6 +332,9 @@ def push(
     if notes:
         progress.step = "credit_notes"
         credit_notes.push(session, stripe, remote.id, [n for n in notes if not n.post_payment])
+
+    if not created_now:  # an adopted or resumed remote invoice: its links may be new to us
+        _store_links(session, target, remote)
     if inv.status == InvoiceStatus.PAID and remote.status in ("open", "uncollectible"):
         # Paid here (markInvoicePaid): tell Stripe, so it stops collecting. Paid on Stripe
         # first (a webhook made ours PAID), the remote is already paid and nothing is sent.
@@ -348,6 +352,16 @@ def _store_invoice_id(session: Session, target: Target, remote_id: str) -> None:
     with session.begin():
         remote_ids.store_invoice_id(session, target.invoice_id, remote_id)
     target.invoice.stripe_invoice_id = remote_id
+
+
+def _store_links(session: Session, target: Target, remote: RemoteInvoice) -> None:
+    with session.begin():
+        remote_ids.store_links(
+            session,
+            target.invoice_id,
+            hosted_invoice_url=remote.hosted_invoice_url,
+            pdf_url=remote.invoice_pdf,
+        )
 
 
 def _store_line_ids(session: Session, target: Target, refs: Iterable[RemoteLineRef]) -> None:

@@ -51,6 +51,27 @@ def store_invoice_id(session: Session, invoice_id: int, remote_id: str) -> None:
         )
 
 
+def store_links(
+    session: Session, invoice_id: int, *, hosted_invoice_url: str | None, pdf_url: str | None
+) -> None:
+    """Stripe's hosted payment page and PDF of the invoice (on its sync row; the invoice row is
+    guarded once finalized). A link Stripe did not send leaves the stored one as it is."""
+    if hosted_invoice_url is None and pdf_url is None:
+        return
+    session.execute(
+        sa.text(
+            """
+            UPDATE invoice_sync SET hosted_invoice_url = coalesce(:h, hosted_invoice_url),
+                invoice_pdf_url = coalesce(:p, invoice_pdf_url)
+            WHERE invoice_id = :id
+              AND (hosted_invoice_url IS DISTINCT FROM coalesce(:h, hosted_invoice_url)
+                   OR invoice_pdf_url IS DISTINCT FROM coalesce(:p, invoice_pdf_url))
+            """
+        ),
+        {"h": hosted_invoice_url, "p": pdf_url, "id": invoice_id},
+    )
+
+
 def store_line_ids(session: Session, invoice_id: int, line_ids: Mapping[str, str]) -> int:
     """Stripe line ids by our line item public id (ungrouped lines only: a grouped line stands
     for many items). Returns how many rows changed."""

@@ -98,6 +98,9 @@ class RemoteInvoice:
     # (Stripe's lines list declares no total_count).
     lines_has_more: bool = False
     created: int = 0
+    # Where the customer pays, and the PDF: Stripe sets both once the invoice is finalized.
+    hosted_invoice_url: str | None = None
+    invoice_pdf: str | None = None
 
 
 def _plain(obj: Any) -> dict[str, Any]:
@@ -138,7 +141,13 @@ def _invoice(raw: Any) -> RemoteInvoice:
         line_count=int(count) if count is not None else len(data),
         lines=tuple(data),
         metadata=_meta(obj),
+        hosted_invoice_url=_url(obj.get("hosted_invoice_url")),
+        invoice_pdf=_url(obj.get("invoice_pdf")),
     )
+
+
+def _url(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.startswith(("https://", "http://")) else None
 
 
 def _quote(value: str) -> str:

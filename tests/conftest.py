@@ -43,7 +43,8 @@ ALL_TABLES = (
     "usage_events, usage_event_ids, usage_drafts, prices, stripe_events, invoice_payments, "
     "subscriptions, billing_runs, usage_audit, "
     "billing_run_invoices, spend_alert_firings, spend_alerts, notification_outbox, idempotency_keys, "
-    "credit_note_lines, credit_notes, outage_incidents"
+    "credit_note_lines, credit_notes, outage_incidents, "
+    "webhook_delivery_attempts, webhook_deliveries, webhook_events, webhook_endpoints"
 )
 
 

@@ -133,7 +133,7 @@ def test_close_adds_the_plan_priced_at_the_period_start_and_finalizes(
     plan = kinds["subscription"]
     assert (plan.unit_price, plan.amount_cents, plan.unit) == (Decimal(2900), 2900, "month")
     assert (plan.period_start, plan.period_end) == (FEB, MAR)
-    assert plan.description == "Support plan (2026-02)"
+    assert plan.description == "Support plan, February 2026"
     assert inv.total_cents == 2900 + kinds["usage"].amount_cents
     run = cycle.get_run(db, FEB)
     assert run is not None

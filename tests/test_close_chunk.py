@@ -90,7 +90,7 @@ def test_a_chunk_costs_a_fixed_number_of_statements_whatever_its_size(
         assert sync is not None and sync.state == "pending" and sync.next_attempt_at == CLOSE_AT
     plans = db.execute(sa.text("SELECT * FROM invoice_items WHERE kind = 'subscription'")).all()
     assert len(plans) == 2 + 20 and all(p.amount_cents == 2900 for p in plans)
-    assert all(p.description == "Support plan (2026-02)" for p in plans)
+    assert all(p.description == "Support plan, February 2026" for p in plans)
     assert rollup.verify(db) == [] and verify.verify(db) == []
     run = cycle.get_run(db, FEB)
     assert run is not None and (run.drafts, run.finalized, run.failed) == (43, 43, 0)

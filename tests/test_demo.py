@@ -351,7 +351,7 @@ def test_the_demo_previous_month_closes_into_open_then_synced_invoices(
         line = by_org[slug]
         tier = description.removeprefix("Support plan (").removesuffix(")")
         assert line.kind == "subscription" and line.quantity == 1
-        assert line.description == f"{description} ({previous:%Y-%m})"
+        assert line.description == f"{description}, {previous:%B %Y}"
         assert line.unit_price == demo_prices.SUPPORT_PLANS[tier]  # the organization's price
 
     for slug, invoice_id in drafts.items():

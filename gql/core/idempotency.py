@@ -63,7 +63,10 @@ def register_entity(
 
 
 def encode(payload: object) -> dict[str, Any]:
-    return {f.name: _encode(getattr(payload, f.name)) for f in dataclasses.fields(payload)}  # type: ignore[arg-type]
+    # Fields computed by a resolver (init=False) are not stored: the replay computes them again
+    # from the stored fields (createWebhookEndpoint's secret, read from the endpoint's row).
+    fields = dataclasses.fields(payload)  # type: ignore[arg-type]
+    return {f.name: _encode(getattr(payload, f.name)) for f in fields if f.init}
 
 
 def _encode(value: Any) -> Any:

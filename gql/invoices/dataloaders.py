@@ -45,8 +45,17 @@ def _line_items_pages(session: Session, keys: Sequence[PageKey]) -> list[list[An
         if before is not None:
             ranked = ranked.where(table.c.id < before)
         sub = ranked.subquery()
+        # The display unit of the line's price version, in the same query (no extra round
+        # trip): usage lines name it in price_id, recurring lines in metadata.price_id.
+        price = tables.Price.__table__.alias("p")  # type: ignore[attr-defined]
+        price_id = sa.func.coalesce(
+            sub.c.price_id, sa.cast(sub.c.metadata_["price_id"].astext, sa.BigInteger)
+        )
         rows = session.execute(
-            sa.select(sub).where(sub.c.rn <= limit).order_by(sub.c.invoice_id, sub.c.rn)
+            sa.select(sub, price.c.display_unit, price.c.display_factor)
+            .select_from(sub.outerjoin(price, price.c.id == price_id))
+            .where(sub.c.rn <= limit)
+            .order_by(sub.c.invoice_id, sub.c.rn)
         ).all()
         for row in rows:
             found[(row.invoice_id, limit, after, before, backward)].append(row)

@@ -38,6 +38,7 @@ from gql.invoices.sync_state import SyncState
 from gql.organizations.dataloaders import OrganizationByIdLoader
 from models import tables
 from models.invoices import credit_notes
+from models.units import DisplayUnit, to_display
 
 if TYPE_CHECKING:  # only for strawberry.lazy: gql.organizations.types imports this module
     from gql.organizations.types import Organization
@@ -68,6 +69,21 @@ class LineItem:
     amount: Money = strawberry.field(
         description="The quantity times unitPrice, rounded half-even to a whole minor unit, once."
     )
+    display_quantity: DecimalString = strawberry.field(
+        description="The quantity in displayUnit, as people read it: quantity / the product's "
+        "display factor (2,592,000 GB-seconds per GB-month), rounded half-even to 6 decimal "
+        "places, trailing zeros dropped; the quantity itself when the product has no display "
+        "unit. Exact decimal text, never a float."
+    )
+    display_unit: str = strawberry.field(
+        description="The unit people read (GB-month, vCPU-month), or `unit` when the product "
+        "has no display unit."
+    )
+    display_unit_price: DecimalString = strawberry.field(
+        description="Minor units (cents) per displayUnit: unitPrice x the display factor, rounded "
+        "half-even to 4 decimal places (70 for 0.000027006173 per second over a 30-day month). "
+        "For reading only: amount is computed from the exact stored values."
+    )
     period_start: date | None = strawberry.field(
         description="Start of the service period (inclusive), if given."
     )
@@ -80,7 +96,12 @@ class LineItem:
 
     @classmethod
     def from_row(cls, row: Any, currency: str) -> LineItem:
-        """From an InvoiceItem or a result row with the same attribute names."""
+        """From an InvoiceItem or a result row with the same attribute names; a row that also
+        has display_unit and display_factor (its price version's, LineItemsByInvoiceIdLoader)
+        is read in that unit (models/units.py)."""
+        unit, factor = getattr(row, "display_unit", None), getattr(row, "display_factor", None)
+        display = DisplayUnit(unit, factor) if unit is not None and factor is not None else None
+        shown = to_display(row.quantity, row.unit_price, row.unit, display)
         return cls(
             id=strawberry.ID(row.public_id),
             kind=LineItemKind(row.kind),
@@ -95,6 +116,9 @@ class LineItem:
             period_start=row.period_start,
             period_end=row.period_end,
             metadata=cast(JSON, row.metadata_),
+            display_quantity=DecimalString(str(shown.quantity)),
+            display_unit=shown.unit,
+            display_unit_price=DecimalString(str(shown.unit_price)),
         )
 
 
@@ -262,6 +286,29 @@ class Invoice:
             self.row.id, [r.id for r in self.page if r.status != InvoiceStatus.DRAFT]
         )
         return [CreditNote.from_row(r, rows) for r in rows]
+
+    def _synced_row(self, info: Info) -> Any:
+        if self.row.status == InvoiceStatus.DRAFT:
+            return None
+        return info.context.loader(SyncStateByInvoiceIdLoader).load(
+            self.row.id, [r.id for r in self.page if r.status != InvoiceStatus.DRAFT]
+        )
+
+    @strawberry.field(
+        description="Stripe's page where the customer pays this invoice (and sees it paid); "
+        "null for drafts and until the sync has finalized it on Stripe."
+    )
+    def hosted_invoice_url(self, info: Info) -> str | None:
+        row = self._synced_row(info)
+        return row.hosted_invoice_url if row is not None else None
+
+    @strawberry.field(
+        description="Stripe's PDF of this invoice; null for drafts and until the sync has "
+        "finalized it on Stripe."
+    )
+    def pdf_url(self, info: Info) -> str | None:
+        row = self._synced_row(info)
+        return row.invoice_pdf_url if row is not None else None
 
     @strawberry.field(description="Where this invoice stands with Stripe.")
     def sync_state(self, info: Info) -> SyncState:

@@ -27,3 +27,18 @@ class SetPriceInput:
     organization_slug: str | None = strawberry.field(
         default=None, description="An override for one organization; omitted: the list price."
     )
+    display_name: str | None = strawberry.field(
+        default=None,
+        description='What people call the product ("Shared CPU"); omitted: kept from the '
+        "product's newest version.",
+    )
+    display_unit: str | None = strawberry.field(
+        default=None,
+        description="The unit people read (GB-month), with displayFactor; omitted (both): kept "
+        "from the product's newest version.",
+    )
+    display_factor: DecimalString | None = strawberry.field(
+        default=None,
+        description="Units per displayUnit, > 0, at most 12 decimal places (2592000 seconds "
+        "per 30-day month).",
+    )

@@ -48,5 +48,10 @@ class PriceMutations:
                 effective_from=input.effective_from or now,
                 organization_id=org.id if org else None,
                 now=now,
+                display_name=input.display_name,
+                display_unit=input.display_unit,
+                display_factor=(
+                    str(input.display_factor) if input.display_factor is not None else None
+                ),
             )
         return PricePayload(price=Price.from_row(row))

@@ -34,6 +34,17 @@ class Price:
     effective_from: datetime = strawberry.field(
         description="In effect from this instant until a newer version starts."
     )
+    display_name: str | None = strawberry.field(
+        description='What people call the product ("Shared CPU"); line descriptions use it.'
+    )
+    display_unit: str | None = strawberry.field(
+        description="The unit people read the price in (GB-month for a price per GB-second); "
+        "null when `unit` is read as it is."
+    )
+    display_factor: DecimalString | None = strawberry.field(
+        description="Units per displayUnit (2592000 seconds in a 30-day month); null with "
+        "displayUnit."
+    )
 
     @classmethod
     def from_row(cls, r: tables.Price) -> Price:
@@ -47,6 +58,13 @@ class Price:
             unit_price=DecimalString(str(r.unit_price)),
             formatted=format_unit_price(r.unit_price, currency, r.unit),
             effective_from=r.effective_from,
+            display_name=r.display_name,
+            display_unit=r.display_unit,
+            display_factor=(
+                DecimalString(str(r.display_factor.normalize()))
+                if r.display_factor is not None
+                else None
+            ),
         )
 
     # Organization is named lazily: its type module imports the invoice types, and the

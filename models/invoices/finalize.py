@@ -9,7 +9,8 @@ What a finalize writes, each in one statement whatever N:
 - status OPEN, number, finalized_at, the default due date (DEFAULT_PAYMENT_TERMS after the
   finalize day, unless the draft has one);
 - the outbox rows (`outbox.write_pending`, PENDING, due now);
-- the rollup delta (`rollup.apply_finalized`).
+- the rollup delta (`rollup.apply_finalized`);
+- the outbound `invoice.finalized` events (`webhooks_out.events.emit_finalized`).
 
 Locks: the callers lock the drafts first, with `lock` (FOR UPDATE, in id order: the order of
 `staging.place`'s FOR NO KEY UPDATE, so an ingest racing a finalize either gets in before, and
@@ -32,6 +33,7 @@ from sqlmodel import Session
 from models import rollup, tables
 from models.invoices import numbering, totals
 from models.sync_state import outbox
+from models.webhooks_out import events as webhook_events
 
 DEFAULT_PAYMENT_TERMS = timedelta(days=14)
 
@@ -136,5 +138,6 @@ def finalize_locked(
         raise RuntimeError(f"finalized {updated.rowcount} of {len(ids)} locked drafts")  # type: ignore[attr-defined]
     outbox.write_pending(session, ids, now=now)
     rollup.apply_finalized(session, ids, shards=rollup_shards)
+    webhook_events.emit_finalized(session, ids, now=now)
     result.finalized = ids
     return result

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from models.errors import DomainError, UnknownProduct
-from models.invoices import lifecycle
+from models.invoices import describe, lifecycle
 from models.invoices.lifecycle import LineInput
 from models.prices import PriceBook, PriceVersion
 from models.tables import LineItemKind
@@ -134,7 +134,7 @@ def plan_lines(subs: Sequence[Sub], book: PriceBook, period: Period) -> list[Lin
         lines.append(
             LineInput(
                 kind=LineItemKind.SUBSCRIPTION,
-                description=f"{sub.description} ({period.period_start:%Y-%m})",
+                description=describe.recurring_line(sub.description, period.period_start),
                 product=sub.product,
                 unit=price.unit,
                 quantity=sub.quantity,

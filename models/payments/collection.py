@@ -31,6 +31,7 @@ from models.payments import events
 from models.payments.events import Event, InvoiceObject
 from models.sync_state import outbox
 from models.tables import InvoiceStatus, PaymentStatus, SyncStatus
+from models.webhooks_out import events as webhook_events
 
 # Events whose data.object is an invoice and that we act on; others are stored and ignored.
 CREDIT_NOTE_EVENTS = ("credit_note.created", "credit_note.voided")
@@ -141,7 +142,7 @@ def _apply(session: Session, event: Event, *, now: datetime) -> Handled:
     if event.type == "invoice.paid":
         return _paid(session, invoice, obj, created)
     if event.type == "invoice.payment_failed":
-        return _payment_failed(session, invoice, obj, created)
+        return _payment_failed(session, invoice, obj, created, event_id=event.id, now=now)
     if event.type == "invoice.voided":
         if invoice.status == InvoiceStatus.VOID:
             return Handled(events.APPLIED, "ok: void here too")
@@ -183,16 +184,35 @@ def _paid(
 
 
 def _payment_failed(
-    session: Session, invoice: tables.Invoice, obj: InvoiceObject, created: datetime
+    session: Session,
+    invoice: tables.Invoice,
+    obj: InvoiceObject,
+    created: datetime,
+    *,
+    event_id: str,
+    now: datetime,
 ) -> Handled:
     if invoice.status == InvoiceStatus.PAID:
         return Handled(events.IGNORED, "ignored: already paid")
     applied = _upsert_payment(
         session, invoice, obj, created, status=PaymentStatus.FAILED, force=False
     )
-    if applied:
-        return Handled(events.APPLIED, "payment failed")
-    return Handled(events.IGNORED, "ignored: older than the payment state")
+    if not applied:
+        return Handled(events.IGNORED, "ignored: older than the payment state")
+    assert invoice.id is not None
+    # Told to the platform's endpoints in this transaction (models/webhooks_out/events.py).
+    webhook_events.emit_for_invoice(
+        session,
+        webhook_events.INVOICE_PAYMENT_FAILED,
+        invoice.id,
+        extra={
+            "attempt_count": obj.attempt_count,
+            "failure": _failure_message(obj),
+            "stripe_event_id": event_id,
+        },
+        now=now,
+    )
+    return Handled(events.APPLIED, "payment failed")
 
 
 def _updated(

@@ -24,7 +24,7 @@ from sqlmodel import Session
 from models import tables
 from models.errors import PeriodClosed, ValueOutOfRange
 from models.ids import new_public_id
-from models.invoices import lifecycle
+from models.invoices import describe, lifecycle
 from models.invoices import totals as invoice_totals
 from models.money import AMOUNT_MAX_CENTS, QUANTITY_MAX, line_amount_cents
 from models.prices import PriceVersion
@@ -314,15 +314,6 @@ def _any(
     return next(k for k, t in target.items() if t == tkey)
 
 
-def describe(key: LineKey, invoice_period: date | None = None) -> str:
-    """What a usage line is for; late usage says which month it belongs to."""
-    where = ", ".join(x for x in (key.app, key.region) if x)
-    text = f"{key.product}, {where}" if where else key.product
-    if invoice_period is not None and key.period_start != invoice_period:
-        text += f" (late usage of {key.period_start:%Y-%m})"
-    return text
-
-
 def line_fits(quantity: Decimal, unit_price: Decimal) -> bool:
     """A line of this summed quantity can be stored: within NUMERIC(20,9) and its amount within
     the money limit (`money.line_amount_cents` raises past it)."""
@@ -396,7 +387,13 @@ def stage_lines(
                 position=n,
                 public_id=new_public_id("li"),
                 invoice_id=k.invoice_id,
-                description=describe(k, periods.get(k.invoice_id)),
+                description=describe.usage_line(
+                    prices[k.price_id].display_name or k.product,
+                    k.app,
+                    k.region,
+                    period=k.period_start,
+                    invoice_period=periods.get(k.invoice_id),
+                ),
                 product=k.product,
                 app=k.app,
                 region=k.region,

@@ -33,10 +33,12 @@ const Q_INVOICE = `query($id: ID!, $after: String) { invoice(id: $id) {
   creditedTotal { ${MONEY} } amountDue { ${MONEY} }
   creditNotes { id number status reason memo issuedAt voidedAt stripeCreditNoteId total { ${MONEY} }
     refund { ${MONEY} } customerBalance { ${MONEY} } outOfBand { ${MONEY} } }
+  hostedInvoiceUrl pdfUrl
   payment { status attemptCount lastFailureMessage nextAttemptAt }
   syncState { ${SYNC} remoteDueDate history(last: 5) { startedAt step outcome errorCode errorMessage httpStatus } }
   lineItems(first: 100, after: $after) { pageInfo { hasNextPage endCursor }
-    nodes { id kind description product app region unit quantity unitPrice amount { ${MONEY} } } } } }`;
+    nodes { id kind description product app region unit quantity unitPrice
+      displayQuantity displayUnit displayUnitPrice amount { ${MONEY} } } } } }`;
 const GROUP = `name total { ${MONEY} } projectedTotal { ${MONEY} }`;
 const Q_SO_FAR = `query($org: String!) { organization(slug: $org) { name upcomingInvoice {
   asOf periodStart periodEnd total { ${MONEY} } projectedTotal { ${MONEY} } invoice { id }
@@ -152,9 +154,7 @@ async function loadSoFar() {
   const data = await gql(Q_SO_FAR, { org });
   const up = data.organization?.upcomingInvoice;
   if (!up) return;
-  const group = (title, rows) => `<div><h3>${title}</h3><table>${rows.slice(0, 8).map((g) =>
-    `<tr><td>${escapeHtml(g.name ?? "—")}</td><td class="num">${escapeHtml(g.total.formatted)}</td>
-     <td class="num muted">→ ${escapeHtml(g.projectedTotal.formatted)}</td></tr>`).join("")}</table></div>`;
+  const group = (title, key, rows) => groupTable(title, key, rows, up.total);
   const latest = new Map(data.prices.map((p) => [p.product, p.formatted]));
   const used = new Set(up.byProduct.map((g) => g.name));
   const priceList = [...latest].filter(([product]) => used.has(product))
@@ -166,11 +166,43 @@ async function loadSoFar() {
       <span class="muted" data-field="range">(likely ${escapeHtml(up.projection.low.formatted)} to ${escapeHtml(up.projection.high.formatted)})</span>
       <span class="muted">(as of ${escapeHtml(when(up.asOf))}, ${up.lines.length} lines${up.invoice
         ? `; <a href="#/invoices/${encodeURIComponent(up.invoice.id)}">the draft</a>` : ""})</span></p>
-    <div class="groups">${group("By product", up.byProduct)}${group("By app", up.byApp)}${group("By region", up.byRegion)}</div>
+    <div class="groups">${group("By product", "product", up.byProduct)}${group("By app", "app", up.byApp)}${group("By region", "region", up.byRegion)}</div>
     <details><summary>Unit prices</summary><ul>${priceList}</ul></details>`;
   soFarTimer = setTimeout(() => {
     if (document.getElementById("sofar")) loadSoFar().catch(() => {});
   }, 5000);
+}
+
+// A group table of the month so far: every row while there are few, else the largest ones
+// and "+N more" with the rest's sum; the footer is the month's total, which the rows add up to.
+const GROUP_ROWS = 8;
+function groupTable(title, key, rows, total) {
+  const sorted = [...rows].sort((a, b) => (BigInt(b.total.cents) > BigInt(a.total.cents) ? 1 : BigInt(b.total.cents) < BigInt(a.total.cents) ? -1 : 0));
+  const shown = sorted.length > GROUP_ROWS ? sorted.slice(0, GROUP_ROWS - 1) : sorted;
+  const rest = sorted.slice(shown.length);
+  const currency = total.currency;
+  const row = (g) => `<tr data-cents="${escapeHtml(g.total.cents)}"><td>${escapeHtml(g.name ?? "—")}</td>
+    <td class="num">${escapeHtml(g.total.formatted)}</td>
+    <td class="num muted">${g.projectedTotal ? `→ ${escapeHtml(g.projectedTotal.formatted)}` : ""}</td></tr>`;
+  const restCents = sumCents(rest.map((g) => g.total.cents));
+  const more = rest.length ? `<tr class="more" data-cents="${restCents}"><td>+${rest.length} more</td>
+    <td class="num">${escapeHtml(formatCents(restCents, currency))}</td><td></td></tr>` : "";
+  return `<div><h3>${title}</h3><table class="sofar-group" data-group="${key}"><tbody>${shown.map(row).join("")}${more}</tbody>
+    <tfoot><tr><th>Total</th><th class="num" data-cents="${escapeHtml(total.cents)}">${escapeHtml(total.formatted)}</th><th></th></tr></tfoot></table></div>`;
+}
+
+// A price in minor units (exact decimal text, "70" or "0.0001") as major units: "$0.70".
+function unitPrice(cents, currency) {
+  const exp = new Intl.NumberFormat("en-US", { style: "currency", currency }).resolvedOptions().maximumFractionDigits;
+  const symbol = new Intl.NumberFormat("en-US", { style: "currency", currency }).formatToParts(0)
+    .find((p) => p.type === "currency")?.value ?? `${currency} `;
+  const negative = cents.startsWith("-");
+  const [whole, frac = ""] = cents.replace("-", "").split(".");
+  const digits = whole.padStart(exp + 1, "0");
+  let major = `${digits.slice(0, digits.length - exp)}.${digits.slice(digits.length - exp)}${frac}`;
+  major = major.replace(/0+$/, "");
+  const [w, f = ""] = major.split(".");
+  return `${negative ? "-" : ""}${symbol}${Number(w).toLocaleString("en-US")}.${f.padEnd(exp, "0")}`;
 }
 
 function monthBefore(period) {
@@ -340,6 +372,19 @@ function creditNotesCard(notes) {
       <td class="num" data-cents="${escapeHtml(n.total.cents)}">-${escapeHtml(n.total.formatted)}</td></tr>`).join("")}</tbody></table></section>`;
 }
 
+// Stripe's hosted page and PDF, once the sync has finalized the invoice there; "Pay" only
+// while something is left to pay.
+function payLinks(inv) {
+  const links = [];
+  if (inv.hostedInvoiceUrl && ["OPEN", "UNCOLLECTIBLE"].includes(inv.status)) {
+    links.push(`<a class="pay" href="${escapeHtml(inv.hostedInvoiceUrl)}" target="_blank" rel="noopener">Pay</a>`);
+  }
+  if (inv.pdfUrl) {
+    links.push(`<a class="pdf" href="${escapeHtml(inv.pdfUrl)}" target="_blank" rel="noopener">PDF</a>`);
+  }
+  return links.length ? `<dt>Links</dt><dd class="links">${links.join(" · ")}</dd>` : "";
+}
+
 async function renderInvoice(id) {
   main.innerHTML = `<p class="muted">Loading invoice…</p>`;
   let data = await gql(Q_INVOICE, { id, after: null });
@@ -374,6 +419,7 @@ async function renderInvoice(id) {
         <dt>Total</dt><dd class="total" data-cents="${escapeHtml(inv.total.cents)}">${escapeHtml(inv.total.formatted)}</dd>
         ${inv.creditNotes.length ? `<dt>Credited</dt><dd class="credited" data-cents="${escapeHtml(inv.creditedTotal.cents)}">${escapeHtml(inv.creditedTotal.formatted)}</dd>` : ""}
         <dt>Amount due</dt><dd class="amount-due" data-cents="${escapeHtml(inv.amountDue.cents)}">${escapeHtml(inv.amountDue.formatted)}</dd>
+        ${payLinks(inv)}
         <dt>Stripe</dt><dd>${escapeHtml(inv.stripeInvoiceId ?? "not on Stripe yet")} · ${sync.attempts} attempts
           ${sync.nextAttemptAt ? `· next try ${when(sync.nextAttemptAt)}` : ""}${errorDetail(sync)}</dd>
       </dl>
@@ -384,9 +430,13 @@ async function renderInvoice(id) {
       <div class="card"><h2>By region</h2>${groupBy(lines, "region", inv.currency)}</div>
     </section>
     <section class="card"><h2>Line items <span class="muted">(${inv.lineItemCount})</span></h2>
-      <table class="lines"><thead><tr><th>Description</th><th>App</th><th>Region</th><th class="num">Quantity</th><th>Unit</th><th class="num">Unit price</th><th class="num">Amount</th></tr></thead>
-      <tbody>${lines.map((l) => `<tr class="kind-${escapeHtml(l.kind.toLowerCase())}"><td>${escapeHtml(l.description)}</td><td>${escapeHtml(l.app ?? "")}</td><td>${escapeHtml(l.region ?? "")}</td>
-        <td class="num">${escapeHtml(l.quantity)}</td><td>${escapeHtml(l.unit)}</td><td class="num">${escapeHtml(l.unitPrice)}¢</td><td class="num">${escapeHtml(l.amount.formatted)}</td></tr>`).join("")}</tbody></table>
+      <table class="lines"><thead><tr><th>Description</th><th class="num">Quantity</th><th>Unit</th><th class="num">Unit price</th><th class="num">Amount</th></tr></thead>
+      <tbody>${lines.map((l) => `<tr class="kind-${escapeHtml(l.kind.toLowerCase())}" data-cents="${escapeHtml(l.amount.cents)}"
+        title="${escapeHtml(`exact: ${l.quantity} ${l.unit} at ${l.unitPrice}¢ per ${l.unit}`)}"><td>${escapeHtml(l.description)}</td>
+        <td class="num" data-field="displayQuantity">${escapeHtml(l.displayQuantity)}</td><td data-field="displayUnit">${escapeHtml(l.displayUnit)}</td>
+        <td class="num" data-field="displayUnitPrice">${escapeHtml(unitPrice(l.displayUnitPrice, inv.currency))} / ${escapeHtml(l.displayUnit)}</td>
+        <td class="num">${escapeHtml(l.amount.formatted)}</td></tr>`).join("")}</tbody>
+      <tfoot><tr><th>Total</th><th></th><th></th><th></th><th class="num" data-cents="${escapeHtml(inv.total.cents)}">${escapeHtml(inv.total.formatted)}</th></tr></tfoot></table>
     </section>
     ${sync.history?.length ? `<section class="card"><h2>Sync history</h2><table><thead><tr><th>When</th><th>Step</th><th>Outcome</th><th>Error</th></tr></thead><tbody>
       ${sync.history.map((h) => `<tr><td>${when(h.startedAt)}</td><td>${escapeHtml(h.step)}</td><td>${escapeHtml(h.outcome)}</td><td>${escapeHtml(h.errorCode ?? "")} ${escapeHtml(h.errorMessage ?? "")}</td></tr>`).join("")}</tbody></table></section>` : ""}`;

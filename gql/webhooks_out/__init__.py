@@ -1,0 +1,2 @@
+"""Outbound webhook endpoints in the API: createWebhookEndpoint, webhookEndpoints,
+deleteWebhookEndpoint (platform admins only)."""
