@@ -37,6 +37,7 @@ from models.errors import (
 )
 from models.ids import new_public_id
 from models.invoices.lifecycle import MAX_TEXT, get_for_update
+from models.webhooks_out import events as webhook_events
 from models.money import (
     AMOUNT_MAX_CENTS,
     QUANTITY_MAX,
@@ -321,9 +322,39 @@ def issue(
     )
     rollup.apply_credit(session, invoice, total, shards=rollup_shards)
     _notify(session, note, NOTIFY_ISSUED, now=now)
+    _announce_issued(session, note, invoice, now=now)
     _make_sync_due(session, invoice_id, now=now)
     session.flush()
     return note
+
+
+def _announce_issued(
+    session: Session, note: tables.CreditNote, invoice: tables.Invoice, *, now: datetime
+) -> None:
+    """`credit_note.issued` for outbound webhooks, in the issuing transaction: the event exists
+    exactly when the credit note does (a rollback takes both away)."""
+    slug = session.execute(
+        sa.select(tables.Organization.slug).where(
+            col(tables.Organization.id) == note.organization_id
+        )
+    ).scalar_one()
+    webhook_events.emit(
+        session,
+        webhook_events.CREDIT_NOTE_ISSUED,
+        organization_id=note.organization_id,
+        object_id=note.public_id,
+        payload={
+            "id": note.public_id,
+            "number": note.number,
+            "invoice": {"id": invoice.public_id, "number": invoice.number},
+            "organization": slug,
+            "total_cents": note.total_cents,
+            "currency": note.currency,
+            "reason": note.reason,
+            "issued_at": now.isoformat(),
+        },
+        now=now,
+    )
 
 
 def _settlement(given: Settlement | None, total: int, *, post_payment: bool) -> Settlement:
