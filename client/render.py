@@ -93,9 +93,7 @@ def invoice(c: Console, d: dict[str, Any]) -> None:
         for name in ("Number", "Status", "Reason", "Total"):
             notes.add_column(name, justify="right" if name == "Total" else "left")
         for n in d["credit_notes"]:
-            notes.add_row(
-                n["number"], n["status"].lower(), n["reason"].lower(), money(n["total"])
-            )
+            notes.add_row(n["number"], n["status"].lower(), n["reason"].lower(), money(n["total"]))
         c.print(notes)
     payment = d["payment"]
     if payment:

@@ -257,9 +257,9 @@ def test_issuing_a_credit_note_writes_one_credit_note_issued_event_and_delivery(
         "reason": "duplicate",
         "issued_at": NOW.isoformat(),
     }
-    assert db.execute(
-        sa.text("SELECT object_id FROM webhook_events")
-    ).scalar_one() == note.public_id
+    assert (
+        db.execute(sa.text("SELECT object_id FROM webhook_events")).scalar_one() == note.public_id
+    )
 
 
 def test_a_spend_alert_notification_becomes_one_spend_alert_fired_event(db: Session) -> None:

@@ -37,7 +37,6 @@ from models.errors import (
 )
 from models.ids import new_public_id
 from models.invoices.lifecycle import MAX_TEXT, get_for_update
-from models.webhooks_out import events as webhook_events
 from models.money import (
     AMOUNT_MAX_CENTS,
     QUANTITY_MAX,
@@ -47,6 +46,7 @@ from models.money import (
 )
 from models.sync_state import outbox
 from models.tables import CreditNoteReason, CreditNoteStatus, InvoiceStatus
+from models.webhooks_out import events as webhook_events
 
 # Stripe's limit on a credit note's lines is not documented; the invoice's cap is a safe bound.
 MAX_LINES = 250
@@ -334,9 +334,7 @@ def _announce_issued(
     """`credit_note.issued` for outbound webhooks, in the issuing transaction: the event exists
     exactly when the credit note does (a rollback takes both away)."""
     slug = session.execute(
-        sa.select(tables.Organization.slug).where(
-            col(tables.Organization.id) == note.organization_id
-        )
+        sa.text("SELECT slug FROM organizations WHERE id = :o"), {"o": note.organization_id}
     ).scalar_one()
     webhook_events.emit(
         session,
