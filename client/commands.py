@@ -1,6 +1,5 @@
 """What each command asks the API and the plain data it answers (printed by `render`, or as
-JSON with --json). Only fields every server of this version has are asked for; see
-docs/client.md for the ones other branches add (projection range, credit notes, FORECAST)."""
+JSON with --json). docs/client.md lists what each command asks."""
 
 from __future__ import annotations
 
@@ -29,6 +28,7 @@ def organization(api: Api, slug: str | None) -> str:
 
 NOW = f"""query($org: String!) {{ organization(slug: $org) {{ slug name upcomingInvoice {{
   asOf total {{ {MONEY} }} projectedTotal {{ {MONEY} }}
+  projection {{ total {{ {MONEY} }} low {{ {MONEY} }} high {{ {MONEY} }} method }}
   invoice {{ id periodStart periodEnd lineItemCount }}
   byApp {{ name total {{ {MONEY} }} }} }} }} }}"""
 
@@ -41,7 +41,7 @@ def now(api: Api, org: str | None, *, top: int = 5) -> dict[str, Any]:
     up = found["upcomingInvoice"]
     if up is None:
         return {"organization": slug, "name": found["name"], "period": None, "total": None,
-                "projected": None, "as_of": None, "top_apps": []}  # fmt: skip
+                "projected": None, "projection": None, "as_of": None, "top_apps": []}  # fmt: skip
     return {
         "organization": slug,
         "name": found["name"],
@@ -51,6 +51,7 @@ def now(api: Api, org: str | None, *, top: int = 5) -> dict[str, Any]:
         "lines": up["invoice"]["lineItemCount"],
         "total": up["total"],
         "projected": up["projectedTotal"],
+        "projection": up["projection"],
         "top_apps": [{"app": g["name"], "total": g["total"]} for g in up["byApp"][:top]],
         "more_apps": max(0, len(up["byApp"]) - top),
     }
@@ -86,7 +87,8 @@ INVOICE = f"""query($id: ID!, $after: String) {{ invoice(id: $id) {{
   id number status currency periodStart periodEnd dueDate finalizedAt paidAt
   subtotal {{ {MONEY} }} total {{ {MONEY} }} organization {{ slug name }}
   payment {{ status attemptCount lastFailureMessage nextAttemptAt }}
-  hostedInvoiceUrl pdfUrl
+  hostedInvoiceUrl pdfUrl creditedTotal {{ {MONEY} }} amountDue {{ {MONEY} }}
+  creditNotes {{ number status reason total {{ {MONEY} }} }}
   lineItems(first: 100, after: $after) {{ pageInfo {{ hasNextPage endCursor }} nodes {{
     description kind product app region displayQuantity displayUnit displayUnitPrice
     quantity unit unitPrice amount {{ {MONEY} }} }} }} }} }}"""
@@ -116,6 +118,9 @@ def invoice(api: Api, number: str) -> dict[str, Any]:
         "paid_at": found["paidAt"],
         "subtotal": found["subtotal"],
         "total": found["total"],
+        "credited_total": found["creditedTotal"],
+        "amount_due": found["amountDue"],
+        "credit_notes": found["creditNotes"],
         "payment": found["payment"],
         "pay_url": found["hostedInvoiceUrl"],
         "pdf_url": found["pdfUrl"],

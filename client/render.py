@@ -38,6 +38,8 @@ def now(c: Console, d: dict[str, Any]) -> None:
         f"projected {money(d['projected'])} by {d['period_end']} "
         f"[dim](as of {d['as_of'][:16].replace('T', ' ')} UTC, {d['lines']} lines)[/dim]"
     )
+    p = d["projection"]
+    c.print(f"Projected range {money(p['low'])} to {money(p['high'])} [dim]({p['method']})[/dim]")
     t = Table(title="Top apps")
     t.add_column("App")
     t.add_column("So far", justify="right")
@@ -82,7 +84,17 @@ def invoice(c: Console, d: dict[str, Any]) -> None:
         )
     t.add_section()
     t.add_row("[bold]Total[/bold]", "", "", f"[bold]{money(d['total'])}[/bold]")
+    if d["credit_notes"]:
+        t.add_row("Credited", "", "", f"-{money(d['credited_total'])}")
+        t.add_row("[bold]Amount due[/bold]", "", "", f"[bold]{money(d['amount_due'])}[/bold]")
     c.print(t)
+    if d["credit_notes"]:
+        notes = Table(title="Credit notes")
+        for name in ("Number", "Status", "Reason", "Total"):
+            notes.add_column(name, justify="right" if name == "Total" else "left")
+        for n in d["credit_notes"]:
+            notes.add_row(n["number"], n["status"].lower(), n["reason"].lower(), money(n["total"]))
+        c.print(notes)
     payment = d["payment"]
     if payment:
         extra = f" ({payment['lastFailureMessage']})" if payment.get("lastFailureMessage") else ""

@@ -25,10 +25,12 @@ from demo import prices as demo_prices
 from gql.app import create_app
 from models import prices
 from models.db import make_engine
+from models.invoices import credit_notes
+from models.invoices.credit_notes import CreditLineInput
 from models.usage import ingest
 from models.usage.ingest import UsageEventInput
 from settings import PROJECT_ROOT, Settings
-from tests.factories import make_invoice, make_org, make_token
+from tests.factories import SHARDS, make_invoice, make_org, make_token
 from tests.live_server import free_port, serve
 
 
@@ -78,6 +80,11 @@ def live(committed: sessionmaker[Session], database_url: str, redis_url: str) ->
         )
         assert done.number is not None
         number = done.number
+        credit_notes.issue(
+            s, done, reason="duplicate", memo="billed twice",
+            lines=[CreditLineInput(description="goodwill", amount_cents=100)],
+            settlement=None, created_by="test", now=now, rollup_shards=SHARDS,
+        )  # fmt: skip
     app = create_app(
         Settings(database_url=database_url, redis_url=redis_url),
         engine=make_engine(database_url, pool_size=2),
@@ -116,6 +123,11 @@ def test_bill_now_invoices_invoice_usage_and_alerts_against_a_live_api(live: Liv
     assert now["total"]["cents"] == str(70 + 140 + 210)
     assert [a["app"] for a in now["top_apps"]] == ["acme-api", "worker"]
     assert [a["total"]["cents"] for a in now["top_apps"]] == ["210", "210"]
+    projection = now["projection"]
+    assert projection["method"] and projection["total"]["currency"] == "USD"
+    assert int(projection["low"]["cents"]) <= int(projection["total"]["cents"])
+    assert int(projection["total"]["cents"]) <= int(projection["high"]["cents"])
+    assert projection["total"] == now["projected"]
 
     listed = as_json(live, "invoices")
     numbers = [i["number"] for i in listed["invoices"]]
@@ -127,6 +139,11 @@ def test_bill_now_invoices_invoice_usage_and_alerts_against_a_live_api(live: Liv
     assert inv["number"] == live.number and inv["pay_url"] == "http://pay.example/i/1"
     assert inv["pdf_url"] == "http://pay.example/i/1/pdf"
     assert sum(int(line["amount"]["cents"]) for line in inv["lines"]) == int(inv["total"]["cents"])
+    (note,) = inv["credit_notes"]
+    assert note["number"] == f"{live.number}-CN1" and note["status"] == "ISSUED"
+    assert note["reason"] == "DUPLICATE" and note["total"]["formatted"] == "$1.00"
+    assert inv["credited_total"]["cents"] == "100"
+    assert int(inv["amount_due"]["cents"]) == int(inv["total"]["cents"]) - 100
 
     draft = as_json(live, "invoice", now_draft_id(live))
     cpu = next(
@@ -162,7 +179,12 @@ def test_bill_now_invoices_invoice_usage_and_alerts_against_a_live_api(live: Liv
     assert "Shared CPU, acme-api in ams" in text.stdout and "vCPU-month" in text.stdout
     text = bill(live, "invoice", live.number)
     assert "Pay: http://pay.example/i/1" in text.stdout and "PDF:" in text.stdout
-    assert "Top apps" in bill(live, "now").stdout
+    assert f"{live.number}-CN1" in text.stdout and "Amount due" in text.stdout
+    assert "Credited" in text.stdout and "-$1.00" in text.stdout
+    text = bill(live, "now")
+    assert "Top apps" in text.stdout
+    low, high = projection["low"]["formatted"], projection["high"]["formatted"]
+    assert f"{low} to {high}" in text.stdout
 
 
 def now_draft_id(live: Live) -> str:

@@ -25,6 +25,8 @@ from sqlmodel import Session
 
 from models import alerts
 from models.errors import InvalidValue, NotFound
+from models.invoices import credit_notes
+from models.invoices.credit_notes import CreditLineInput
 from models.usage import ingest
 from models.webhooks_out import deliveries, endpoints, events
 from settings import PROJECT_ROOT
@@ -32,7 +34,7 @@ from sync.config import SyncConfig
 from sync.webhooks_out import deliver, signing
 from sync.webhooks_out.config import OutConfig
 from tests.api_helpers import Api
-from tests.factories import make_invoice, make_org, make_token
+from tests.factories import SHARDS, make_invoice, make_org, make_token
 from tests.sync_helpers import mock, mock_server, sync_config  # noqa: F401
 from tests.test_close import IN_FEB, ev, seed_prices
 from tests.test_sync_worker import Spawn, spawn  # noqa: F401
@@ -221,6 +223,43 @@ def test_emit_is_what_other_code_calls_for_credit_notes(db: Session) -> None:
     assert event.id == event_id and event.deliveries == 1
     with pytest.raises(ValueError):
         events.emit(db, "invoice.eaten", organization_id=None, object_id=None, payload={}, now=NOW)
+
+
+def test_issuing_a_credit_note_writes_one_credit_note_issued_event_and_delivery(
+    db: Session,
+) -> None:
+    endpoints.create_endpoint(
+        db, url="https://a.example/h", event_types=["credit_note.issued"], now=NOW
+    )
+    org = make_org(db, slug="acme")
+    inv = make_invoice(db, org, status="open", lines=2)
+    assert _events(db) == []  # finalizing is not what this endpoint wants
+    note = credit_notes.issue(
+        db,
+        inv,
+        reason="duplicate",
+        memo=None,
+        lines=[CreditLineInput(description="goodwill", amount_cents=100)],
+        settlement=None,
+        created_by="test",
+        now=NOW,
+        rollup_shards=SHARDS,
+    )
+    (event,) = _events(db)
+    assert event.type == "credit_note.issued" and event.deliveries == 1
+    assert event.payload == {
+        "id": note.public_id,
+        "number": note.number,
+        "invoice": {"id": inv.public_id, "number": inv.number},
+        "organization": "acme",
+        "total_cents": 100,
+        "currency": "USD",
+        "reason": "duplicate",
+        "issued_at": NOW.isoformat(),
+    }
+    assert (
+        db.execute(sa.text("SELECT object_id FROM webhook_events")).scalar_one() == note.public_id
+    )
 
 
 def test_a_spend_alert_notification_becomes_one_spend_alert_fired_event(db: Session) -> None:

@@ -46,6 +46,7 @@ from models.money import (
 )
 from models.sync_state import outbox
 from models.tables import CreditNoteReason, CreditNoteStatus, InvoiceStatus
+from models.webhooks_out import events as webhook_events
 
 # Stripe's limit on a credit note's lines is not documented; the invoice's cap is a safe bound.
 MAX_LINES = 250
@@ -321,9 +322,37 @@ def issue(
     )
     rollup.apply_credit(session, invoice, total, shards=rollup_shards)
     _notify(session, note, NOTIFY_ISSUED, now=now)
+    _announce_issued(session, note, invoice, now=now)
     _make_sync_due(session, invoice_id, now=now)
     session.flush()
     return note
+
+
+def _announce_issued(
+    session: Session, note: tables.CreditNote, invoice: tables.Invoice, *, now: datetime
+) -> None:
+    """`credit_note.issued` for outbound webhooks, in the issuing transaction: the event exists
+    exactly when the credit note does (a rollback takes both away)."""
+    slug = session.execute(
+        sa.text("SELECT slug FROM organizations WHERE id = :o"), {"o": note.organization_id}
+    ).scalar_one()
+    webhook_events.emit(
+        session,
+        webhook_events.CREDIT_NOTE_ISSUED,
+        organization_id=note.organization_id,
+        object_id=note.public_id,
+        payload={
+            "id": note.public_id,
+            "number": note.number,
+            "invoice": {"id": invoice.public_id, "number": invoice.number},
+            "organization": slug,
+            "total_cents": note.total_cents,
+            "currency": note.currency,
+            "reason": note.reason,
+            "issued_at": now.isoformat(),
+        },
+        now=now,
+    )
 
 
 def _settlement(given: Settlement | None, total: int, *, post_payment: bool) -> Settlement:
