@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -262,6 +262,28 @@ def test_issuing_a_credit_note_writes_one_credit_note_issued_event_and_delivery(
     )
 
 
+def test_a_credit_note_is_never_announced_as_a_spend_alert(db: Session) -> None:
+    """Only spend alerts' notification rows become spend_alert.fired events; a credit note is
+    announced once, as credit_note.issued."""
+    endpoints.create_endpoint(
+        db, url="https://a.example/h", event_types=["spend_alert.fired"], now=NOW
+    )
+    inv = make_invoice(db, make_org(db, slug="acme"), status="open", lines=2)
+    credit_notes.issue(
+        db,
+        inv,
+        reason="duplicate",
+        memo=None,
+        lines=[CreditLineInput(description="goodwill", amount_cents=100)],
+        settlement=None,
+        created_by="test",
+        now=NOW,
+        rollup_shards=SHARDS,
+    )
+    events.promote_notifications(db, batch=10, now=NOW)
+    assert [e.type for e in _events(db)] == []
+
+
 def test_a_spend_alert_notification_becomes_one_spend_alert_fired_event(db: Session) -> None:
     endpoints.create_endpoint(
         db, url="https://a.example/h", event_types=["spend_alert.fired"], now=NOW
@@ -474,6 +496,7 @@ def test_a_spend_alert_is_delivered_signed_and_again_after_the_endpoint_fails_on
 
 def test_a_failed_payment_from_stripe_emits_invoice_payment_failed_once(db: Session) -> None:
     from models.payments import collection
+    from models.payments import events as payment_events
 
     endpoints.create_endpoint(
         db, url="https://a.example/h", event_types=["invoice.payment_failed"], now=NOW
@@ -490,13 +513,15 @@ def test_a_failed_payment_from_stripe_emits_invoice_payment_failed_once(db: Sess
         "next_payment_attempt": None,
     }
 
-    def failed(event_id: str, created: datetime) -> collection.Event:
-        return collection.Event(
-            event_id, "invoice.payment_failed", created, obj, {"data": {"object": obj}}
+    def failed(event_id: str, created: datetime) -> payment_events.Event:
+        body = {"id": event_id, "object": "event", "type": "invoice.payment_failed",
+                "created": int(created.timestamp()), "data": {"object": obj}}  # fmt: skip
+        return payment_events.read(
+            body, handled=collection.HANDLED, now=NOW, skew=timedelta(minutes=5)
         )
 
-    assert collection.handle(db, failed("evt_s1", NOW), now=NOW) == "payment failed"
-    assert collection.handle(db, failed("evt_s1", NOW), now=NOW) == "duplicate"
+    assert collection.handle(db, failed("evt_s1", NOW), now=NOW).outcome == "payment failed"
+    assert collection.handle(db, failed("evt_s1", NOW), now=NOW).outcome == "duplicate"
     (event,) = _events(db)
     assert event.type == "invoice.payment_failed" and event.deliveries == 1
     assert event.payload["id"] == inv.public_id and event.payload["attempt_count"] == 2

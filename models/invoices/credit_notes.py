@@ -51,8 +51,6 @@ from models.webhooks_out import events as webhook_events
 # Stripe's limit on a credit note's lines is not documented; the invoice's cap is a safe bound.
 MAX_LINES = 250
 CREDITABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE, InvoiceStatus.PAID)
-NOTIFY_ISSUED = "credit_note.issued"
-NOTIFY_VOIDED = "credit_note.voided"
 
 
 @dataclass(frozen=True)
@@ -250,7 +248,7 @@ def issue(
     incident_id: int | None = None,
 ) -> tables.CreditNote:
     """Issue a credit note on a finalized invoice: its number, lines, the rollup's credited
-    delta, a notification row and the invoice's sync made due, in the caller's transaction.
+    delta, the `credit_note.issued` event for outbound webhooks and the invoice's sync made due, in the caller's transaction.
     Raises InvalidTransition (draft or void invoice), InvalidValue, NotFound (a line item),
     OverCredit, InvalidSettlement, TooManyItems. Caller commits, then enqueues the sync."""
     assert invoice.id is not None
@@ -321,7 +319,6 @@ def issue(
         for item_id, description, quantity, amount in values
     )
     rollup.apply_credit(session, invoice, total, shards=rollup_shards)
-    _notify(session, note, NOTIFY_ISSUED, now=now)
     _announce_issued(session, note, invoice, now=now)
     _make_sync_due(session, invoice_id, now=now)
     session.flush()
@@ -398,7 +395,6 @@ def void(
     note.voided_at = now
     session.flush()
     rollup.apply_credit(session, invoice, -note.total_cents, shards=rollup_shards)
-    _notify(session, note, NOTIFY_VOIDED, now=now)
     _make_sync_due(session, note.invoice_id, now=now)
     session.flush()
     return note
@@ -473,25 +469,6 @@ def listing(
             raise NotFound(f"no organization {organization_slug!r}", field=("organizationSlug",))
         stmt = stmt.where(cn.organization_id == org.id)
     return list(session.exec(stmt.order_by(col(cn.id).desc()).limit(limit)))
-
-
-def _notify(session: Session, note: tables.CreditNote, kind: str, *, now: datetime) -> None:
-    """The hook for outbound notifications (e-mail, webhooks): one outbox row per event, in the
-    same transaction, as spend alerts do; whoever delivers them reads notification_outbox."""
-    session.add(
-        tables.NotificationOutbox(
-            organization_id=note.organization_id,
-            kind=kind,
-            payload={
-                "credit_note": note.public_id,
-                "number": note.number,
-                "invoice_id": note.invoice_id,
-                "total_cents": note.total_cents,
-                "currency": note.currency,
-            },
-            created_at=now,
-        )
-    )
 
 
 def _make_sync_due(session: Session, invoice_id: int, *, now: datetime) -> None:

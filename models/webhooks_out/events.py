@@ -125,7 +125,7 @@ def promote_notifications(session: Session, *, batch: int, now: datetime) -> int
     taken = session.execute(
         sa.text(
             "WITH taken AS ("
-            " SELECT id FROM notification_outbox WHERE sent_at IS NULL"
+            " SELECT id FROM notification_outbox WHERE sent_at IS NULL AND kind = :kind"
             " ORDER BY id LIMIT :batch FOR UPDATE SKIP LOCKED),"
             " sent AS ("
             " UPDATE notification_outbox n SET sent_at = :now FROM taken"
@@ -143,6 +143,6 @@ def promote_notifications(session: Session, *, batch: int, now: datetime) -> int
             " FROM sent s, wanted WHERE wanted.yes ORDER BY s.id RETURNING 1)"
             " SELECT (SELECT count(*) FROM sent), (SELECT count(*) FROM events)"
         ),
-        {"batch": batch, "now": now, "t": SPEND_ALERT_FIRED},
+        {"batch": batch, "now": now, "t": SPEND_ALERT_FIRED, "kind": "spend_alert"},
     ).one()
     return int(taken[0])
