@@ -96,7 +96,7 @@ def _make_data(factory: sessionmaker[Session]) -> tuple[str, str, str, int]:
             ]
             lifecycle.add_lines(s, inv, lines, now=now)
             inv = lifecycle.finalize(s, inv, now=now, rollup_shards=SHARDS)
-            if i == 4:  # May: the first row of page 2, the invoice the test opens
+            if i == 5:  # June: the first row of page 2 (after the open draft), the invoice opened
                 credit_notes.issue(
                     s,
                     inv,

@@ -171,17 +171,6 @@ class IsPlatformAdmin(BasePermission):
         raise _forbidden(info, "a platform admin token")
 
 
-class IsPlatformAdminReader(BasePermission):
-    """Platform-wide configuration (webhook endpoints) is read by admins only."""
-
-    message = "this field needs a platform admin token"
-    error_extensions = {"code": "FORBIDDEN"}
-
-    def has_permission(self, source: object, info: Info[Caller, Any], **kwargs: object) -> bool:
-        viewer = info.context.viewer_or_none
-        return viewer is not None and viewer.is_admin
-
-
 USAGE_WRITERS = frozenset({TokenScope.ADMIN, TokenScope.METERING})
 
 

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from sqlmodel import Session, col, select
@@ -545,7 +545,12 @@ class OutageCreditQueries:
         permission_classes=[IsPlatformAdmin],
     )
     def outage_credit_preview(
-        self, info: Info, input: CreditOutageInput
+        self,
+        info: Info,
+        input: Annotated[
+            CreditOutageInput,
+            strawberry.argument(description="The incident to preview: region, window, products."),
+        ],
     ) -> list[OutageCreditOrganization]:
         try:
             incident = _incident_input(input)

@@ -43,7 +43,7 @@ class MonthlySummary:
         "corrects what was owed for that month."
     )
     net: Money = strawberry.field(
-        description="total - credited: what was finally owed for the month."
+        description="Total minus credited: what was finally owed for the month."
     )
 
 
