@@ -98,6 +98,9 @@ def live(committed: sessionmaker[Session], database_url: str, redis_url: str) ->
 def bill(live: Live | None, *args: str, token: str | None = None, api: str | None = None) -> Any:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
     env["BILLING_API"] = api or (live.url if live else "")
+    # A wide terminal: rich wraps at 80 columns when not on a tty, and where a line wraps
+    # depends on the amounts, which depend on the clock.
+    env["COLUMNS"] = "200"
     if token is not None or live is not None:
         env["BILLING_TOKEN"] = token if token is not None else live.member  # type: ignore[union-attr]
     return subprocess.run(
