@@ -27,6 +27,16 @@ SCALARS = {
 }
 
 
+def _codes(answer: object) -> list[str]:
+    """Every `code` anywhere in the answer: errors' extensions and userErrors."""
+    if isinstance(answer, dict):
+        own = [answer["code"]] if isinstance(answer.get("code"), str) else []
+        return own + [c for v in answer.values() for c in _codes(v)]
+    if isinstance(answer, list):
+        return [c for v in answer for c in _codes(v)]
+    return []
+
+
 def test_fuzzed_operations_never_fail_internally(
     api: Api, committed: sessionmaker[Session]
 ) -> None:
@@ -36,7 +46,13 @@ def test_fuzzed_operations_never_fail_internally(
         make_invoice(s, org)
         token = make_token(s, None, admin=True)
 
-    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+    # derandomize: the same 120 examples every run, so the suite stays deterministic.
+    @settings(
+        max_examples=120,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(
         query=gql_st.queries(SCHEMA, custom_scalars=SCALARS)
         | gql_st.mutations(SCHEMA, custom_scalars=SCALARS)
@@ -47,6 +63,9 @@ def test_fuzzed_operations_never_fail_internally(
         )
         assert response.status_code in (200, 400), (response.status_code, query)
         text = response.text
-        assert "Traceback" not in text and "INTERNAL_ERROR" not in text, (query, text)
+        assert "Traceback (most recent call last)" not in text, (query, text)
+        # Judged by the codes, not by the text: a made-up argument (an invoice id spelled
+        # "INTERNAL_ERROR") comes back inside a userError's message, and that is fine.
+        assert "INTERNAL_ERROR" not in _codes(response.json()), (query, text)
 
     run()
