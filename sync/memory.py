@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-import stripe
 from sqlmodel import Session
 
 REPLAYED_500 = "idempotent_replayed_500"
@@ -70,15 +69,6 @@ def load(session: Session, invoice_id: int) -> Memory:
 def spent_step(failed_post: str | None) -> str | None:
     """The step whose key a POST answered with a 5xx has spent (`StripeGateway.failed_post`)."""
     return STEP_OF_POST.get(failed_post or "")
-
-
-def is_replayed_500(e: BaseException) -> bool:
-    """A 5xx that Stripe replayed from its idempotency store: this key will never succeed."""
-    if not isinstance(e, stripe.StripeError) or (e.http_status or 0) < 500:
-        return False
-    headers = e.headers or {}
-    value = headers.get("Idempotent-Replayed") or headers.get("idempotent-replayed")
-    return str(value).lower() == "true"
 
 
 def bump(session: Session, invoice_id: int, step: str) -> int:

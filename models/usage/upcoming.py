@@ -145,13 +145,6 @@ def current_drafts(
     }
 
 
-def current_draft(
-    session: Session, organization_id: int, *, as_of: datetime
-) -> tables.Invoice | None:
-    """The draft that is one organization's month so far, or None (current_drafts)."""
-    return current_drafts(session, [organization_id], as_of=as_of).get(organization_id)
-
-
 _DRAFT_LINES = sa.text(
     "SELECT invoice_id, product, app, region, unit, amount_cents, period_start, price_id,"
     " first_usage_at, last_usage_at FROM invoice_items WHERE invoice_id = ANY(:ids)"
